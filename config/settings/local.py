@@ -1,0 +1,17 @@
+"""Settings for `make run` and manual work on one machine."""
+from __future__ import annotations
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATA_DIR, env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# `make run` writes a random key to .env; this fallback only serves a bare `manage.py`.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-only-insecure-key-never-used-in-production")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# `make run` starts the emulator on these ports; Segment itself is never contacted locally.
+SEGMENT_API_US = env("SEGMENT_API_US", default="http://127.0.0.1:9100/v1")
+SEGMENT_API_EU = env("SEGMENT_API_EU", default="http://127.0.0.1:9101/v1")
+SEGMENT_CDN = env("SEGMENT_CDN", default="http://127.0.0.1:9100/v1")
+
+DATA_DIR.mkdir(parents=True, exist_ok=True)

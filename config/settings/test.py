@@ -1,0 +1,37 @@
+"""Settings for the test suite: PostgreSQL and Redis when their URLs are set, else SQLite and
+the filesystem broker in a throw-away folder."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import CELERY_BROKER_URL, env
+
+SECRET_KEY = "test-only-key-4c1f9e7a2b8d6e0f3a5c7b9d1e2f4a6c8b0d2e4f6a8c0b2d"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+DEBUG = False
+
+# Fast hashing: the suite creates many users; production keeps Django's default (PBKDF2).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+_scratch = Path(tempfile.mkdtemp(prefix="tributary-test-"))
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_scratch / "queue"),
+        "data_folder_out": str(_scratch / "queue"),
+        "processed_folder": str(_scratch / "processed"),
+        "store_processed": False,
+    }
+    for _folder in ("queue", "processed"):
+        (_scratch / _folder).mkdir(parents=True, exist_ok=True)
+CELERY_BEAT_SCHEDULE_FILENAME = str(_scratch / "celerybeat-schedule")
+
+FIELD_ENCRYPTION_KEYS = env.list(
+    "FIELD_ENCRYPTION_KEYS", default=["nYlqkUQ8vkg0cG6u2vKJxQmVd5GQy4h2b3Yw8pRz1Jk="]
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

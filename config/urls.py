@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from accounts import views as account_views
+from accounts.urls import workspace_urlpatterns
+
+admin.site.site_header = "Tributary operations"
+admin.site.site_title = "Tributary admin"
+admin.site.index_title = "Operations"
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("healthz", account_views.healthz, name="healthz"),
+    path("account/", include("accounts.urls")),
+    path("workspaces/new/", account_views.workspace_create, name="workspace_create"),
+    path("w/<slug:slug>/", include(workspace_urlpatterns)),
+    path("w/<slug:slug>/", include("integrations.urls")),
+    path("admin/", admin.site.urls),
+]
