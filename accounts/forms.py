@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from accounts.models import AuditAction, Membership, Role, User
+
+
+class SignUpForm(forms.Form):
+    full_name = forms.CharField(label="Your name", max_length=150)
+    email = forms.EmailField(label="Work e-mail")
+    password = forms.CharField(
+        label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    workspace_name = forms.CharField(
+        label="Workspace name", max_length=100,
+        help_text="Usually your company's name. You can add more workspaces later.",
+    )
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this e-mail already exists. Sign in instead.")
+        return email
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        password = cleaned.get("password")
+        if password:
+            probe = User(email=cleaned.get("email", ""), full_name=cleaned.get("full_name", ""))
+            try:
+                password_validation.validate_password(password, probe)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    username = forms.EmailField(
+        label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+    )
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That e-mail and password do not match an account. Check both and try again.",
+    }
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(label="Workspace name", max_length=100)
+
+
+def _role_choices(acting: Membership) -> list[tuple[str, str]]:
+    # Admins manage members and admins; only owners hand out the owner role.
+    if acting.is_owner:
+        return list(Role.choices)
+    return [(value, label) for value, label in Role.choices if value != Role.OWNER]
+
+
+class MemberAddForm(forms.Form):
+    email = forms.EmailField(label="E-mail", help_text="People without an account get an invitation.")
+    role = forms.ChoiceField(label="Role")
+
+    def __init__(self, *args: Any, acting: Membership, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = _role_choices(acting)
+        self.fields["role"].initial = Role.MEMBER
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=Role.choices)
+
+
+class AuditFilterForm(forms.Form):
+    group = forms.ChoiceField(label="Action", required=False)
+    actor = forms.TypedChoiceField(label="Actor", required=False, coerce=int, empty_value=None)
+
+    def __init__(self, *args: Any, members: list[Membership], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["group"].choices = [("", "All actions")] + [
+            (group, group.capitalize()) for group in AuditAction.groups()
+        ]
+        self.fields["actor"].choices = [("", "Anyone")] + [
+            (m.user_id, m.user.email) for m in members
+        ]

@@ -1,0 +1,49 @@
+"""Reads that enforce tenancy. Nothing fetches a workspace's object by id alone: a person
+who is not a member gets a 404, as if the object did not exist."""
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from accounts.models import AuditEvent, Membership, User, Workspace
+
+
+def membership_get_for_user(*, user: User, slug: str) -> Membership:
+    """The user's membership in the workspace with this slug, or 404."""
+    try:
+        return Membership.objects.select_related("workspace").get(
+            workspace__slug=slug, user=user
+        )
+    except Membership.DoesNotExist:
+        raise Http404("No such workspace.") from None
+
+
+def memberships_for_user(*, user: User) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+
+
+def workspace_members(*, workspace: Workspace) -> QuerySet[Membership]:
+    return workspace.memberships.select_related("user").order_by("user__email")
+
+
+def workspace_member_get(*, workspace: Workspace, pk: int) -> Membership:
+    """A membership of this workspace by id, or 404 (ids of other workspaces included)."""
+    try:
+        return workspace.memberships.select_related("user", "workspace").get(pk=pk)
+    except Membership.DoesNotExist:
+        raise Http404("No such member.") from None
+
+
+def audit_events_for_workspace(
+    *, workspace: Workspace, group: str = "", actor_id: int | None = None
+) -> QuerySet[AuditEvent]:
+    """The workspace's own events, plus account events (sign-ins) of its current members."""
+    member_ids = workspace.memberships.values("user_id")
+    events = AuditEvent.objects.filter(
+        Q(workspace=workspace) | Q(workspace__isnull=True, actor_id__in=member_ids)
+    )
+    if group:
+        events = events.filter(action__startswith=f"{group}.")
+    if actor_id is not None:
+        events = events.filter(actor_id=actor_id)
+    return events.select_related("actor")

@@ -1,0 +1,154 @@
+"""Every write to accounts, workspaces and memberships.
+
+Each function validates, runs in a transaction, writes its audit row and schedules e-mail
+with `on_commit`, so a rolled-back change leaves no row and sends nothing.
+"""
+from __future__ import annotations
+
+import secrets
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils.text import slugify
+
+from accounts.audit import Actor, audit_record
+from accounts.models import AuditAction, Membership, Role, User, Workspace
+
+
+def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> User:
+    """Create an account and its first workspace, owned by the new user."""
+    email = User.objects.normalize_email(email).lower()
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValidationError({"email": "An account with this e-mail already exists. Sign in instead."})
+        user = User.objects.create_user(email, password, full_name=full_name)
+        acting = Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
+        audit_record(actor=acting, action=AuditAction.SIGNED_UP, target=user)
+        workspace_create(actor=acting, name=workspace_name)
+    return user
+
+
+def workspace_create(*, actor: Actor, name: str) -> Workspace:
+    """Create a workspace owned by the acting user."""
+    assert actor.user is not None, "a workspace needs a person to own it"
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the workspace a name."})
+    with transaction.atomic():
+        workspace = Workspace.objects.create(name=name, slug=_unique_slug(name))
+        Membership.objects.create(workspace=workspace, user=actor.user, role=Role.OWNER)
+        audit_record(
+            actor=actor, action=AuditAction.WORKSPACE_CREATED, workspace=workspace,
+            target=workspace, details={"name": name},
+        )
+    return workspace
+
+
+def workspace_rename(*, actor: Actor, workspace: Workspace, name: str) -> Workspace:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the workspace a name."})
+    with transaction.atomic():
+        _require_manager(actor, workspace)
+        old = workspace.name
+        workspace.name = name
+        workspace.save(update_fields=["name"])
+        audit_record(
+            actor=actor, action=AuditAction.WORKSPACE_RENAMED, workspace=workspace,
+            target=workspace, details={"from": old, "to": name},
+        )
+    return workspace
+
+
+def membership_add(*, actor: Actor, workspace: Workspace, email: str, role: str) -> Membership:
+    """Add a person by e-mail. Someone without an account is invited: an account is made
+    with no usable password and the e-mail carries a link to choose one."""
+    from accounts.tasks import send_membership_email
+
+    email = User.objects.normalize_email(email).strip().lower()
+    with transaction.atomic():
+        acting = _require_manager(actor, workspace)
+        if role == Role.OWNER and not acting.is_owner:
+            raise PermissionDenied("Only owners can add owners.")
+        user = User.objects.filter(email__iexact=email).first()
+        invited = user is None or not user.has_usable_password()
+        if user is None:
+            user = User.objects.create_user(email, password=None)
+        elif Membership.objects.filter(workspace=workspace, user=user).exists():
+            raise ValidationError({"email": f"{email} is already a member of this workspace."})
+        membership = Membership.objects.create(workspace=workspace, user=user, role=role)
+        audit_record(
+            actor=actor,
+            action=AuditAction.MEMBER_INVITED if invited else AuditAction.MEMBER_ADDED,
+            workspace=workspace, target=membership, details={"email": email, "role": role},
+        )
+        transaction.on_commit(lambda: send_membership_email.delay(membership.pk, invited))
+    return membership
+
+
+def membership_change_role(*, actor: Actor, membership: Membership, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationError({"role": "Choose owner, admin or member."})
+    with transaction.atomic():
+        workspace = membership.workspace
+        acting = _require_manager(actor, workspace)
+        if (membership.is_owner or role == Role.OWNER) and not acting.is_owner:
+            raise PermissionDenied("Only owners can grant or take away the owner role.")
+        if membership.is_owner and role != Role.OWNER:
+            _refuse_if_last_owner(membership, "demote")
+        old = membership.role
+        if old == role:
+            return membership
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            actor=actor, action=AuditAction.MEMBER_ROLE_CHANGED, workspace=workspace,
+            target=membership, details={"email": membership.user.email, "from": old, "to": role},
+        )
+    return membership
+
+
+def membership_remove(*, actor: Actor, membership: Membership) -> None:
+    """Remove someone from a workspace; anyone may also remove themselves (leave)."""
+    with transaction.atomic():
+        workspace = membership.workspace
+        leaving = actor.user is not None and actor.user.pk == membership.user_id
+        if not leaving:
+            acting = _require_manager(actor, workspace)
+            if membership.is_owner and not acting.is_owner:
+                raise PermissionDenied("Only owners can remove an owner.")
+        if membership.is_owner:
+            _refuse_if_last_owner(membership, "remove")
+        details = {"email": membership.user.email, "role": membership.role, "left": leaving}
+        audit_record(
+            actor=actor, action=AuditAction.MEMBER_REMOVED, workspace=workspace,
+            target=membership, details=details,
+        )
+        membership.delete()
+
+
+def _require_manager(actor: Actor, workspace: Workspace) -> Membership:
+    """The acting user's membership, which must be owner or admin."""
+    membership = Membership.objects.filter(workspace=workspace, user=actor.user).first()
+    if membership is None or not membership.can_manage:
+        raise PermissionDenied("Only owners and admins can manage this workspace.")
+    return membership
+
+
+def _refuse_if_last_owner(membership: Membership, verb: str) -> None:
+    # Lock the owner rows so two concurrent demotions cannot both see "another owner left".
+    owners = Membership.objects.select_for_update().filter(
+        workspace_id=membership.workspace_id, role=Role.OWNER
+    )
+    if not owners.exclude(pk=membership.pk).exists():
+        raise ValidationError(
+            f"You cannot {verb} the last owner. Make someone else an owner first."
+        )
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:48] or "workspace"
+    slug = base
+    while Workspace.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return slug

@@ -1,0 +1,264 @@
+"""Pages for signing up, workspaces, members and the audit log. Thin: forms validate input,
+services write, selectors read."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import services
+from accounts.audit import Actor, audit_record
+from accounts.forms import (
+    AuditFilterForm,
+    EmailAuthenticationForm,
+    MemberAddForm,
+    RoleForm,
+    SignUpForm,
+    WorkspaceForm,
+)
+from accounts.models import AuditAction
+from accounts.permissions import SESSION_WORKSPACE_KEY, workspace_view
+from accounts.selectors import (
+    audit_events_for_workspace,
+    memberships_for_user,
+    workspace_member_get,
+    workspace_members,
+)
+
+AUDIT_PAGE_SIZE = 50
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_sign_up(actor=Actor.from_request(request), **form.cleaned_data)
+        except ValidationError as error:
+            _attach_errors(form, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome to Tributary. Your workspace is ready.")
+            return redirect("home")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = EmailAuthenticationForm
+    redirect_authenticated_user = True
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        audit_record(actor=Actor.from_request(self.request), action=AuditAction.PASSWORD_CHANGED,
+                     target=self.request.user)  # type: ignore[arg-type]
+        messages.success(self.request, "Your password was changed.")
+        return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    template_name = "accounts/password_reset.html"
+    email_template_name = "accounts/email/password_reset.txt"
+    subject_template_name = "accounts/email/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        audit_record(actor=Actor.from_request(self.request), action=AuditAction.PASSWORD_RESET_REQUESTED,
+                     details={"email": form.cleaned_data["email"]})
+        return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+    # Invitees arrive here too: after choosing a password they are signed in straight away.
+    post_reset_login = True
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        audit_record(actor=Actor(user=form.user, ip=self.request.META.get("REMOTE_ADDR")),
+                     action=AuditAction.PASSWORD_RESET, target=form.user)
+        return super().form_valid(form)
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Send the user to their current workspace, or to create one if they have none."""
+    memberships = memberships_for_user(user=request.user)  # type: ignore[arg-type]
+    current = request.session.get(SESSION_WORKSPACE_KEY)
+    chosen = memberships.filter(workspace__slug=current).first() or memberships.first()
+    if chosen is None:
+        return redirect("workspace_create")
+    return redirect("workspace_home", slug=chosen.workspace.slug)
+
+
+@login_required
+def workspace_create(request: HttpRequest) -> HttpResponse:
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = services.workspace_create(actor=Actor.from_request(request), name=form.cleaned_data["name"])
+        messages.success(request, f"Workspace “{workspace.name}” created. You are its owner.")
+        return redirect("workspace_home", slug=workspace.slug)
+    return render(request, "accounts/workspace_create.html", {"form": form})
+
+
+@workspace_view()
+def workspace_home(request: HttpRequest) -> HttpResponse:
+    """Switching workspace lands here; the first page of a workspace is its integrations."""
+    return redirect("integrations:index", slug=request.workspace.slug)  # type: ignore[attr-defined]
+
+
+@workspace_view()
+def workspace_settings(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace  # type: ignore[attr-defined]
+    form = WorkspaceForm(request.POST or None, initial={"name": workspace.name})
+    if request.method == "POST":
+        if not request.membership.can_manage:  # type: ignore[attr-defined]
+            raise PermissionDenied("Only owners and admins can rename the workspace.")
+        if form.is_valid():
+            services.workspace_rename(actor=Actor.from_request(request), workspace=workspace,
+                                      name=form.cleaned_data["name"])
+            messages.success(request, "Workspace renamed.")
+            return redirect("workspace_settings", slug=workspace.slug)
+    return render(request, "accounts/workspace_settings.html", {"form": form, "nav": "general"})
+
+
+@workspace_view()
+def members(request: HttpRequest) -> HttpResponse:
+    membership = request.membership  # type: ignore[attr-defined]
+    form = MemberAddForm(acting=membership) if membership.can_manage else None
+    return render(request, "accounts/members.html", _members_context(request, form))
+
+
+@require_POST
+@workspace_view(manage=True)
+def member_add(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace  # type: ignore[attr-defined]
+    form = MemberAddForm(request.POST, acting=request.membership)  # type: ignore[attr-defined]
+    if form.is_valid():
+        try:
+            added = services.membership_add(actor=Actor.from_request(request), workspace=workspace,
+                                            **form.cleaned_data)
+        except ValidationError as error:
+            _attach_errors(form, error)
+        else:
+            verb = "invited" if not added.user.has_usable_password() else "added"
+            messages.success(request, f"{added.user.email} {verb} as {added.get_role_display().lower()}.")
+            if not request.htmx:  # type: ignore[attr-defined]
+                return redirect("members", slug=workspace.slug)
+            form = MemberAddForm(acting=request.membership)  # type: ignore[attr-defined]
+    template = "accounts/_members_panel.html" if request.htmx else "accounts/members.html"  # type: ignore[attr-defined]
+    status = 200 if form.is_bound is False or not form.errors else 422
+    return render(request, template, _members_context(request, form), status=status)
+
+
+@require_POST
+@workspace_view(manage=True)
+def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace  # type: ignore[attr-defined]
+    target = workspace_member_get(workspace=workspace, pk=pk)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            services.membership_change_role(actor=Actor.from_request(request), membership=target,
+                                            role=form.cleaned_data["role"])
+            messages.success(request, f"{target.user.email} is now {target.get_role_display().lower()}.")
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+    return _members_response(request)
+
+
+@require_POST
+@workspace_view()
+def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace  # type: ignore[attr-defined]
+    target = workspace_member_get(workspace=workspace, pk=pk)
+    leaving = target.user_id == request.user.pk
+    try:
+        services.membership_remove(actor=Actor.from_request(request), membership=target)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return _members_response(request)
+    if leaving:
+        messages.success(request, f"You left {workspace.name}.")
+        request.session.pop(SESSION_WORKSPACE_KEY, None)
+        return _htmx_aware_redirect(request, reverse("home"))
+    messages.success(request, f"{target.user.email} was removed from {workspace.name}.")
+    return _members_response(request)
+
+
+@require_GET
+@workspace_view(manage=True)
+def audit_log(request: HttpRequest) -> HttpResponse:
+    workspace = request.workspace  # type: ignore[attr-defined]
+    member_list = list(workspace_members(workspace=workspace))
+    form = AuditFilterForm(request.GET or None, members=member_list)
+    group, actor_id = "", None
+    if form.is_valid():
+        group, actor_id = form.cleaned_data["group"], form.cleaned_data["actor"]
+    events = audit_events_for_workspace(workspace=workspace, group=group, actor_id=actor_id)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "query": query.urlencode(), "nav": "audit",
+               "filtered": bool(group or actor_id)}
+    template = "accounts/_audit_table.html" if request.htmx else "accounts/audit_log.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers: the process answers and the database is reachable."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+def _members_context(request: HttpRequest, form: MemberAddForm | None) -> dict[str, Any]:
+    workspace = request.workspace  # type: ignore[attr-defined]
+    return {
+        "members": workspace_members(workspace=workspace),
+        "form": form,
+        "role_choices": RoleForm.base_fields["role"].choices,  # type: ignore[attr-defined]
+        "nav": "members",
+    }
+
+
+def _members_response(request: HttpRequest) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        membership = request.membership  # type: ignore[attr-defined]
+        form = MemberAddForm(acting=membership)
+        return render(request, "accounts/_members_panel.html", _members_context(request, form))
+    return redirect("members", slug=request.workspace.slug)  # type: ignore[attr-defined]
+
+
+def _htmx_aware_redirect(request: HttpRequest, url: str) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _attach_errors(form: Any, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, field_errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+    else:
+        form.add_error(None, error)
+
