@@ -1,0 +1,43 @@
+# One command per routine task. Everything runs from the project's own virtualenv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench install emulator migrate clean
+
+run: $(STAMP) .env ## Start web, worker, beat and the Segment emulator (Ctrl-C stops all)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py create_demo
+	$(BIN)/honcho --procfile Procfile.dev start
+
+test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+bench: $(STAMP) ## Benchmarks that print figures
+	$(BIN)/python bench/emulator.py
+
+emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101)
+	$(BIN)/python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Local secrets, generated once per clone and git-ignored. Production sets real ones.
+.env:
+	@$(PYTHON) -c 'import base64, secrets; \
+	print("DJANGO_SECRET_KEY=" + secrets.token_urlsafe(50)); \
+	print("FIELD_ENCRYPTION_KEYS=" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())' > .env
+	@echo "Wrote .env with a fresh local secret key and encryption key."
+
+clean:
+	rm -rf $(VENV) var staticfiles artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,138 @@
+"""Shared fixtures: alice owns a workspace, bob is a member of it, charlie is an outsider
+with a workspace of his own. Real database, real broker, real browser."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts import services
+from accounts.audit import Actor
+from accounts.models import Membership, Role, User, Workspace
+
+PASSWORD = "correct-horse-battery-staple"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def make_user(email: str, workspace_name: str | None = None) -> User:
+    """A user, with a workspace they own when `workspace_name` is given."""
+    if workspace_name:
+        return services.user_sign_up(
+            actor=Actor.system(), email=email, password=PASSWORD,
+            full_name=email.split("@")[0].capitalize(), workspace_name=workspace_name,
+        )
+    return User.objects.create_user(email, PASSWORD, full_name=email.split("@")[0].capitalize())
+
+
+@pytest.fixture
+def alice(db: Any) -> User:
+    return make_user("alice@example.com", "Alice Analytics")
+
+
+@pytest.fixture
+def workspace(alice: User) -> Workspace:
+    return Membership.objects.get(user=alice).workspace
+
+
+@pytest.fixture
+def bob(workspace: Workspace) -> User:
+    user = make_user("bob@example.com")
+    Membership.objects.create(workspace=workspace, user=user, role=Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def charlie(db: Any) -> User:
+    return make_user("charlie@example.com", "Charlie Corp")
+
+
+@pytest.fixture
+def charlie_workspace(charlie: User) -> Workspace:
+    return Membership.objects.get(user=charlie).workspace
+
+
+def login(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    return login(alice)
+
+
+@pytest.fixture
+def bob_client(bob: User) -> Client:
+    return login(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie: User) -> Client:
+    return login(charlie)
+
+
+# --- background work -------------------------------------------------------------------
+
+
+@pytest.fixture
+def celery_worker(transactional_db: Any) -> Iterator[Any]:
+    """A real Celery worker thread consuming the configured broker (Redis in CI, the
+    filesystem transport otherwise). Not eager mode: messages really cross the broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery_app import app
+
+    with app.connection_for_write() as connection:
+        app.amqp.queues  # noqa: B018  (declares the default queue before purging it)
+        connection.default_channel.queue_purge(app.conf.task_default_queue)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
+        yield worker
+
+
+# --- browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (its own browser downloads cannot work here)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does).")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # around it are still synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot under artifacts/ (git-ignored) for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,62 @@
+"""Every URL that names a workspace answers 404 to someone who is not a member of it.
+
+The URL patterns are walked, so a view added later cannot be forgotten here.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import Membership, User, Workspace
+
+
+def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
+    for entry in patterns:
+        names = converters + tuple(entry.pattern.converters)
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from walk(entry.url_patterns, inner, names)
+        elif isinstance(entry, URLPattern) and entry.name:
+            yield f"{namespace}{entry.name}", set(names)
+
+
+def workspace_urls(workspace: Workspace, member_pk: int) -> list[str]:
+    urls = []
+    for name, kwargs in walk(get_resolver().url_patterns):
+        if "slug" not in kwargs or name.startswith("admin:"):
+            continue
+        values = {"slug": workspace.slug}
+        if "pk" in kwargs:
+            values["pk"] = member_pk
+        unknown = kwargs - set(values)
+        assert not unknown, f"{name}: teach this test how to fill {unknown}"
+        urls.append(reverse(name, kwargs=values))
+    return urls
+
+
+def test_the_walk_finds_the_workspace_pages(workspace: Workspace, alice: User) -> None:
+    urls = workspace_urls(workspace, 1)
+    assert len(urls) >= 8
+    assert reverse("members", kwargs={"slug": workspace.slug}) in urls
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client: Client, workspace: Workspace,
+                                                     alice: User, bob: User) -> None:
+    member_pk = Membership.objects.get(user=bob, workspace=workspace).pk
+    for path in workspace_urls(workspace, member_pk):
+        response = getattr(charlie_client, method)(path)
+        assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
+    assert Membership.objects.filter(pk=member_pk).exists()
+
+
+def test_an_unknown_workspace_is_a_404_too(alice_client: Client) -> None:
+    assert alice_client.get("/w/no-such-workspace/settings/members/").status_code == 404
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client: Client, workspace: Workspace) -> None:
+    response = client.get(reverse("members", kwargs={"slug": workspace.slug}))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:login"))
