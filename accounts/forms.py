@@ -66,8 +66,10 @@ class MemberAddForm(forms.Form):
 
     def __init__(self, *args: Any, acting: Membership, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = _role_choices(acting)
-        self.fields["role"].initial = Role.MEMBER
+        role = self.fields["role"]
+        assert isinstance(role, forms.ChoiceField)
+        role.choices = _role_choices(acting)
+        role.initial = Role.MEMBER
 
 
 class RoleForm(forms.Form):
@@ -80,9 +82,7 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args: Any, members: list[Membership], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["group"].choices = [("", "All actions")] + [
-            (group, group.capitalize()) for group in AuditAction.groups()
-        ]
-        self.fields["actor"].choices = [("", "Anyone")] + [
-            (m.user_id, m.user.email) for m in members
-        ]
+        group, actor = self.fields["group"], self.fields["actor"]
+        assert isinstance(group, forms.ChoiceField) and isinstance(actor, forms.ChoiceField)
+        group.choices = [("", "All actions")] + [(g, g.capitalize()) for g in AuditAction.groups()]
+        actor.choices = [("", "Anyone")] + [(m.user_id, m.user.email) for m in members]

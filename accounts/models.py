@@ -162,10 +162,6 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_email or 'system'}"
 
-    @property
-    def group(self) -> str:
-        return self.action.split(".")[0]
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise TypeError("Audit events are append-only.")
@@ -173,3 +169,7 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError("Audit events are append-only.")
+
+    @property
+    def group(self) -> str:
+        return self.action.split(".")[0]

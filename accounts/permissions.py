@@ -1,8 +1,9 @@
 """The gate in front of every workspace page: membership (else 404) and role (else 403)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied

@@ -28,7 +28,7 @@ def workspace_urls(workspace: Workspace, member_pk: int) -> list[str]:
     for name, kwargs in walk(get_resolver().url_patterns):
         if "slug" not in kwargs or name.startswith("admin:"):
             continue
-        values = {"slug": workspace.slug}
+        values: dict[str, object] = {"slug": workspace.slug}
         if "pk" in kwargs:
             values["pk"] = member_pk
         unknown = kwargs - set(values)

@@ -22,9 +22,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_scratch / "queue"),
         "data_folder_out": str(_scratch / "queue"),
         "processed_folder": str(_scratch / "processed"),
+        "control_folder": str(_scratch / "control"),
         "store_processed": False,
     }
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_scratch / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_BEAT_SCHEDULE_FILENAME = str(_scratch / "celerybeat-schedule")
 
