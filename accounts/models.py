@@ -117,6 +117,15 @@ class AuditAction(models.TextChoices):
     MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
     MEMBER_REMOVED = "member.removed", "Member removed"
     ACCESS_DENIED = "access.denied", "Permission denied"
+    CONNECTION_CREATED = "connection.created", "Segment connection created"
+    CONNECTION_KEY_REPLACED = "connection.key_replaced", "Write key replaced"
+    CONNECTION_RENAMED = "connection.renamed", "Segment connection renamed"
+    CONNECTION_ENABLED = "connection.enabled", "Segment connection enabled"
+    CONNECTION_DISABLED = "connection.disabled", "Segment connection disabled"
+    CONNECTION_DELETED = "connection.deleted", "Segment connection deleted"
+    CONNECTION_CHECKED = "connection.checked", "Connection check run"
+    CONNECTION_CHECK_THROTTLED = "connection.check_throttled", "Connection check refused (too many)"
+    KEYS_ROTATED = "system.keys_rotated", "Encryption keys rotated"
 
     @classmethod
     def groups(cls) -> list[str]:

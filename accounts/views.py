@@ -46,7 +46,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         try:
             user = services.user_sign_up(actor=Actor.from_request(request), **form.cleaned_data)
         except ValidationError as error:
-            _attach_errors(form, error)
+            attach_errors(form, error)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome to Tributary. Your workspace is ready.")
@@ -146,8 +146,8 @@ def members(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/members.html", _members_context(request, form))
 
 
-@require_POST
 @workspace_view(manage=True)
+@require_POST
 def member_add(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace  # type: ignore[attr-defined]
     form = MemberAddForm(request.POST, acting=request.membership)  # type: ignore[attr-defined]
@@ -156,7 +156,7 @@ def member_add(request: HttpRequest) -> HttpResponse:
             added = services.membership_add(actor=Actor.from_request(request), workspace=workspace,
                                             **form.cleaned_data)
         except ValidationError as error:
-            _attach_errors(form, error)
+            attach_errors(form, error)
         else:
             verb = "invited" if not added.user.has_usable_password() else "added"
             messages.success(request, f"{added.user.email} {verb} as {added.get_role_display().lower()}.")
@@ -168,8 +168,8 @@ def member_add(request: HttpRequest) -> HttpResponse:
     return render(request, template, _members_context(request, form), status=status)
 
 
-@require_POST
 @workspace_view(manage=True)
+@require_POST
 def member_role(request: HttpRequest, pk: int) -> HttpResponse:
     workspace = request.workspace  # type: ignore[attr-defined]
     target = workspace_member_get(workspace=workspace, pk=pk)
@@ -184,8 +184,8 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
     return _members_response(request)
 
 
-@require_POST
 @workspace_view()
+@require_POST
 def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     workspace = request.workspace  # type: ignore[attr-defined]
     target = workspace_member_get(workspace=workspace, pk=pk)
@@ -203,8 +203,8 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
     return _members_response(request)
 
 
-@require_GET
 @workspace_view(manage=True)
+@require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace  # type: ignore[attr-defined]
     member_list = list(workspace_members(workspace=workspace))
@@ -255,7 +255,7 @@ def _htmx_aware_redirect(request: HttpRequest, url: str) -> HttpResponse:
     return redirect(url)
 
 
-def _attach_errors(form: Any, error: ValidationError) -> None:
+def attach_errors(form: Any, error: ValidationError) -> None:
     if hasattr(error, "error_dict"):
         for field, field_errors in error.error_dict.items():
             form.add_error(field if field in form.fields else None, field_errors)

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 
+from typing import Any
+
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -18,8 +21,24 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.record_heartbeat",
         "schedule": 60.0,
     },
+    "verify-all-connections-daily": {
+        "task": "integrations.tasks.verify_all_connections",
+        "schedule": crontab(hour=4, minute=7),
+    },
+    "expire-stale-verifications": {
+        "task": "integrations.tasks.expire_stale_verifications",
+        "schedule": 300.0,
+    },
     "purge-expired-sessions": {
         "task": "accounts.tasks.purge_expired_sessions",
         "schedule": crontab(hour=3, minute=17),
     },
 }
+
+
+@worker_init.connect
+def _refuse_unreadable_secrets(**kwargs: Any) -> None:
+    """A worker that could not decrypt stored write keys must not start."""
+    from integrations.checks import ensure_encryption_keys
+
+    ensure_encryption_keys()

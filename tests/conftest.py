@@ -136,3 +136,32 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- Segment emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Any]:
+    """One real emulator process (US and EU listeners) for the session, over HTTP."""
+    from integrations.segment.emulator.testing import run_emulator
+
+    with run_emulator() as client:
+        yield client
+
+
+@pytest.fixture
+def segment(emulator: Any, settings: Any) -> Any:
+    """Point the app's Segment settings at the emulator for this test."""
+    settings.SEGMENT_API_US = f"{emulator.us_url}/v1"
+    settings.SEGMENT_API_EU = f"{emulator.eu_url}/v1"
+    settings.SEGMENT_CDN = f"{emulator.cdn_url}/v1"
+    settings.SEGMENT_TIMEOUT_SECONDS = 1.0
+    return emulator
+
+
+def new_write_key() -> str:
+    """A realistic, unique write key: 32 letters and digits."""
+    import secrets
+
+    return secrets.token_hex(16)

@@ -10,7 +10,11 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from accounts.audit import Actor
 from accounts.models import Membership, User, Workspace
+from integrations import services
+from integrations.models import Connection
+from tests.conftest import new_write_key
 
 
 def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
@@ -23,14 +27,15 @@ def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) 
             yield f"{namespace}{entry.name}", set(names)
 
 
-def workspace_urls(workspace: Workspace, member_pk: int) -> list[str]:
+def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1) -> list[str]:
+    """Every workspace URL, with ids of objects that really exist in that workspace."""
     urls = []
     for name, kwargs in walk(get_resolver().url_patterns):
         if "slug" not in kwargs or name.startswith("admin:"):
             continue
         values: dict[str, object] = {"slug": workspace.slug}
         if "pk" in kwargs:
-            values["pk"] = member_pk
+            values["pk"] = connection_pk if name.startswith("integrations:") else member_pk
         unknown = kwargs - set(values)
         assert not unknown, f"{name}: teach this test how to fill {unknown}"
         urls.append(reverse(name, kwargs=values))
@@ -47,10 +52,13 @@ def test_the_walk_finds_the_workspace_pages(workspace: Workspace, alice: User) -
 def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client: Client, workspace: Workspace,
                                                      alice: User, bob: User) -> None:
     member_pk = Membership.objects.get(user=bob, workspace=workspace).pk
-    for path in workspace_urls(workspace, member_pk):
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=new_write_key())
+    for path in workspace_urls(workspace, member_pk, connection.pk):
         response = getattr(charlie_client, method)(path)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
     assert Membership.objects.filter(pk=member_pk).exists()
+    assert Connection.objects.filter(pk=connection.pk, name="Production", enabled=True).exists()
 
 
 def test_an_unknown_workspace_is_a_404_too(alice_client: Client) -> None:

@@ -125,6 +125,9 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 SEGMENT_API_US = env("SEGMENT_API_US", default="https://api.segment.io/v1")
 SEGMENT_API_EU = env("SEGMENT_API_EU", default="https://events.eu1.segmentapis.com/v1")
 SEGMENT_CDN = env("SEGMENT_CDN", default="https://cdn.segment.com/v1")
+SEGMENT_TIMEOUT_SECONDS = env.float("SEGMENT_TIMEOUT_SECONDS", default=10.0)
+# Connection checks a minute per connection: enough for a person, useless as a key oracle.
+VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 
 # Write keys are encrypted with these (issue: Connect Segment); the first encrypts, all decrypt.
 FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
@@ -169,5 +172,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
+        # urllib3 logs request lines at DEBUG; a CDN lookup's path contains a write key.
+        "urllib3": {"level": "WARNING"},
     },
 }

@@ -1,0 +1,234 @@
+"""Every write to Segment connections and their checks.
+
+Each function validates, runs in a transaction, writes its audit row (never the key) and
+schedules Celery work on commit. Views, the admin, commands and tasks all come through here.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import Actor, audit_record
+from accounts.models import AuditAction, Membership, Workspace
+from integrations.crypto import CredentialUnreadable
+from integrations.models import Connection, Health, Outcome, Region, Trigger, Verification
+from integrations.segment import verification as checks
+
+logger = logging.getLogger(__name__)
+
+
+class ChecksThrottled(Exception):
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"Too many checks for this connection: try again in {seconds} s.")
+        self.seconds = seconds
+
+
+def connection_create(*, actor: Actor, workspace: Workspace, name: str, region: str, write_key: str) -> Connection:
+    write_key = write_key.strip()
+    _validate(name=name, region=region, write_key=write_key)
+    with transaction.atomic():
+        _require_manager(actor, workspace)
+        connection = Connection(workspace=workspace, name=name.strip(), region=region, created_by=actor.user)
+        connection.set_write_key(write_key)
+        _refuse_duplicates(connection)
+        connection.save()
+        audit_record(actor=actor, action=AuditAction.CONNECTION_CREATED, workspace=workspace, target=connection,
+                     details=_describe(connection))
+        verification_request(actor=actor, connection=connection, trigger=Trigger.CREATED)
+    return connection
+
+
+def connection_replace_key(*, actor: Actor, connection: Connection, write_key: str,
+                           region: str | None = None) -> Connection:
+    """A new key (and optionally region) for everything not yet sent; re-checked at once."""
+    write_key = write_key.strip()
+    region = region or connection.region
+    _validate(name=connection.name, region=region, write_key=write_key)
+    with transaction.atomic():
+        _require_manager(actor, connection.workspace)
+        old_last4, old_region = connection.write_key_last4, connection.region
+        connection.set_write_key(write_key)
+        connection.region = region
+        connection.health = Health.PENDING
+        connection.key_replaced_at = timezone.now()
+        _refuse_duplicates(connection)
+        connection.save()
+        details = {**_describe(connection), "previous_key": f"•••• {old_last4}", "previous_region": old_region}
+        audit_record(actor=actor, action=AuditAction.CONNECTION_KEY_REPLACED, workspace=connection.workspace,
+                     target=connection, details=details)
+        verification_request(actor=actor, connection=connection, trigger=Trigger.KEY_REPLACED)
+    return connection
+
+
+def connection_rename(*, actor: Actor, connection: Connection, name: str) -> Connection:
+    name = name.strip()
+    _validate(name=name, region=connection.region, write_key=None)
+    with transaction.atomic():
+        _require_manager(actor, connection.workspace)
+        old, connection.name = connection.name, name
+        _refuse_duplicates(connection)
+        connection.save(update_fields=["name", "updated_at"])
+        audit_record(actor=actor, action=AuditAction.CONNECTION_RENAMED, workspace=connection.workspace,
+                     target=connection, details={"from": old, "to": name})
+    return connection
+
+
+def connection_set_enabled(*, actor: Actor, connection: Connection, enabled: bool) -> Connection:
+    with transaction.atomic():
+        _require_manager(actor, connection.workspace)
+        if connection.enabled == enabled:
+            return connection
+        connection.enabled = enabled
+        connection.save(update_fields=["enabled", "updated_at"])
+        action = AuditAction.CONNECTION_ENABLED if enabled else AuditAction.CONNECTION_DISABLED
+        audit_record(actor=actor, action=action, workspace=connection.workspace, target=connection,
+                     details=_describe(connection))
+    return connection
+
+
+def connection_delete(*, actor: Actor, connection: Connection) -> None:
+    with transaction.atomic():
+        _require_manager(actor, connection.workspace)
+        audit_record(actor=actor, action=AuditAction.CONNECTION_DELETED, workspace=connection.workspace,
+                     target=connection, details=_describe(connection))
+        connection.delete()
+
+
+def verification_request(*, actor: Actor, connection: Connection, trigger: str) -> Verification:
+    """Queue a check of the connection; at most VERIFICATIONS_PER_MINUTE a minute each.
+
+    A refusal is audited after the transaction, so the row survives the exception.
+    """
+    from integrations.tasks import verify_connection
+
+    with transaction.atomic():
+        # Lock the connection so concurrent requests count each other.
+        Connection.objects.select_for_update().filter(pk=connection.pk).first()
+        wait = _seconds_until_next_check(connection)
+        if not wait:
+            run = Verification.objects.create(
+                connection=connection, trigger=trigger, requested_by=actor.user,
+                requested_ip=actor.ip, requested_user_agent=actor.user_agent,
+            )
+            Connection.objects.filter(pk=connection.pk).update(latest_verification=run)
+            connection.latest_verification = run
+            transaction.on_commit(lambda: verify_connection.delay(run.pk))
+            return run
+    audit_record(actor=actor, action=AuditAction.CONNECTION_CHECK_THROTTLED, workspace=connection.workspace,
+                 target=connection, details={"retry_in": wait})
+    raise ChecksThrottled(wait)
+
+
+def _seconds_until_next_check(connection: Connection) -> int:
+    """0 when a check may start now, else the seconds until the oldest of the minute expires."""
+    window_start = timezone.now() - timedelta(minutes=1)
+    recent = list(connection.verifications.filter(created_at__gte=window_start)
+                  .order_by("created_at").values_list("created_at", flat=True))
+    if len(recent) < settings.VERIFICATIONS_PER_MINUTE:
+        return 0
+    return max(1, int((recent[0] + timedelta(minutes=1) - timezone.now()).total_seconds()) + 1)
+
+
+def verification_run(*, verification_id: int) -> Verification | None:
+    """Run a queued check and record each result. A run already finished is left alone,
+    so a redelivered task does nothing twice."""
+    run = Verification.objects.select_related("connection__workspace").filter(pk=verification_id).first()
+    if run is None or run.outcome != Outcome.RUNNING:
+        return run
+    connection = run.connection
+    try:
+        report = checks.run(write_key=connection.write_key(), region=connection.region)
+    except CredentialUnreadable:
+        report = checks.Report(health=Health.UNREADABLE, outcome=Outcome.FAILED, summary=UNREADABLE_MESSAGE)
+        report.record("credential", "failed", UNREADABLE_MESSAGE)
+    return _record_report(run, report)
+
+
+UNREADABLE_MESSAGE = "Credential unreadable: paste the key again. Nothing is sent with this connection until then."
+
+
+def _record_report(run: Verification, report: checks.Report) -> Verification | None:
+    with transaction.atomic():
+        locked = Verification.objects.select_for_update().filter(pk=run.pk, outcome=Outcome.RUNNING).first()
+        if locked is None:  # another worker finished it first
+            return run
+        for field in ("checks", "summary", "test_message_id", "retry_after", "outcome"):
+            setattr(locked, field, getattr(report, field))
+        locked.finished_at = timezone.now()
+        locked.save()
+        # Only the newest run decides the connection's health.
+        Connection.objects.filter(pk=run.connection_id, latest_verification=locked).update(health=report.health)
+        actor = Actor(user=locked.requested_by, ip=locked.requested_ip, user_agent=locked.requested_user_agent)
+        audit_record(actor=actor, action=AuditAction.CONNECTION_CHECKED, workspace=run.connection.workspace,
+                     target=run.connection, details={
+                         "trigger": locked.trigger, "outcome": locked.outcome, "summary": locked.summary,
+                         "test_message_id": locked.test_message_id,
+                     })
+    logger.info("integrations.connection_checked", extra={
+        "connection_id": run.connection_id, "verification_id": run.pk, "outcome": locked.outcome})
+    return locked
+
+
+def verifications_expire_stale(*, older_than: timedelta = timedelta(minutes=10)) -> int:
+    """Close runs whose worker vanished, so no page spins forever."""
+    cutoff = timezone.now() - older_than
+    return Verification.objects.filter(outcome=Outcome.RUNNING, created_at__lt=cutoff).update(
+        outcome=Outcome.INCOMPLETE, finished_at=timezone.now(),
+        summary="The check did not finish (the worker stopped). Run it again.",
+    )
+
+
+def verifications_schedule_daily() -> int:
+    """The daily check of every enabled connection, so a key revoked in Segment is noticed."""
+    queued = 0
+    for connection in Connection.objects.filter(enabled=True).select_related("workspace").iterator():
+        try:
+            verification_request(actor=Actor.system(), connection=connection, trigger=Trigger.SCHEDULED)
+            queued += 1
+        except ChecksThrottled:
+            continue
+    return queued
+
+
+def _require_manager(actor: Actor, workspace: Workspace) -> None:
+    """Owners and admins of the workspace; operators (staff) acting from the admin; the system."""
+    user = actor.user
+    if user is None or user.is_staff:
+        return
+    role_ok = Membership.objects.filter(workspace=workspace, user=user, role__in=["owner", "admin"]).exists()
+    if not role_ok:
+        raise PermissionDenied("Only owners and admins can manage Segment connections.")
+
+
+def _validate(*, name: str, region: str, write_key: str | None) -> None:
+    errors: dict[str, str] = {}
+    if not name.strip():
+        errors["name"] = "Give the connection a name, for example Production or Staging."
+    if region not in Region.values:
+        errors["region"] = "Choose US or EU: the region of the Segment workspace that owns the source."
+    if write_key is not None:
+        problem = checks.key_format_problem(write_key)
+        if problem:
+            errors["write_key"] = problem
+    if errors:
+        raise ValidationError(errors)
+
+
+def _refuse_duplicates(connection: Connection) -> None:
+    others = Connection.objects.filter(workspace=connection.workspace).exclude(pk=connection.pk)
+    same_key = others.filter(write_key_fingerprint=connection.write_key_fingerprint).first()
+    if same_key is not None:
+        raise ValidationError({"write_key": f"This write key is already connected in this workspace as "
+                                            f"“{same_key.name}”. Each Segment source is connected once."})
+    if others.filter(name__iexact=connection.name).exists():
+        raise ValidationError({"name": f"Another connection is already called “{connection.name}”."})
+
+
+def _describe(connection: Connection) -> dict[str, str]:
+    return {"name": connection.name, "region": connection.region, "key": connection.masked_key}
+
