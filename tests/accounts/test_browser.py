@@ -1,0 +1,153 @@
+"""The signed-in settings area driven through headless Chromium: sign up, add members in
+place with htmx, switch workspaces, read the audit log, and what a plain member sees.
+
+Screenshots land in artifacts/ for people to look at."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import User
+from tests.conftest import PASSWORD, make_user, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 390, "height": 844}
+
+
+def sign_in(page: Any, email: str) -> None:
+    page.goto("/account/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def open_workspace_switcher(page: Any) -> Any:
+    page.locator("header summary[aria-label^='Switch workspace']").click()
+    return page.get_by_role("navigation", name="Workspaces")
+
+
+def add_member(page: Any, email: str, role: str = "member") -> None:
+    form = page.locator("form.add-member-form")
+    form.get_by_label("E-mail").fill(email)
+    form.get_by_label("Role").select_option(role)
+    form.get_by_role("button", name="Add member").click()
+
+
+def test_an_owner_signs_up_adds_members_in_place_switches_workspaces_and_reads_the_audit_log(
+    page: Any,
+) -> None:
+    make_user("frank@example.com")  # already has an account: added, not invited
+
+    page.goto("/account/signup/")
+    screenshot(page, "01-signup")
+    page.get_by_label("Your name").fill("Dana Owner")
+    page.get_by_label("Work e-mail").fill("dana@example.com")
+    page.get_by_label("Password").fill("river-delta-9-estuary")
+    page.get_by_label("Workspace name").fill("Dana Data")
+    page.get_by_role("button", name="Create account").click()
+
+    header = page.locator("header")
+    expect(header.get_by_test_id("current-workspace")).to_have_text("Dana Data")
+    expect(page.get_by_role("heading", name="Integrations", level=1)).to_be_visible()
+    expect(page.locator(".messages")).to_contain_text("Your workspace is ready")
+    screenshot(page, "02-integrations-after-signup")
+
+    page.get_by_role("link", name="Members").click()
+    expect(page.get_by_role("heading", name="Members", level=1)).to_be_visible()
+    # A marker on the window survives only if the page is never reloaded.
+    page.evaluate("window.tributaryNoReload = true")
+
+    add_member(page, "frank@example.com", role="admin")
+    panel = page.locator("#members-panel")
+    frank = panel.locator("li[data-email='frank@example.com']")
+    expect(frank).to_be_visible()
+    expect(frank.get_by_label("Role of frank@example.com")).to_have_value("admin")
+    expect(panel.locator(".messages")).to_contain_text("frank@example.com added as admin")
+
+    add_member(page, "grace@example.com")
+    expect(panel.locator("li[data-email='grace@example.com']")).to_contain_text("Invitation sent")
+    assert page.evaluate("window.tributaryNoReload") is True
+    expect(panel.locator("li.is-self")).to_contain_text("(you)")
+    screenshot(page, "03-members-owner")
+
+    # Errors come back with 422 and sit under the e-mail field, still without a reload.
+    add_member(page, "frank@example.com")
+    email_field = panel.locator(".field", has=page.locator("input[name='email']"))
+    expect(email_field.locator(".field-error")).to_contain_text("already a member of this workspace")
+    expect(email_field.locator("input")).to_have_value("frank@example.com")
+    add_member(page, "not-an-address")
+    expect(email_field.locator(".field-error")).to_contain_text("valid email address")
+    assert page.evaluate("window.tributaryNoReload") is True
+    screenshot(page, "04-members-add-error")
+
+    # Removing asks first, naming the person.
+    dialogs: list[str] = []
+
+    def confirm(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
+    panel.get_by_role("button", name="Remove grace@example.com").click()
+    expect(panel.locator("li[data-email='grace@example.com']")).to_have_count(0)
+    assert "grace@example.com" in dialogs[0]
+    expect(panel.locator(".messages")).to_contain_text("grace@example.com was removed")
+
+    page.set_viewport_size(PHONE)
+    page.reload()
+    expect(page.locator("li[data-email='frank@example.com']")).to_be_visible()
+    screenshot(page, "05-members-owner-phone")
+    page.set_viewport_size({"width": 1280, "height": 860})
+
+    # A second workspace through the switcher, then back.
+    open_workspace_switcher(page)
+    page.get_by_role("link", name="New workspace").click()
+    page.get_by_label("Workspace name").fill("Side Project")
+    page.get_by_role("button", name="Create workspace").click()
+    expect(header.get_by_test_id("current-workspace")).to_have_text("Side Project")
+    expect(page.locator(".messages")).to_contain_text("You are its owner")
+
+    switcher = open_workspace_switcher(page)
+    expect(switcher.locator("[aria-current='true']")).to_contain_text("Side Project")
+    screenshot(page, "06-workspace-switcher")
+    switcher.get_by_role("link", name=re.compile("Dana Data")).click()
+    expect(header.get_by_test_id("current-workspace")).to_have_text("Dana Data")
+
+    page.get_by_role("link", name="Audit log").click()
+    table = page.locator("#audit-table")
+    expect(table.locator("tr", has_text="Member added")).to_contain_text("frank@example.com")
+    expect(table.locator("tr", has_text="Member invited")).to_contain_text("grace@example.com")
+    expect(table.locator("tr", has_text="Workspace created")).to_contain_text("Dana Data")
+    screenshot(page, "07-audit-log")
+
+    # Filtering swaps the table in place and keeps the choice in the address bar.
+    page.get_by_label("Action").select_option("member")
+    expect(table.locator("tr", has_text="Workspace created")).to_have_count(0)
+    expect(table.locator("tr", has_text="Member added")).to_have_count(1)
+    expect(table.locator("tr", has_text="Member removed")).to_contain_text("grace@example.com")
+    expect(page).to_have_url(re.compile(r"group=member"))
+    screenshot(page, "08-audit-log-filtered")
+
+
+def test_a_plain_member_sees_the_members_but_no_controls_to_manage_them(page: Any, bob: User) -> None:
+    sign_in(page, "bob@example.com")
+    expect(page.locator("header").get_by_test_id("current-workspace")).to_have_text("Alice Analytics")
+
+    page.get_by_role("link", name="Members").click()
+    panel = page.locator("#members-panel")
+    expect(panel.locator("li[data-email='alice@example.com']")).to_contain_text("Owner")
+    expect(panel.locator("li.is-self")).to_contain_text("(you)")
+    expect(panel.locator("form.add-member-form")).to_have_count(0)
+    expect(panel.locator("select[name='role']")).to_have_count(0)
+    expect(panel.get_by_role("button", name=re.compile("^Remove"))).to_have_count(0)
+    # Leaving is the one thing a member may do, and only on their own row.
+    expect(panel.get_by_role("button", name="Leave workspace")).to_have_count(1)
+    expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
+    screenshot(page, "09-members-plain-member")
+
+    page.set_viewport_size(PHONE)
+    screenshot(page, "10-members-plain-member-phone")
