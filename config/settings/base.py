@@ -6,6 +6,7 @@ keeps its generated local secrets.
 """
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,10 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
+# `.env` holds the local secrets `make run` generates. Production takes its configuration from
+# the real environment only, so a stray file can never stand in for a missing secret.
+_production = os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith(".production")
+if not _production and (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # Where the embedded defaults keep their files: the SQLite database, the daemon-less broker's
@@ -98,6 +102,8 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Django's login form posts the e-mail as "username"; axes would otherwise look for "email".
+AXES_USERNAME_FORM_FIELD = "username"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 AXES_VERBOSE = False

@@ -55,7 +55,8 @@ def test_tasks_use_json_and_time_limits_below_the_visibility_timeout() -> None:
     assert conf.task_soft_time_limit < conf.task_time_limit < visibility
 
 
+@pytest.mark.django_db
 def test_every_periodic_task_is_a_registered_task() -> None:
-    app.loader.import_default_modules()
+    app.loader.import_default_modules()  # also runs Django's system checks, as a worker does
     scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
     assert scheduled and scheduled <= set(app.tasks)
