@@ -14,6 +14,7 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 SEPARATOR = "$"
 
@@ -57,6 +58,7 @@ def primary_key_id() -> str:
     return next(iter(keyring()))
 
 
+@sensitive_variables()
 def encrypt(plaintext: str) -> str:
     kid, fernet = next(iter(keyring().items()))
     return f"{kid}{SEPARATOR}{fernet.encrypt(plaintext.encode()).decode()}"
@@ -66,6 +68,7 @@ def stored_key_id(stored: str) -> str:
     return stored.partition(SEPARATOR)[0]
 
 
+@sensitive_variables()
 def decrypt(stored: str) -> str:
     kid, separator, token = stored.partition(SEPARATOR)
     fernet = keyring().get(kid)
@@ -77,6 +80,7 @@ def decrypt(stored: str) -> str:
         raise CredentialUnreadable(f"does not decrypt with key {kid}") from None
 
 
+@sensitive_variables()
 def fingerprint(plaintext: str) -> str:
     """A keyed hash to recognise the same secret pasted twice without storing it.
 

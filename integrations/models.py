@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import Workspace
 from integrations import crypto
@@ -75,12 +76,14 @@ class Connection(models.Model):
     def is_readable(self) -> bool:
         return self.health != Health.UNREADABLE
 
+    @sensitive_variables("write_key")
     def set_write_key(self, write_key: str) -> None:
         self.write_key_encrypted = crypto.encrypt(write_key)
         self.write_key_key_id = crypto.stored_key_id(self.write_key_encrypted)
         self.write_key_last4 = write_key[-4:]
         self.write_key_fingerprint = crypto.fingerprint(write_key)
 
+    @sensitive_variables()
     def write_key(self) -> str:
         """The plaintext key, for the request being made right now. Raises CredentialUnreadable."""
         return crypto.decrypt(self.write_key_encrypted)

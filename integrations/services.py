@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
@@ -28,6 +29,7 @@ class ChecksThrottled(Exception):
         self.seconds = seconds
 
 
+@sensitive_variables("write_key")
 def connection_create(*, actor: Actor, workspace: Workspace, name: str, region: str, write_key: str) -> Connection:
     write_key = write_key.strip()
     _validate(name=name, region=region, write_key=write_key)
@@ -43,6 +45,7 @@ def connection_create(*, actor: Actor, workspace: Workspace, name: str, region: 
     return connection
 
 
+@sensitive_variables("write_key")
 def connection_replace_key(*, actor: Actor, connection: Connection, write_key: str,
                            region: str | None = None) -> Connection:
     """A new key (and optionally region) for everything not yet sent; re-checked at once."""
@@ -205,6 +208,7 @@ def _require_manager(actor: Actor, workspace: Workspace) -> None:
         raise PermissionDenied("Only owners and admins can manage Segment connections.")
 
 
+@sensitive_variables("write_key")
 def _validate(*, name: str, region: str, write_key: str | None) -> None:
     errors: dict[str, str] = {}
     if not name.strip():

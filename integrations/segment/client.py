@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from integrations.segment.regions import api_base
 
@@ -48,6 +49,7 @@ def _answer(response: requests.Response, keep_body: int | None = BODY_EXCERPT) -
     return Answer(response.status_code, body, parse_retry_after(response.headers.get("Retry-After")))
 
 
+@sensitive_variables("url", "kwargs")
 def _send(method: str, url: str, **kwargs: Any) -> requests.Response:
     try:
         return requests.request(method, url, timeout=_timeout(), allow_redirects=False, **kwargs)
@@ -58,12 +60,14 @@ def _send(method: str, url: str, **kwargs: Any) -> requests.Response:
         raise SegmentUnreachable("connection") from None
 
 
+@sensitive_variables("write_key", "url")
 def fetch_source_settings(write_key: str) -> Answer:
     """Segment's CDN settings of the source a write key belongs to (404: unknown key)."""
     url = f"{str(settings.SEGMENT_CDN).rstrip('/')}/projects/{write_key}/settings"
     return _answer(_send("GET", url), keep_body=None)
 
 
+@sensitive_variables("write_key")
 def post(region: str, write_key: str, path: str, payload: dict[str, Any]) -> Answer:
     """POST one call (`track`, `batch`, …) to the region's tracking API with Basic auth."""
     response = _send(

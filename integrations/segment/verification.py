@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from integrations.models import Health, Outcome, Region
 from integrations.segment import client
 from integrations.segment.regions import region_of_api_host
@@ -67,6 +69,7 @@ def key_format_problem(write_key: str) -> str | None:
     return None
 
 
+@sensitive_variables("write_key", "context")
 def run(*, write_key: str, region: str) -> Report:
     report = Report()
     steps = (_check_format, _check_cdn, _check_region, _check_test_event)
