@@ -8,5 +8,13 @@ app_name = "integrations"
 
 urlpatterns = [
     path("settings/integrations/", views.index, name="index"),
+    path("settings/integrations/segment/new/", views.connection_create, name="connection_create"),
+    path("settings/integrations/segment/<int:pk>/", views.connection_detail, name="connection"),
+    path("settings/integrations/segment/<int:pk>/status/", views.connection_status, name="connection_status"),
+    path("settings/integrations/segment/<int:pk>/check/", views.connection_check, name="connection_check"),
+    path("settings/integrations/segment/<int:pk>/rename/", views.connection_rename, name="connection_rename"),
+    path("settings/integrations/segment/<int:pk>/key/", views.connection_replace_key, name="connection_key"),
+    path("settings/integrations/segment/<int:pk>/enabled/", views.connection_enabled, name="connection_enabled"),
+    path("settings/integrations/segment/<int:pk>/delete/", views.connection_delete, name="connection_delete"),
     path("settings/api-keys/", views.api_keys, name="api_keys"),
 ]

@@ -1,0 +1,124 @@
+"""Operators audit connections here. No field or form shows or pre-fills a write key;
+actions go through the same services as the pages, audited with the operator as actor."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from accounts.audit import Actor
+from integrations import crypto, services
+from integrations.models import Connection, Trigger, Verification
+
+
+class SharedKeyFilter(admin.SimpleListFilter):
+    title = "key shared across workspaces"
+    parameter_name = "shared"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Shared with another workspace")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Connection]) -> QuerySet[Connection]:
+        if self.value() == "yes":
+            return queryset.filter(write_key_fingerprint__in=shared_fingerprints())
+        return queryset
+
+
+def shared_fingerprints() -> QuerySet[Any]:
+    """Fingerprints of keys connected in more than one workspace (allowed, but worth a look)."""
+    return (Connection.objects.values("write_key_fingerprint")
+            .annotate(workspaces=Count("workspace", distinct=True))
+            .filter(workspaces__gt=1).values("write_key_fingerprint"))
+
+
+class VerificationInline(admin.TabularInline):
+    model = Verification
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ["created_at", "trigger", "outcome", "summary", "test_message_id", "requested_by"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "region", "masked_key", "write_key_key_id", "health", "enabled",
+                    "last_check", "shared_key"]
+    list_filter = ["region", "health", "enabled", "write_key_key_id", SharedKeyFilter]
+    search_fields = ["name", "workspace__name", "workspace__slug"]
+    list_select_related = ["workspace", "latest_verification"]
+    # Only these are shown; the encrypted value and fingerprint never appear.
+    fields = ["workspace", "name", "region", "masked_key", "write_key_key_id", "enabled", "health",
+              "last_check", "shared_key", "created_by", "created_at", "updated_at", "key_replaced_at"]
+    readonly_fields = fields
+    inlines = [VerificationInline]
+    actions = ["run_check", "disable", "enable"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a key is pasted by the workspace's own admins, never by operators
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "encryption_keys": encryption_key_usage()}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="write key")
+    def masked_key(self, obj: Connection) -> str:
+        return obj.masked_key
+
+    @admin.display(description="last check")
+    def last_check(self, obj: Connection) -> str:
+        run = obj.latest_verification
+        if run is None:
+            return "never"
+        return f"{run.get_outcome_display()} · {run.created_at:%Y-%m-%d %H:%M} UTC"
+
+    @admin.display(description="shared key", boolean=True)
+    def shared_key(self, obj: Connection) -> bool:
+        return (Connection.objects.filter(write_key_fingerprint=obj.write_key_fingerprint)
+                .exclude(workspace_id=obj.workspace_id).exists())
+
+    @admin.action(description="Run a check on the selected connections")
+    def run_check(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        queued = throttled = 0
+        for connection in queryset:
+            try:
+                services.verification_request(actor=Actor.from_request(request), connection=connection,
+                                              trigger=Trigger.OPERATOR)
+                queued += 1
+            except services.ChecksThrottled:
+                throttled += 1
+        self.message_user(request, f"{queued} check(s) queued, {throttled} refused (too many checks a minute).")
+
+    @admin.action(description="Disable the selected connections")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        self._set_enabled(request, queryset, enabled=False)
+
+    @admin.action(description="Enable the selected connections")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        self._set_enabled(request, queryset, enabled=True)
+
+    def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Connection], *, enabled: bool) -> None:
+        for connection in queryset.select_related("workspace"):
+            services.connection_set_enabled(actor=Actor.from_request(request), connection=connection, enabled=enabled)
+        self.message_user(request, f"{queryset.count()} connection(s) {'enabled' if enabled else 'disabled'}.",
+                          messages.SUCCESS)
+
+
+def encryption_key_usage() -> list[dict[str, Any]]:
+    """How many stored values each key protects; a key still in use cannot be retired."""
+    configured = list(crypto.keyring())
+    counts = dict(Connection.objects.values_list("write_key_key_id").annotate(n=Count("id")).order_by())
+    rows = [{"key_id": kid, "values": counts.get(kid, 0), "primary": i == 0, "configured": True}
+            for i, kid in enumerate(configured)]
+    rows += [{"key_id": kid, "values": n, "primary": False, "configured": False}
+             for kid, n in counts.items() if kid not in configured]
+    return rows

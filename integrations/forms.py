@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django import forms
+
+from integrations.models import Region
+from integrations.segment.verification import key_format_problem
+
+WRITE_KEY_HELP = (
+    "In Segment: Connections → Sources → your HTTP API source → Settings → API Keys → Write Key. "
+    "It is stored encrypted and never shown again in full."
+)
+REGION_HELP = (
+    "The region of the Segment workspace that owns the source. EU workspaces open at "
+    "app.eu.segment.com and list “Region: EU” under Settings → General; everything else is US."
+)
+
+
+class WriteKeyField(forms.CharField):
+    """A password-style input that is never re-filled: after a failed submit the key is typed again."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(
+            label="Write key", strip=True, max_length=128, help_text=WRITE_KEY_HELP,
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        problem = key_format_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+
+
+class ConnectionForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=80, help_text="For example Production or Staging.")
+    write_key = WriteKeyField()
+    region = forms.ChoiceField(label="Region", choices=Region.choices, initial=Region.US,
+                               widget=forms.RadioSelect, help_text=REGION_HELP)
+
+
+class ReplaceKeyForm(forms.Form):
+    write_key = WriteKeyField()
+    region = forms.ChoiceField(label="Region", choices=Region.choices, widget=forms.RadioSelect,
+                               help_text=REGION_HELP)
+
+
+class RenameForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=80)

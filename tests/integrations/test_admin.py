@@ -1,0 +1,77 @@
+"""Operators in the admin: masked keys only, shared keys flagged, actions audited."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.audit import Actor
+from accounts.models import AuditAction, AuditEvent, User, Workspace
+from integrations import services
+from integrations.models import Connection
+from tests.conftest import make_user, new_write_key
+
+
+@pytest.fixture
+def operator(db: None) -> User:
+    user = make_user("ops@tributary.example")
+    user.is_staff = user.is_superuser = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def operator_client(operator: User) -> Client:
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def connection(alice: User, workspace: Workspace) -> Connection:
+    return services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                      region="eu", write_key=new_write_key())
+
+
+def test_the_change_page_shows_the_masked_key_and_no_editable_key(operator_client: Client,
+                                                                  connection: Connection) -> None:
+    page = operator_client.get(reverse("admin:integrations_connection_change", args=[connection.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and connection.masked_key in html
+    assert connection.write_key() not in html and connection.write_key_encrypted not in html
+    assert 'name="write_key' not in html and connection.write_key_key_id in html
+
+
+def test_the_list_counts_values_per_encryption_key(operator_client: Client, connection: Connection) -> None:
+    html = operator_client.get(reverse("admin:integrations_connection_changelist")).content.decode()
+    assert connection.write_key_key_id in html and "encrypts new values" in html
+
+
+def test_a_key_connected_in_two_workspaces_is_flagged(operator_client: Client, connection: Connection) -> None:
+    charlie = make_user("charlie@example.com", "Charlie Corp")
+    services.connection_create(actor=Actor(user=charlie), workspace=charlie.memberships.get().workspace,
+                               name="Borrowed", region="eu", write_key=connection.write_key())
+    services.connection_create(actor=Actor(user=charlie), workspace=charlie.memberships.get().workspace,
+                               name="Own", region="eu", write_key=new_write_key())
+    flagged = operator_client.get(reverse("admin:integrations_connection_changelist") + "?shared=yes")
+    names = {c.name for c in flagged.context["cl"].result_list}
+    assert names == {"Production", "Borrowed"}
+
+
+def test_admin_actions_go_through_the_services_with_the_operator_as_actor(operator: User, operator_client: Client,
+                                                                         connection: Connection) -> None:
+    changelist = reverse("admin:integrations_connection_changelist")
+    operator_client.post(changelist, {"action": "disable", "_selected_action": [connection.pk]})
+    connection.refresh_from_db()
+    assert not connection.enabled
+    operator_client.post(changelist, {"action": "run_check", "_selected_action": [connection.pk]})
+    assert connection.verifications.filter(trigger="operator", requested_by=operator).count() == 1
+    disabled = AuditEvent.objects.get(action=AuditAction.CONNECTION_DISABLED)
+    assert disabled.actor == operator and disabled.ip == "127.0.0.1"
+
+
+def test_operators_cannot_add_or_delete_connections(operator_client: Client, connection: Connection) -> None:
+    assert operator_client.get(reverse("admin:integrations_connection_add")).status_code == 403
+    assert operator_client.post(reverse("admin:integrations_connection_delete", args=[connection.pk]),
+                                {"post": "yes"}).status_code == 403
+    assert Connection.objects.filter(pk=connection.pk).exists()

@@ -1,0 +1,136 @@
+"""Settings → Integrations pages: who may do what, and what each answer says."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.audit import Actor
+from accounts.models import AuditAction, AuditEvent, User, Workspace
+from integrations import services
+from integrations.models import Connection
+from tests.conftest import new_write_key
+
+
+def url(name: str, workspace: Workspace, **kwargs: int) -> str:
+    return reverse(f"integrations:{name}", kwargs={"slug": workspace.slug, **kwargs})
+
+
+@pytest.fixture
+def connection(alice: User, workspace: Workspace) -> Connection:
+    return services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                      region="us", write_key=new_write_key())
+
+
+def test_an_owner_connects_a_source_and_lands_on_its_page(alice_client: Client, workspace: Workspace) -> None:
+    key = new_write_key()
+    response = alice_client.post(url("connection_create", workspace),
+                                 {"name": "Production", "write_key": key, "region": "eu"})
+    connection = Connection.objects.get()
+    assert response["Location"] == url("connection", workspace, pk=connection.pk)
+    assert connection.region == "eu" and connection.write_key() == key
+    assert connection.latest_verification is not None  # its check is queued
+    page = alice_client.get(response["Location"]).content.decode()
+    assert f"•••• {key[-4:]}" in page and key not in page
+
+
+def test_an_invalid_key_is_reported_next_to_the_field_and_not_refilled(alice_client: Client,
+                                                                      workspace: Workspace) -> None:
+    response = alice_client.post(url("connection_create", workspace),
+                                 {"name": "Production", "write_key": "abc def ghi jkl mno", "region": "us"})
+    assert response.status_code == 422
+    assert "write_key" in response.context["form"].errors
+    assert "abc def ghi jkl mno" not in response.content.decode()
+    assert not Connection.objects.exists()
+
+
+def test_the_same_key_twice_is_refused_with_the_existing_name(alice_client: Client, workspace: Workspace) -> None:
+    key = new_write_key()
+    alice_client.post(url("connection_create", workspace), {"name": "Production", "write_key": key, "region": "us"})
+    response = alice_client.post(url("connection_create", workspace),
+                                 {"name": "Staging", "write_key": key, "region": "us"})
+    assert response.status_code == 422
+    assert "already connected in this workspace as “Production”" in str(response.context["form"].errors)
+    assert key not in response.content.decode()
+
+
+def test_a_member_sees_status_but_no_forms(bob_client: Client, workspace: Workspace,
+                                           connection: Connection) -> None:
+    listing = bob_client.get(url("index", workspace))
+    assert listing.status_code == 200 and b"Production" in listing.content
+    assert url("connection_create", workspace).encode() not in listing.content
+    detail = bob_client.get(url("connection", workspace, pk=connection.pk))
+    assert detail.status_code == 200
+    assert "rename_form" not in detail.context and "key_form" not in detail.context
+    for action in ("connection_rename", "connection_key", "connection_enabled", "connection_delete",
+                   "connection_check"):
+        assert url(action, workspace, pk=connection.pk).encode() not in detail.content
+
+
+def test_a_member_cannot_change_a_connection_and_the_attempt_is_audited(bob: User, bob_client: Client,
+                                                                       workspace: Workspace,
+                                                                       connection: Connection) -> None:
+    assert bob_client.get(url("connection_create", workspace)).status_code == 403
+    assert bob_client.post(url("connection_enabled", workspace, pk=connection.pk),
+                           {"enabled": "false"}).status_code == 403
+    assert bob_client.post(url("connection_delete", workspace, pk=connection.pk)).status_code == 403
+    connection.refresh_from_db()
+    assert connection.enabled
+    assert AuditEvent.objects.filter(action=AuditAction.ACCESS_DENIED, actor=bob).count() == 3
+
+
+def test_the_status_panel_is_served_alone_for_polling(alice_client: Client, workspace: Workspace,
+                                                      connection: Connection) -> None:
+    response = alice_client.get(url("connection_status", workspace, pk=connection.pk), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert b"<html" not in response.content
+
+
+def test_running_a_check_from_the_page_and_being_throttled(alice_client: Client, workspace: Workspace,
+                                                           connection: Connection) -> None:
+    check = url("connection_check", workspace, pk=connection.pk)
+    for _ in range(4):
+        assert alice_client.post(check, HTTP_HX_REQUEST="true").status_code == 200
+    refused = alice_client.post(check, HTTP_HX_REQUEST="true")
+    assert "Too many checks for this connection: try again in" in refused.content.decode()
+    assert connection.verifications.count() == 5
+
+
+def test_replacing_the_key_renaming_and_disabling(alice_client: Client, workspace: Workspace,
+                                                  connection: Connection) -> None:
+    replacement = new_write_key()
+    alice_client.post(url("connection_key", workspace, pk=connection.pk),
+                      {"write_key": replacement, "region": "eu"})
+    alice_client.post(url("connection_rename", workspace, pk=connection.pk), {"name": "Production EU"})
+    alice_client.post(url("connection_enabled", workspace, pk=connection.pk), {"enabled": "false"})
+    connection.refresh_from_db()
+    assert connection.write_key() == replacement and connection.region == "eu"
+    assert connection.name == "Production EU" and not connection.enabled
+
+
+def test_a_bad_replacement_key_is_reported_on_the_page(alice_client: Client, workspace: Workspace,
+                                                       connection: Connection) -> None:
+    old_key = connection.write_key()
+    response = alice_client.post(url("connection_key", workspace, pk=connection.pk),
+                                 {"write_key": "short", "region": "us"})
+    assert response.status_code == 422 and "write_key" in response.context["key_form"].errors
+    connection.refresh_from_db()
+    assert connection.write_key() == old_key
+
+
+def test_deleting_asks_first_naming_the_connection(alice_client: Client, workspace: Workspace,
+                                                   connection: Connection) -> None:
+    confirm = alice_client.get(url("connection_delete", workspace, pk=connection.pk))
+    assert confirm.status_code == 200 and "Production" in confirm.content.decode()
+    assert Connection.objects.filter(pk=connection.pk).exists()
+    done = alice_client.post(url("connection_delete", workspace, pk=connection.pk))
+    assert done["Location"] == url("index", workspace)
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_the_list_shows_each_connection_with_its_state(alice_client: Client, workspace: Workspace,
+                                                       connection: Connection, settings: Any) -> None:
+    page = alice_client.get(url("index", workspace)).content.decode()
+    assert "Production" in page and connection.masked_key in page and "US" in page
