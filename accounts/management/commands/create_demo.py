@@ -9,10 +9,16 @@ from django.db import transaction
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import Membership, User
+from integrations.services import connection_create
 
 DEMO_EMAIL = "demo@tributary.localhost"
 DEMO_PASSWORD = "tributary-demo"  # local demo only; `make run` never runs in production
 DEMO_WORKSPACE = "Acme Experiments"
+# Registered with the local emulator by Procfile.dev; any other key is "unknown to Segment".
+DEMO_KEYS = {
+    "us": "demoUSproductionWriteKey2026",
+    "eu": "demoEUstagingWriteKey2026",
+}
 
 
 class Command(BaseCommand):
@@ -28,10 +34,16 @@ class Command(BaseCommand):
                 )
                 user.is_staff = user.is_superuser = True  # the demo admin may open /admin/ too
                 user.save(update_fields=["is_staff", "is_superuser"])
+                membership = Membership.objects.select_related("workspace").get(user=user)
+                # Checked by the worker as soon as it starts, against the emulator.
+                connection_create(actor=Actor(user=user), workspace=membership.workspace,
+                                  name="Production", region="us", write_key=DEMO_KEYS["us"])
         workspace = Membership.objects.filter(user=user).select_related("workspace").first()
         slug = workspace.workspace.slug if workspace else "?"
         self.stdout.write(
             "\n  Tributary is starting on http://127.0.0.1:8000\n"
             f"  Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}  (workspace: {slug})\n"
             "  Operator admin: http://127.0.0.1:8000/admin/ with the same login\n"
+            f"  Try connecting the emulator's EU source: write key {DEMO_KEYS['eu']}, region EU\n"
+            "  (any other key plays a key Segment does not know)\n"
         )
