@@ -38,7 +38,7 @@ class VerificationInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["created_at", "trigger", "outcome", "summary", "test_message_id", "requested_by"]
+    fields = ("created_at", "trigger", "outcome", "summary", "test_message_id", "requested_by")
     readonly_fields = fields
     ordering = ["-created_at"]
 
@@ -54,8 +54,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     search_fields = ["name", "workspace__name", "workspace__slug"]
     list_select_related = ["workspace", "latest_verification"]
     # Only these are shown; the encrypted value and fingerprint never appear.
-    fields = ["workspace", "name", "region", "masked_key", "write_key_key_id", "enabled", "health",
-              "last_check", "shared_key", "created_by", "created_at", "updated_at", "key_replaced_at"]
+    fields = ("workspace", "name", "region", "masked_key", "write_key_key_id", "enabled", "health",
+              "last_check", "shared_key", "created_by", "created_at", "updated_at", "key_replaced_at")
     readonly_fields = fields
     inlines = [VerificationInline]
     actions = ["run_check", "disable", "enable"]

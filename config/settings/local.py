@@ -17,6 +17,6 @@ SEGMENT_CDN = env("SEGMENT_CDN", default="http://127.0.0.1:9100/v1")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 # Static files come straight from the app folders (no collectstatic outside production).
-STATIC_ROOT = None
+STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True

@@ -38,6 +38,6 @@ STORAGES = {
 }
 
 # Static files come straight from the app folders (no collectstatic outside production).
-STATIC_ROOT = None
+STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True

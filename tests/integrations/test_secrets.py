@@ -30,7 +30,7 @@ class Scan:
     def __init__(self) -> None:
         self.texts: dict[str, list[str]] = {"pages": [], "broker": [], "reports": []}
 
-    def page(self, client: Client, method: str, path: str, data: dict[str, str] | None = None,
+    def page(self, client: Client, method: str, path: str, data: dict[str, Any] | None = None,
              **headers: str) -> Any:
         response = getattr(client, method)(path, data or {}, **headers)
         self.texts["pages"].append(f"{method.upper()} {path} {response.status_code}\n" + response.content.decode())
@@ -129,7 +129,8 @@ def test_the_canary_key_never_leaves_in_full(segment: Any, celery_worker: Any, c
                              {"name": "Crash", "write_key": replacement, "region": "eu"})
     assert response.status_code == 500
     record = next(r for r in caplog.records if r.name == "django.request" and r.exc_info)
-    report = ExceptionReporter(record.request, *record.exc_info, is_email=True)  # type: ignore[attr-defined]
+    exc_type, exc_value, traceback = record.exc_info
+    report = ExceptionReporter(record.request, exc_type, exc_value, traceback, is_email=True)  # type: ignore[attr-defined]
     scan.texts["reports"] += [report.get_traceback_text(), report.get_traceback_html()]
 
     # Finally everything written down: logs, queued messages, mail, and the database itself.
@@ -139,7 +140,7 @@ def test_the_canary_key_never_leaves_in_full(segment: Any, celery_worker: Any, c
         **scan.occurrences(canary),
         "logs": sum(r.getMessage().count(canary) + repr(r.__dict__).count(canary) for r in caplog.records),
         "broker": sum(message.count(canary) for message in broker_messages),
-        "mail": sum((m.subject + m.body).count(canary) for m in mail.outbox),
+        "mail": sum(f"{m.subject}{m.body}".count(canary) for m in mail.outbox),
         "database": dump.getvalue().count(canary) + dump.getvalue().count(replacement),
         "reports": sum(text.count(canary) + text.count(replacement) for text in scan.texts["reports"]),
     }
