@@ -1,0 +1,261 @@
+"""Settings → Integrations → Segment driven through headless Chromium, against the Segment
+emulator and a real Celery worker: connecting a source, watching its check run and finish in
+place, re-running it, replacing the key, disabling, deleting, and what a plain member sees.
+
+Screenshots land in artifacts/ for people to look at."""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations import services
+from integrations.models import Outcome, Verification
+from tests.conftest import PASSWORD, new_write_key, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 860}
+# A check crosses the broker to the worker and makes two calls to the emulator.
+CHECK_TIMEOUT_MS = 10_000
+HEALTHY_EU = "Key recognised by Segment · region EU confirmed · test event accepted"
+
+
+def sign_in(page: Any, email: str) -> None:
+    page.goto("/account/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("header").get_by_test_id("current-workspace")).to_be_visible()
+
+
+def field(page: Any, name: str) -> Any:
+    """The .field wrapper of an input: its label, control, help and errors."""
+    return page.locator(".field", has=page.locator(f"input[name='{name}']"))
+
+
+def fill_connect_form(page: Any, *, name: str, write_key: str, region: str) -> None:
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Write key").fill(write_key)
+    page.get_by_role("radio", name=region, exact=True).check()
+    page.get_by_role("button", name="Connect and check").click()
+
+
+def finished_message_id(page: Any) -> str:
+    """Wait for the running check to finish in place; return its test message id."""
+    panel = page.locator("#status-panel")
+    expect(panel).not_to_contain_text("Checking with Segment", timeout=CHECK_TIMEOUT_MS)
+    expect(panel.get_by_test_id("check-summary")).to_contain_text(HEALTHY_EU)
+    return str(panel.get_by_test_id("test-message-id").inner_text()).strip()
+
+
+def wait_for_checks(workspace: Workspace) -> None:
+    """Let the worker finish before the browser signs in: on SQLite (no browser tests in CI)
+    two threads writing at once fail with "database table is locked"."""
+    deadline = time.monotonic() + CHECK_TIMEOUT_MS / 1000
+    while Verification.objects.filter(connection__workspace=workspace, outcome=Outcome.RUNNING).exists():
+        assert time.monotonic() < deadline, "the checks did not finish"
+        time.sleep(0.1)
+
+
+def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_deletes_it(
+    page: Any, alice: User, segment: Any, celery_worker: Any
+) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")
+    # Slow Segment down a little for the first check so its running state can be seen.
+    segment.set_fault(key, scope="all", latency_ms=600, count=2)
+
+    sign_in(page, alice.email)
+    page.get_by_role("navigation", name="Alice Analytics").get_by_role("link", name="Integrations").click()
+    expect(page.get_by_role("heading", name="No Segment sources connected")).to_be_visible()
+    expect(page.locator("#segment-connections")).to_contain_text("Connections → Sources")
+    screenshot(page, "integrations-01-empty")
+
+    page.get_by_role("link", name="Connect Segment").click()
+    expect(page.get_by_role("heading", name="Connect Segment", level=1)).to_be_visible()
+    expect(page.get_by_role("radio", name="US", exact=True)).to_be_checked()
+
+    # A key with spaces comes back with the error under the Write key field, which is empty
+    # again (the key is never sent back), while the name and region are kept.
+    fill_connect_form(page, name="Production", write_key="abc def ghi jkl mno pqr", region="EU")
+    expect(field(page, "write_key").locator(".field-error")).to_contain_text("no spaces")
+    expect(page.get_by_label("Write key")).to_have_value("")
+    expect(page.get_by_label("Name")).to_have_value("Production")
+    expect(page.get_by_role("radio", name="EU", exact=True)).to_be_checked()
+    screenshot(page, "integrations-02-form-error")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "integrations-02-form-error-phone")
+    page.set_viewport_size(DESKTOP)
+
+    fill_connect_form(page, name="Production", write_key=key, region="EU")
+    expect(page).to_have_url(re.compile(r"/settings/integrations/segment/\d+/$"))
+    expect(page.get_by_role("heading", name="Production", level=1)).to_be_visible()
+    expect(page.locator(".messages")).to_contain_text("“Production” connected")
+    panel = page.locator("#status-panel")
+    expect(panel).to_contain_text("Checking with Segment…")
+    screenshot(page, "integrations-03-check-running")
+
+    message_id = finished_message_id(page)
+    expect(panel).to_contain_text("Healthy")
+    for label in ("Key format", "Known to Segment", "Region", "Test event"):
+        expect(panel.locator(".check-item.is-passed", has_text=label)).to_be_visible()
+    assert message_id.startswith("tributary-check-")
+    assert segment.events(write_key=key, message_id=message_id), "the test event never reached Segment"
+    masked = f"•••• {key[-4:]}"
+    expect(page.locator(".connection-meta")).to_contain_text(masked)
+    expect(page.get_by_test_id("enabled-badge")).to_have_text("Enabled")
+    assert key not in page.content()
+    history = page.locator("#check-history tbody tr")
+    expect(history).to_have_count(1)
+    expect(history.first).to_contain_text("Passed")
+    screenshot(page, "integrations-04-check-result")
+
+    page.set_viewport_size(PHONE)
+    screenshot(page, "integrations-05-detail-owner-phone")
+    page.set_viewport_size(DESKTOP)
+
+    # Running the check again swaps the panel in place: no reload, a new test event.
+    page.evaluate("window.tributaryNoReload = true")
+    panel.get_by_role("button", name="Run check again").click()
+    expect(panel.get_by_test_id("test-message-id")).not_to_have_text(message_id, timeout=CHECK_TIMEOUT_MS)
+    second_id = finished_message_id(page)
+    assert second_id != message_id
+    assert segment.events(write_key=key, message_id=second_id)
+    expect(history).to_have_count(2)
+    expect(history.first).to_contain_text("Run from the page")
+    assert page.evaluate("window.tributaryNoReload") is True
+
+    # The list shows the connection with its state and last check.
+    page.get_by_role("link", name="Integrations").first.click()
+    row = page.locator("tr[data-connection='Production']")
+    expect(row).to_contain_text("EU")
+    expect(row).to_contain_text(masked)
+    expect(row).to_contain_text("Healthy")
+    expect(row).to_contain_text("Key recognised by Segment")
+    screenshot(page, "integrations-06-list")
+    row.get_by_role("link", name="Production").click()
+
+    # Replacing the key: a bad one is refused next to the field, a good one is checked at once.
+    replacement = new_write_key()
+    segment.register_key(replacement, "eu")
+    key_box = page.get_by_role("textbox", name="Write key")
+    key_box.fill("short")
+    page.get_by_role("button", name="Replace and check").click()
+    expect(field(page, "write_key").locator(".field-error")).to_contain_text("does not look like a Segment write key")
+    key_box.fill(replacement)
+    expect(page.get_by_role("radio", name="EU", exact=True)).to_be_checked()
+    page.get_by_role("button", name="Replace and check").click()
+    new_masked = f"•••• {replacement[-4:]}"
+    expect(page.locator(".messages")).to_contain_text(f"Write key replaced; now {new_masked}")
+    expect(page.locator(".connection-meta")).to_contain_text(new_masked)
+    expect(page.locator(".connection-meta")).not_to_contain_text(masked)
+    third_id = finished_message_id(page)
+    assert segment.events(write_key=replacement, message_id=third_id)
+    expect(history.first).to_contain_text("Write key replaced")
+    assert replacement not in page.content() and key not in page.content()
+
+    # Disable, then enable again.
+    page.get_by_role("button", name="Disable connection").click()
+    expect(page.get_by_test_id("enabled-badge")).to_have_text("Disabled")
+    expect(panel).to_contain_text("This connection is disabled")
+    screenshot(page, "integrations-07-disabled")
+    page.get_by_role("button", name="Enable connection").click()
+    expect(page.get_by_test_id("enabled-badge")).to_have_text("Enabled")
+    expect(panel).not_to_contain_text("This connection is disabled")
+
+    # Deleting asks first, naming the connection, its region and key.
+    page.get_by_role("link", name="Delete connection…").click()
+    expect(page.get_by_role("heading", name="Delete “Production”?")).to_be_visible()
+    confirm = page.locator(".confirm-card")
+    expect(confirm).to_contain_text("EU")
+    expect(confirm).to_contain_text(new_masked)
+    expect(confirm).to_contain_text("Segment keeps the events it already received")
+    screenshot(page, "integrations-08-delete-confirm")
+    page.get_by_role("button", name="Delete connection").click()
+    expect(page).to_have_url(re.compile(r"/settings/integrations/$"))
+    expect(page.locator(".messages")).to_contain_text("“Production” deleted")
+    expect(page.get_by_role("heading", name="No Segment sources connected")).to_be_visible()
+
+
+def test_an_unknown_key_is_reported_as_not_recognised_with_the_later_checks_skipped(
+    page: Any, alice: User, segment: Any, celery_worker: Any
+) -> None:
+    sign_in(page, alice.email)
+    page.get_by_role("link", name="Integrations").first.click()
+    page.get_by_role("link", name="Connect Segment").click()
+    fill_connect_form(page, name="Staging", write_key=new_write_key(), region="US")
+
+    panel = page.locator("#status-panel")
+    expect(panel.get_by_test_id("check-summary")).to_contain_text(
+        "Segment does not recognise this write key", timeout=CHECK_TIMEOUT_MS)
+    expect(panel).to_contain_text("Needs attention")
+    expect(panel.locator(".check-item.is-passed", has_text="Key format")).to_be_visible()
+    expect(panel.locator(".check-item.is-failed", has_text="Known to Segment")).to_be_visible()
+    expect(panel.locator(".check-item.is-skipped")).to_have_count(2)
+    expect(panel.get_by_test_id("test-message-id")).to_have_count(0)
+    screenshot(page, "integrations-09-unknown-key")
+
+    page.get_by_role("link", name="Integrations").first.click()
+    expect(page.locator("tr[data-connection='Staging']")).to_contain_text("Needs attention")
+
+
+def test_a_member_sees_the_status_of_connections_but_nothing_to_change(
+    page: Any, alice: User, bob: User, workspace: Workspace, segment: Any, celery_worker: Any
+) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")
+    owner = Actor(user=alice)
+    services.connection_create(actor=owner, workspace=workspace, name="Production", region="eu", write_key=key)
+    staging = services.connection_create(actor=owner, workspace=workspace, name="Staging", region="us",
+                                         write_key=new_write_key())
+    services.connection_set_enabled(actor=owner, connection=staging, enabled=False)
+    wait_for_checks(workspace)
+
+    sign_in(page, bob.email)
+    page.get_by_role("link", name="Integrations").first.click()
+    listing = page.locator("#segment-connections")
+    expect(listing.locator("tr[data-connection='Production']")).to_contain_text("Healthy", timeout=CHECK_TIMEOUT_MS)
+    staging_row = listing.locator("tr[data-connection='Staging']")
+    expect(staging_row).to_contain_text("Needs attention", timeout=CHECK_TIMEOUT_MS)
+    expect(staging_row).to_contain_text("Disabled")
+    expect(staging_row).to_contain_text("does not recognise this write key")
+    # Nothing is running, so the list does not poll.
+    expect(listing).not_to_have_attribute("hx-trigger", re.compile(".*"))
+    expect(page.get_by_role("link", name="Connect Segment")).to_have_count(0)
+    screenshot(page, "integrations-10-list-member")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "integrations-10-list-member-phone")
+    page.set_viewport_size(DESKTOP)
+
+    listing.get_by_role("link", name="Production").click()
+    expect(page.locator("#status-panel").get_by_test_id("check-summary")).to_contain_text(HEALTHY_EU)
+    expect(page.locator("#status-panel").get_by_test_id("test-message-id")).to_be_visible()
+    content = page.locator("#content")
+    expect(content.locator("form")).to_have_count(0)
+    expect(content.get_by_role("button")).to_have_count(0)
+    expect(content.get_by_role("link", name=re.compile("Delete"))).to_have_count(0)
+    expect(content.get_by_role("heading", name="Manage")).to_have_count(0)
+    assert key not in page.content()
+    screenshot(page, "integrations-11-detail-member")
+
+    page.set_viewport_size(PHONE)
+    screenshot(page, "integrations-12-detail-member-phone")
+
+
+def test_a_member_sees_who_connects_sources_when_there_are_none(page: Any, bob: User) -> None:
+    sign_in(page, bob.email)
+    page.get_by_role("link", name="Integrations").first.click()
+    empty = page.locator("#segment-connections")
+    expect(empty).to_contain_text("No Segment sources connected")
+    expect(empty).to_contain_text("An owner or admin of Alice Analytics connects sources")
+    expect(page.get_by_role("link", name="Connect Segment")).to_have_count(0)
+    screenshot(page, "integrations-13-empty-member")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "integrations-14-empty-member-phone")
