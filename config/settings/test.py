@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import CELERY_BROKER_URL, env
+from config.settings.base import CELERY_BROKER_URL, DATABASES, env
 
 SECRET_KEY = "test-only-key-4c1f9e7a2b8d6e0f3a5c7b9d1e2f4a6c8b0d2e4f6a8c0b2d"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -17,6 +17,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 _scratch = Path(tempfile.mkdtemp(prefix="tributary-test-"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file rather than shared-cache memory: worker and live-server threads then wait on
+    # SQLite's file lock instead of failing with "database table is locked".
+    DATABASES["default"]["TEST"] = {"NAME": str(_scratch / "test.sqlite3")}
 if CELERY_BROKER_URL == "filesystem://":
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_scratch / "queue"),
