@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import CELERY_BROKER_URL, DATABASES, env
+from config.settings.base import CELERY_BROKER_URL, DATABASES, env, filesystem_broker_options
 
 SECRET_KEY = "test-only-key-4c1f9e7a2b8d6e0f3a5c7b9d1e2f4a6c8b0d2e4f6a8c0b2d"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
@@ -22,15 +22,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite's file lock instead of failing with "database table is locked".
     DATABASES["default"]["TEST"] = {"NAME": str(_scratch / "test.sqlite3")}
 if CELERY_BROKER_URL == "filesystem://":
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_scratch / "queue"),
-        "data_folder_out": str(_scratch / "queue"),
-        "processed_folder": str(_scratch / "processed"),
-        "control_folder": str(_scratch / "control"),
-        "store_processed": False,
-    }
-    for _folder in ("queue", "processed", "control"):
-        (_scratch / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_scratch / "broker")
 CELERY_BEAT_SCHEDULE_FILENAME = str(_scratch / "celerybeat-schedule")
 
 FIELD_ENCRYPTION_KEYS = env.list(
