@@ -17,7 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
 from integrations.crypto import CredentialUnreadable
-from integrations.models import Connection, Health, Outcome, Region, Trigger, Verification
+from integrations.models import Connection, EventStream, Health, Outcome, Region, Trigger, Verification
 from integrations.segment import verification as checks
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ def connection_create(*, actor: Actor, workspace: Workspace, name: str, region: 
     _validate(name=name, region=region, write_key=write_key)
     with transaction.atomic():
         _require_manager(actor, workspace)
-        connection = Connection(workspace=workspace, name=name.strip(), region=region, created_by=actor.user)
+        connection = Connection(workspace=workspace, name=name.strip(), region=region, created_by=actor.user,
+                                delivered_seq=_log_end(workspace))
         connection.set_write_key(write_key)
         _refuse_duplicates(connection)
         connection.save()
@@ -231,6 +232,12 @@ def _refuse_duplicates(connection: Connection) -> None:
                                             f"“{same_key.name}”. Each Segment source is connected once."})
     if others.filter(name__iexact=connection.name).exists():
         raise ValidationError({"name": f"Another connection is already called “{connection.name}”."})
+
+
+def _log_end(workspace: Workspace) -> int:
+    """Where a new connection starts: after every event already in the workspace's log."""
+    stream = EventStream.objects.filter(workspace=workspace).first()
+    return stream.last_seq if stream else 0
 
 
 def _describe(connection: Connection) -> dict[str, str]:

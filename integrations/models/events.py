@@ -1,0 +1,73 @@
+"""The workspace event log the relay delivers from.
+
+One row per accepted event, whatever the number of connections: each connection keeps its
+own position in the log (`Connection.delivered_seq`). `seq` numbers a workspace's events in
+commit order: the insert takes the workspace's `EventStream` row lock and holds it until the
+transaction commits, so a reader never sees seq N+1 committed while N is still in flight.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Workspace
+
+
+class EventStream(models.Model):
+    workspace = models.OneToOneField(Workspace, on_delete=models.CASCADE, related_name="event_stream")
+    last_seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workspace} at {self.last_seq}"
+
+
+class Event(models.Model):
+    """One accepted event, stored before the emitter is told it was accepted.
+
+    `body` is the Segment message as it will be sent (orjson bytes), without the messageId,
+    which is derived per connection at send time.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    seq = models.BigIntegerField()
+    message_id = models.CharField(max_length=100)
+    type = models.CharField(max_length=8)
+    name = models.CharField(max_length=200, blank=True)
+    user_id = models.CharField(max_length=200, blank=True)
+    body = models.BinaryField()
+    size = models.PositiveIntegerField()
+    received_at = models.DateTimeField(default=timezone.now)
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "seq"], name="event_unique_seq"),
+            models.UniqueConstraint(fields=["workspace", "message_id"], name="event_unique_message_id"),
+            models.UniqueConstraint(fields=["workspace", "dedupe_key"], name="event_unique_dedupe_key",
+                                    condition=models.Q(dedupe_key__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name or ''} #{self.seq}".strip()
+
+
+class RejectedEvent(models.Model):
+    """An event refused at ingest, kept (trimmed) so the workspace can see why, like
+    Segment's schema violations."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=40)
+    index = models.PositiveIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=60)
+    detail = models.CharField(max_length=300)
+    message_id = models.CharField(max_length=100, blank=True)
+    excerpt = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["workspace", "-received_at"], name="rejected_ws_time")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} at {self.received_at:%Y-%m-%d %H:%M}"
