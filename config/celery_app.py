@@ -20,6 +20,10 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.record_heartbeat",
         "schedule": 60.0,
     },
+    "sweep-relay": {
+        "task": "integrations.tasks.sweep_relay",
+        "schedule": 5.0,
+    },
     "verify-all-connections-daily": {
         "task": "integrations.tasks.verify_all_connections",
         "schedule": crontab(hour=4, minute=7),

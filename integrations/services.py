@@ -18,6 +18,7 @@ from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
 from integrations.crypto import CredentialUnreadable
 from integrations.models import Connection, EventStream, Health, Outcome, Region, Trigger, Verification
+from integrations.relay.log import connections_wake
 from integrations.segment import verification as checks
 
 logger = logging.getLogger(__name__)
@@ -165,8 +166,11 @@ def _record_report(run: Verification, report: checks.Report) -> Verification | N
             setattr(locked, field, getattr(report, field))
         locked.finished_at = timezone.now()
         locked.save()
-        # Only the newest run decides the connection's health.
-        Connection.objects.filter(pk=run.connection_id, latest_verification=locked).update(health=report.health)
+        # Only the newest run decides the connection's health, and whether delivery is paused.
+        latest = Connection.objects.filter(pk=run.connection_id, latest_verification=locked)
+        latest.update(health=report.health, paused_reason=_pause_reason(report))
+        if report.health == Health.HEALTHY:
+            transaction.on_commit(lambda: connections_wake(workspace_id=run.connection.workspace_id))
         actor = Actor(user=locked.requested_by, ip=locked.requested_ip, user_agent=locked.requested_user_agent)
         audit_record(actor=actor, action=AuditAction.CONNECTION_CHECKED, workspace=run.connection.workspace,
                      target=run.connection, details={
@@ -176,6 +180,16 @@ def _record_report(run: Verification, report: checks.Report) -> Verification | N
     logger.info("integrations.connection_checked", extra={
         "connection_id": run.connection_id, "verification_id": run.pk, "outcome": locked.outcome})
     return locked
+
+
+def _pause_reason(report: checks.Report) -> str:
+    """Delivery stops (events keep accumulating) while the key is unknown or unreadable."""
+    if report.health == Health.UNREADABLE:
+        return UNREADABLE_MESSAGE
+    failed = {c["check"] for c in report.checks if c["status"] == "failed"}
+    if report.health == Health.FAILING and failed & {"cdn_lookup", "region"}:
+        return report.summary[:300]
+    return ""
 
 
 def verifications_expire_stale(*, older_than: timedelta = timedelta(minutes=10)) -> int:

@@ -19,3 +19,20 @@ def verify_all_connections() -> None:
 @shared_task
 def expire_stale_verifications() -> None:
     services.verifications_expire_stale()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def deliver_connection(connection_id: int) -> None:
+    """Deliver the connection's backlog. Idempotent: a second run finds the lease taken or
+    the position already moved, and messageIds are stable across re-sends."""
+    from integrations.relay.delivery import connection_deliver
+
+    connection_deliver(connection_id=connection_id)
+
+
+@shared_task
+def sweep_relay() -> None:
+    """Wake connections with a backlog whose wake-up was lost (broker flushed, worker killed)."""
+    from integrations.relay.sweeper import connections_sweep
+
+    connections_sweep()

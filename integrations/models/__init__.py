@@ -10,12 +10,13 @@ from integrations.models.connections import (
     Trigger,
     Verification,
 )
-from integrations.models.events import Event, EventStream, RejectedEvent
+from integrations.models.events import DeadLetter, Event, EventStream, RejectedEvent
 from integrations.models.ingest import IngestKey
 
 __all__ = [
     "MASK",
     "Connection",
+    "DeadLetter",
     "Event",
     "EventStream",
     "Health",

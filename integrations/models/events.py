@@ -71,3 +71,27 @@ class RejectedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} at {self.received_at:%Y-%m-%d %H:%M}"
+
+
+class DeadLetter(models.Model):
+    """An event one connection could not deliver and will not retry: Segment refused it (the
+    batch was bisected down to this event) or it waited past the maximum age. Keeps its own
+    copy of the body, since the log may be trimmed once every connection has passed it."""
+
+    connection = models.ForeignKey("integrations.Connection", on_delete=models.CASCADE, related_name="dead_letters")
+    seq = models.BigIntegerField()
+    message_id = models.CharField(max_length=100)
+    type = models.CharField(max_length=8)
+    name = models.CharField(max_length=200, blank=True)
+    body = models.BinaryField()
+    reason = models.CharField(max_length=40)
+    status = models.PositiveIntegerField(null=True, blank=True)
+    response = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["connection", "seq"], name="dead_letter_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name} ({self.reason})".strip()

@@ -3,6 +3,7 @@ CDN path; no exception, log line or return value here ever carries it."""
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,10 +50,21 @@ def _answer(response: requests.Response, keep_body: int | None = BODY_EXCERPT) -
     return Answer(response.status_code, body, parse_retry_after(response.headers.get("Retry-After")))
 
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per thread: the relay sends many batches to few hosts."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
 @sensitive_variables("url", "kwargs")
 def _send(method: str, url: str, **kwargs: Any) -> requests.Response:
     try:
-        return requests.request(method, url, timeout=_timeout(), allow_redirects=False, **kwargs)
+        return _session().request(method, url, timeout=_timeout(), allow_redirects=False, **kwargs)
     except requests.Timeout:
         raise SegmentUnreachable("timeout") from None
     except requests.RequestException:
@@ -68,12 +80,13 @@ def fetch_source_settings(write_key: str) -> Answer:
 
 
 @sensitive_variables("write_key")
-def post(region: str, write_key: str, path: str, payload: dict[str, Any]) -> Answer:
+def post(region: str, write_key: str, path: str, payload: dict[str, Any] | bytes) -> Answer:
     """POST one call (`track`, `batch`, …) to the region's tracking API with Basic auth."""
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     response = _send(
         "POST",
         f"{api_base(region)}/{path.lstrip('/')}",
-        data=orjson.dumps(payload),
+        data=body,
         auth=(write_key, ""),
         headers={"Content-Type": "application/json", "User-Agent": f"tributary/{LIBRARY['version']}"},
     )

@@ -1,0 +1,211 @@
+"""Delivering a connection's backlog to Segment, one batch in flight per connection.
+
+A delivery run:
+  1. claims the connection with a conditional UPDATE (a lease), so no other worker sends for
+     it at the same time, and clears its wake-up flag;
+  2. reads the next events after the connection's position, in log order, up to 2,500 events
+     or 475,000 bytes;
+  3. sends them to `/v1/batch` of the connection's region, each under a messageId derived from
+     the event's own and the connection (so retries and resends dedupe in Segment, while the
+     copies for different sources do not collide);
+  4. on 200 moves the position past the batch; on 400/413/422 bisects the batch so that only
+     the offending events become dead letters; on 408/429/5xx or a network error waits
+     (exponential backoff with jitter, or Segment's Retry-After) with the wait stored in
+     `next_attempt_at`; on an unreadable key or 401/403 pauses the connection;
+  5. repeats until the backlog is empty or the run's time budget is spent, then releases the
+     lease and re-queues itself if anything is left or a wake-up arrived meanwhile.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from django.db.models import F, Q
+from django.utils import timezone
+
+from integrations.crypto import CredentialUnreadable
+from integrations.models import Connection, DeadLetter, Event, Health
+from integrations.segment import client
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS = 2500
+MAX_BYTES = 475_000
+LEASE = timedelta(seconds=90)
+RUN_BUDGET_SECONDS = 20.0
+BACKOFF_CAP_SECONDS = 300.0
+SHORT_WAIT_SECONDS = 5.0
+RETRYABLE = {408, 410, 429, 460}
+REJECTED = {400, 413, 422}
+# Fixed namespace for per-connection messageIds: uuid5(namespace(connection), event messageId).
+RELAY_NAMESPACE = uuid.UUID("7d1c1f0e-2f4b-5b8e-9a57-1f0f2c5d9e31")
+
+
+@dataclass
+class Pending:
+    seq: int
+    message_id: str
+    type: str
+    name: str
+    body: bytes
+
+
+def connection_deliver(*, connection_id: int) -> None:
+    connection = _claim(connection_id)
+    if connection is None:
+        return
+    try:
+        deadline = time.monotonic() + RUN_BUDGET_SECONDS
+        while time.monotonic() < deadline and _deliver_next_batch(connection):
+            pass
+    finally:
+        _release(connection)
+
+
+def _claim(connection_id: int) -> Connection | None:
+    now = timezone.now()
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    claimed = Connection.objects.filter(free, due, pk=connection_id, enabled=True, paused_reason="").update(
+        lease_until=now + LEASE, wake_requested=False)
+    return Connection.objects.filter(pk=connection_id).first() if claimed else None
+
+
+def _release(connection: Connection) -> None:
+    from integrations.tasks import deliver_connection
+
+    Connection.objects.filter(pk=connection.pk).update(lease_until=None)
+    fresh = Connection.objects.filter(pk=connection.pk).values("wake_requested", "next_attempt_at",
+                                                               "delivered_seq", "paused_reason", "enabled").first()
+    if not fresh or not fresh["enabled"] or fresh["paused_reason"]:
+        return
+    if fresh["next_attempt_at"]:
+        # A short wait is a brief countdown; longer ones are left to the sweeper, since a
+        # broker redelivers unacknowledged countdown tasks after its visibility timeout.
+        wait = (fresh["next_attempt_at"] - timezone.now()).total_seconds()
+        if wait <= SHORT_WAIT_SECONDS:
+            deliver_connection.apply_async((connection.pk,), countdown=max(0.0, wait))
+        return
+    backlog = Event.objects.filter(workspace_id=connection.workspace_id, seq__gt=fresh["delivered_seq"]).exists()
+    if fresh["wake_requested"] or backlog:
+        Connection.objects.filter(pk=connection.pk).update(wake_requested=True)
+        deliver_connection.delay(connection.pk)
+
+
+def _deliver_next_batch(connection: Connection) -> bool:
+    """Send one batch; True when the run should go on with the next one."""
+    batch = _next_batch(connection)
+    if not batch:
+        return False
+    try:
+        write_key = connection.write_key()
+    except CredentialUnreadable:
+        _pause(connection, Health.UNREADABLE, "Credential unreadable: paste the key again.")
+        return False
+    return _send(connection, write_key, batch)
+
+
+def _next_batch(connection: Connection) -> list[Pending]:
+    rows = (Event.objects.filter(workspace_id=connection.workspace_id, seq__gt=connection.delivered_seq)
+            .order_by("seq").values_list("seq", "message_id", "type", "name", "body")[:MAX_EVENTS])
+    batch: list[Pending] = []
+    size = 0
+    for seq, message_id, kind, name, body in rows:
+        body = bytes(body)
+        if batch and size + len(body) > MAX_BYTES:
+            break
+        batch.append(Pending(seq, message_id, kind, name, body))
+        size += len(body)
+    return batch
+
+
+def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:
+    started = time.monotonic()
+    try:
+        answer = client.post(connection.region, write_key, "batch", batch_body(connection.pk, batch))
+    except client.SegmentUnreachable as unreachable:
+        _back_off(connection, None, f"network: {unreachable.reason}")
+        return False
+    _log(connection, batch, answer.status, started)
+    if answer.status == 200:
+        _advance(connection, batch[-1].seq)
+        return True
+    if answer.status in REJECTED:
+        _bisect(connection, write_key, batch, answer)
+        return True
+    if answer.status in RETRYABLE or (answer.status >= 500 and answer.status not in (501, 505)):
+        _back_off(connection, answer.retry_after, f"HTTP {answer.status}")
+        return False
+    _pause(connection, Health.FAILING, f"Segment refused the key (HTTP {answer.status}). Check the key and run a check.")
+    return False
+
+
+def _bisect(connection: Connection, write_key: str, batch: list[Pending], answer: client.Answer) -> None:
+    """Split a refused batch until the refused events stand alone; they become dead letters."""
+    if len(batch) == 1:
+        _dead_letter(connection, batch[0], "rejected", answer)
+        _advance(connection, batch[0].seq)
+        return
+    middle = len(batch) // 2
+    for half in (batch[:middle], batch[middle:]):
+        half_answer = client.post(connection.region, write_key, "batch", batch_body(connection.pk, half))
+        if half_answer.status == 200:
+            _advance(connection, half[-1].seq)
+        elif half_answer.status in REJECTED:
+            _bisect(connection, write_key, half, half_answer)
+        else:
+            raise client.SegmentUnreachable(f"HTTP {half_answer.status} while bisecting")
+
+
+def batch_body(connection_id: int, batch: list[Pending]) -> bytes:
+    namespace = uuid.uuid5(RELAY_NAMESPACE, str(connection_id))
+    events = []
+    for pending in batch:
+        event: dict[str, Any] = orjson.loads(pending.body)
+        context = event.setdefault("context", {})
+        context["tributary"] = {"messageId": pending.message_id, "library": context.get("library")}
+        context["library"] = client.LIBRARY
+        event["messageId"] = str(uuid.uuid5(namespace, pending.message_id))
+        events.append(event)
+    return orjson.dumps({"batch": events, "sentAt": timezone.now().isoformat()})
+
+
+def _advance(connection: Connection, seq: int) -> None:
+    Connection.objects.filter(pk=connection.pk, delivered_seq__lt=seq).update(
+        delivered_seq=seq, failures=0, next_attempt_at=None)
+    connection.delivered_seq = max(connection.delivered_seq, seq)
+
+
+def _back_off(connection: Connection, retry_after: int | None, why: str) -> None:
+    failures = connection.failures + 1
+    if retry_after is not None:
+        wait = float(retry_after)
+    else:
+        wait = min(BACKOFF_CAP_SECONDS, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)  # noqa: S311
+    Connection.objects.filter(pk=connection.pk).update(
+        failures=F("failures") + 1, next_attempt_at=timezone.now() + timedelta(seconds=wait))
+    connection.failures = failures
+    logger.info("relay.backoff", extra={"connection_id": connection.pk, "why": why, "wait_s": round(wait, 2)})
+
+
+def _pause(connection: Connection, health: Health, reason: str) -> None:
+    Connection.objects.filter(pk=connection.pk).update(paused_reason=reason, health=health)
+    logger.warning("relay.paused", extra={"connection_id": connection.pk, "reason": reason})
+
+
+def _dead_letter(connection: Connection, pending: Pending, reason: str, answer: client.Answer) -> None:
+    DeadLetter.objects.get_or_create(connection=connection, seq=pending.seq, defaults={
+        "message_id": pending.message_id, "type": pending.type, "name": pending.name, "body": pending.body,
+        "reason": reason, "status": answer.status, "response": answer.body[:300]})
+
+
+def _log(connection: Connection, batch: list[Pending], status: int, started: float) -> None:
+    logger.info("relay.batch_sent", extra={
+        "connection_id": connection.pk, "events": len(batch), "status": status,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1)})

@@ -1,0 +1,26 @@
+"""The safety net under wake-ups: every few seconds, find connections that have events to
+send, are due and are not being served, and queue them. Wake-ups ride on the broker, which
+may lose them; the log and positions are in the database, which does not."""
+from __future__ import annotations
+
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from integrations.models import Connection, EventStream
+
+
+def connections_sweep() -> int:
+    from integrations.tasks import deliver_connection
+
+    now = timezone.now()
+    log_end = EventStream.objects.filter(workspace_id=OuterRef("workspace_id")).values("last_seq")[:1]
+    stuck = (Connection.objects.filter(enabled=True, paused_reason="")
+             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+             .annotate(log_end=Subquery(log_end)).filter(delivered_seq__lt=Subquery(log_end)))
+    woken = 0
+    for pk in stuck.values_list("pk", flat=True):
+        Connection.objects.filter(pk=pk).update(wake_requested=True)
+        deliver_connection.delay(pk)
+        woken += 1
+    return woken

@@ -1,0 +1,154 @@
+"""The relay end to end: emitted in Python, stored, delivered by a real Celery worker to the
+emulator over HTTP."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations import relay, services
+from integrations.models import Connection, DeadLetter, Event, Health
+from integrations.relay.delivery import RELAY_NAMESPACE
+from integrations.relay.messages import normalise
+from tests.conftest import new_write_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.05)
+
+
+def connect(segment: Any, alice: User, workspace: Workspace, name: str, region: str = "us") -> tuple[Connection, str]:
+    key = new_write_key()
+    segment.register_key(key, region)
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name=name,
+                                            region=region, write_key=key)
+    return connection, key
+
+
+def delivered(connection: Connection) -> int:
+    connection.refresh_from_db()
+    return connection.delivered_seq
+
+
+def arrived(segment: Any, key: str) -> list[dict[str, Any]]:
+    return [e["payload"] for e in segment.events(write_key=key, limit=10_000)
+            if e["payload"].get("event") != "Segment Connection Tested"]
+
+
+def test_every_source_gets_every_event_in_order_under_its_own_message_id(
+        segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    us, us_key = connect(segment, alice, workspace, "Production")
+    eu, eu_key = connect(segment, alice, workspace, "Staging EU", region="eu")
+    with transaction.atomic():
+        relay.identify(workspace, user_id="visitor-1", traits={"email": "v1@example.com"}, message_id="emit-0")
+        for n in range(1, 5):
+            relay.track(workspace, "Experiment Viewed", user_id="visitor-1", properties={"n": n},
+                        message_id=f"emit-{n}")
+    wait_for(lambda: delivered(us) == 5 and delivered(eu) == 5)
+    for connection, key in ((us, us_key), (eu, eu_key)):
+        events = arrived(segment, key)
+        assert [e["context"]["tributary"]["messageId"] for e in events] == [f"emit-{n}" for n in range(5)]
+        assert events[0]["type"] == "identify" and events[1]["properties"] == {"n": 1}
+        namespace = uuid.uuid5(RELAY_NAMESPACE, str(connection.pk))
+        assert [e["messageId"] for e in events] == [str(uuid.uuid5(namespace, f"emit-{n}")) for n in range(5)]
+        assert events[0]["context"]["library"]["name"] == "tributary"
+    assert not {e["messageId"] for e in arrived(segment, us_key)} & {e["messageId"] for e in arrived(segment, eu_key)}
+
+
+def test_a_rolled_back_transaction_emits_nothing(segment: Any, celery_worker: Any, alice: User,
+                                                 workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        relay.track(workspace, "Signed Up", user_id="u1")
+        raise RuntimeError("the caller's work failed")
+    relay.track(workspace, "Signed Up", user_id="u2")
+    wait_for(lambda: delivered(connection) == 1)
+    assert [e["userId"] for e in arrived(segment, key)] == ["u2"]
+    assert Event.objects.count() == 1
+
+
+def test_a_resent_message_id_is_stored_once(segment: Any, celery_worker: Any, alice: User,
+                                            workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    assert relay.track(workspace, "Order Completed", user_id="u1", message_id="client-42") is True
+    assert relay.track(workspace, "Order Completed", user_id="u1", message_id="client-42") is False
+    wait_for(lambda: delivered(connection) == 1)
+    assert len(arrived(segment, key)) == 1
+
+
+def test_first_time_events_happen_once_per_visitor(db: None, alice: User, workspace: Workspace) -> None:
+    assigned = {"experiment_id": "exp-1", "experiment_name": "Checkout", "variation_id": "b",
+                "variation_name": "Blue button"}
+    assert relay.experiment_viewed(workspace, anonymous_id="anon-1", **assigned) is True
+    assert relay.experiment_viewed(workspace, anonymous_id="anon-1", **assigned) is False
+    assert relay.experiment_viewed(workspace, anonymous_id="anon-2", **assigned) is True
+    conversion: dict[str, Any] = {"conversion_id": "c1", "conversion_type": "purchase",
+                                  "origin_url": "https://shop.example/cart"}
+    assert relay.conversion_triggered(workspace, anonymous_id="anon-1", once_per_visitor=True, **conversion)
+    assert not relay.conversion_triggered(workspace, anonymous_id="anon-1", once_per_visitor=True, **conversion)
+    assert relay.conversion_triggered(workspace, anonymous_id="anon-1", **conversion)  # not once-only: again
+    assert relay.identify(workspace, anonymous_id="anon-1", dedupe_key="identify:anon-1")
+    assert not relay.identify(workspace, anonymous_id="anon-1", dedupe_key="identify:anon-1")
+    assert Event.objects.count() == 5
+
+
+def test_retry_after_is_honoured_while_another_source_keeps_flowing(
+        segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    limited, limited_key = connect(segment, alice, workspace, "Rate limited")
+    healthy, _ = connect(segment, alice, workspace, "Healthy")
+    segment.set_fault(limited_key, status=429, retry_after=3, seconds=3)
+    started = time.monotonic()
+    relay.track(workspace, "Conversion Triggered", user_id="u1")
+    wait_for(lambda: delivered(healthy) == 1, timeout=5)
+    assert time.monotonic() - started < 3, "the healthy source waited for the limited one"
+    wait_for(lambda: delivered(limited) == 1, timeout=20)
+    batches = [r for r in segment.requests(write_key=limited_key, kind="tracking") if r["path"].endswith("/batch")]
+    statuses = [r["status"] for r in batches]
+    assert statuses[0] == 429 and statuses[-1] == 200
+    refused_at, accepted_at = (datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in (batches[0], batches[-1]))
+    assert (accepted_at - refused_at).total_seconds() >= 2.9, "a request went out before Retry-After elapsed"
+
+
+def test_a_poison_event_is_bisected_out_and_dead_lettered(segment: Any, celery_worker: Any, alice: User,
+                                                          workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    relay.track(workspace, "Before", user_id="u1")
+    # Valid at ingest (just under 32 KB), too large once the relay adds its context for Segment.
+    overhead = len(normalise({"type": "track", "event": "Huge", "userId": "u1", "properties": {"blob": ""},
+                              "messageId": str(uuid.uuid4())}, received_at=timezone.now()).body)
+    blob = "x" * (32 * 1024 - overhead - 60)
+    relay.track(workspace, "Huge", user_id="u1", properties={"blob": blob})
+    relay.track(workspace, "After", user_id="u1")
+    wait_for(lambda: delivered(connection) == 3)
+    assert [e["event"] for e in arrived(segment, key)] == ["Before", "After"]
+    dead = DeadLetter.objects.get(connection=connection)
+    assert dead.name == "Huge" and dead.status == 400 and dead.seq == 2
+
+
+def test_an_unreadable_key_pauses_and_events_wait(segment: Any, celery_worker: Any, alice: User,
+                                                  workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
+    Connection.objects.filter(pk=connection.pk).update(write_key_encrypted=connection.write_key_encrypted[:-8] + "AAAAAAA=")
+    relay.track(workspace, "Waiting", user_id="u1")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
+    assert delivered(connection) == 0 and arrived(segment, key) == []
+    # Pasting the key again resumes delivery from where it stopped.
+    services.connection_replace_key(actor=Actor(user=alice), connection=Connection.objects.get(pk=connection.pk),
+                                    write_key=key)
+    wait_for(lambda: delivered(connection) == 1)
+    assert [e["event"] for e in arrived(segment, key)] == ["Waiting"]
