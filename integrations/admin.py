@@ -9,8 +9,8 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from accounts.audit import Actor
-from integrations import crypto, services
-from integrations.models import Connection, Trigger, Verification
+from integrations import crypto, ingest_keys, services
+from integrations.models import Connection, IngestKey, Trigger, Verification
 
 
 class SharedKeyFilter(admin.SimpleListFilter):
@@ -122,3 +122,59 @@ def encryption_key_usage() -> list[dict[str, Any]]:
     rows += [{"key_id": kid, "values": n, "primary": False, "configured": False}
              for kid, n in counts.items() if kid not in configured]
     return rows
+
+
+class IngestKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[IngestKey]) -> QuerySet[IngestKey]:
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked_at__isnull=self.value() == "active")
+        return queryset
+
+
+@admin.register(IngestKey)
+class IngestKeyAdmin(admin.ModelAdmin):
+    """Read-only: keys are created by the workspace (or the command), never here. The hash is
+    not shown; revoking goes through the service, audited with the operator as actor."""
+
+    list_display = ["name", "workspace", "masked_key", "created_at", "created_by", "last_used_at", "revoked_at",
+                    "active"]
+    list_filter = [IngestKeyStatusFilter, ("workspace", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "workspace__name", "workspace__slug"]
+    list_select_related = ["workspace", "created_by"]
+    fields = ("workspace", "name", "masked_key", "created_by", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="key")
+    def masked_key(self, obj: IngestKey) -> str:
+        return ingest_keys.masked(obj)
+
+    @admin.display(description="active", boolean=True)
+    def active(self, obj: IngestKey) -> bool:
+        return obj.is_active
+
+    @admin.action(description="Revoke the selected ingest keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[IngestKey]) -> None:
+        revoked = already = 0
+        for ingest_key in queryset.select_related("workspace"):
+            if ingest_key.is_active:
+                ingest_keys.ingest_key_revoke(actor=Actor.from_request(request), ingest_key=ingest_key)
+                revoked += 1
+            else:
+                already += 1
+        self.message_user(request, f"{revoked} key(s) revoked, {already} already revoked.", messages.SUCCESS)

@@ -47,3 +47,10 @@ class ReplaceKeyForm(forms.Form):
 
 class RenameForm(forms.Form):
     name = forms.CharField(label="Name", max_length=80)
+
+
+class IngestKeyForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=80,
+                           help_text="What sends with this key, for example Production or Staging.",
+                           error_messages={"required": "Give the key a name: what sends with it."},
+                           widget=forms.TextInput(attrs={"autocomplete": "off"}))

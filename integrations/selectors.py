@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import Workspace
-from integrations.models import Connection, Verification
+from integrations.models import Connection, RejectedEvent, Verification
 
 
 def connections_for_workspace(*, workspace: Workspace) -> QuerySet[Connection]:
@@ -21,3 +21,7 @@ def connection_get_for_workspace(*, workspace: Workspace, pk: int) -> Connection
 
 def verifications_for_connection(*, connection: Connection, limit: int = 10) -> list[Verification]:
     return list(connection.verifications.select_related("requested_by")[:limit])
+
+
+def rejected_events_for_workspace(*, workspace: Workspace) -> QuerySet[RejectedEvent]:
+    return RejectedEvent.objects.filter(workspace=workspace).order_by("-received_at", "-id")

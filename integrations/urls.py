@@ -17,4 +17,7 @@ urlpatterns = [
     path("settings/integrations/segment/<int:pk>/enabled/", views.connection_enabled, name="connection_enabled"),
     path("settings/integrations/segment/<int:pk>/delete/", views.connection_delete, name="connection_delete"),
     path("settings/api-keys/", views.api_keys, name="api_keys"),
+    path("settings/rejected-events/", views.rejected_events, name="rejected_events"),
+    path("settings/api-keys/new/", views.ingest_key_create, name="ingest_key_create"),
+    path("settings/api-keys/<int:pk>/revoke/", views.ingest_key_revoke, name="ingest_key_revoke"),
 ]

@@ -8,24 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.debug import sensitive_post_parameters
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import Actor
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
-from integrations import services
-from integrations.forms import ConnectionForm, RenameForm, ReplaceKeyForm
-from integrations.models import Connection
+from integrations import ingest_keys, services
+from integrations.forms import ConnectionForm, IngestKeyForm, RenameForm, ReplaceKeyForm
+from integrations.models import Connection, IngestKey
 from integrations.selectors import (
     connection_get_for_workspace,
     connections_for_workspace,
+    rejected_events_for_workspace,
     verifications_for_connection,
 )
+
+REJECTED_PAGE_SIZE = 50
 
 
 @workspace_view()
@@ -144,7 +152,50 @@ def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @workspace_view()
 @require_GET
 def api_keys(request: HttpRequest) -> HttpResponse:
-    return render(request, "integrations/api_keys.html", {"nav": "api_keys"})
+    return _api_keys_page(request)
+
+
+@workspace_view(manage=True)
+@require_POST
+@never_cache
+@sensitive_variables()
+def ingest_key_create(request: HttpRequest) -> HttpResponse:
+    """The new key is in this response only: never in a redirect, the session or a message.
+
+    The page is rendered inside the transaction: if it cannot be shown, the key never existed.
+    """
+    form = IngestKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            with transaction.atomic():
+                ingest_key, key = ingest_keys.ingest_key_create(
+                    actor=Actor.from_request(request), workspace=request.workspace,  # type: ignore[attr-defined]
+                    name=form.cleaned_data["name"])
+                return _api_keys_page(request, form=IngestKeyForm(), created=ingest_key, key=key)
+        except ValidationError as error:
+            attach_errors(form, error)
+    return _api_keys_page(request, form=form, status=422)
+
+
+@workspace_view(manage=True)
+@require_POST
+def ingest_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    ingest_key = ingest_keys.ingest_key_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    ingest_keys.ingest_key_revoke(actor=Actor.from_request(request), ingest_key=ingest_key)
+    messages.success(request, f"“{ingest_key.name}” ({ingest_keys.masked(ingest_key)}) revoked. "
+                              f"Requests with it are refused from now on.")
+    if request.htmx:  # type: ignore[attr-defined]
+        return _api_keys_page(request)
+    return redirect("integrations:api_keys", slug=ingest_key.workspace.slug)
+
+
+@workspace_view()
+@require_GET
+def rejected_events(request: HttpRequest) -> HttpResponse:
+    """Events the ingest API refused, with reasons: the workspace's schema violations."""
+    events = rejected_events_for_workspace(workspace=request.workspace)  # type: ignore[attr-defined]
+    page = Paginator(events, REJECTED_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "integrations/rejected_events.html", {"page": page, "nav": "rejected"})
 
 
 def _detail_context(request: HttpRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
@@ -159,6 +210,23 @@ def _detail_context(request: HttpRequest, connection: Connection, **forms: Any) 
         context["rename_form"] = forms.get("rename_form") or RenameForm(initial={"name": connection.name})
         context["key_form"] = forms.get("key_form") or ReplaceKeyForm(initial={"region": connection.region})
     return context
+
+
+def _api_keys_page(request: HttpRequest, *, form: IngestKeyForm | None = None, created: IngestKey | None = None,
+                   key: str = "", status: int = 200) -> HttpResponse:
+    """The API keys page, or for htmx only its panel. Members get no form."""
+    can_manage = request.membership.can_manage  # type: ignore[attr-defined]
+    context = {
+        "ingest_keys": ingest_keys.ingest_keys_for_workspace(workspace=request.workspace),  # type: ignore[attr-defined]
+        "form": (form or IngestKeyForm()) if can_manage else None,
+        "created": created,
+        "created_key": key,
+        "site_url": settings.SITE_URL,
+        "a_minute_ago": timezone.now() - ingest_keys.LAST_USED_RESOLUTION,
+        "nav": "api_keys",
+    }
+    template = "integrations/_api_keys_panel.html" if request.htmx else "integrations/api_keys.html"  # type: ignore[attr-defined]
+    return render(request, template, context, status=status)
 
 
 def _panel_or_redirect(request: HttpRequest, connection: Connection) -> HttpResponse:

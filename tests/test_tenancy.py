@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts.audit import Actor
 from accounts.models import Membership, User, Workspace
 from integrations import services
+from integrations.ingest_keys import ingest_key_authenticate, ingest_key_create
 from integrations.models import Connection
 from tests.conftest import new_write_key
 
@@ -27,7 +28,8 @@ def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) 
             yield f"{namespace}{entry.name}", set(names)
 
 
-def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1) -> list[str]:
+def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
+                   ingest_key_pk: int = 1) -> list[str]:
     """Every workspace URL, with ids of objects that really exist in that workspace."""
     urls = []
     for name, kwargs in walk(get_resolver().url_patterns):
@@ -35,7 +37,12 @@ def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1)
             continue
         values: dict[str, object] = {"slug": workspace.slug}
         if "pk" in kwargs:
-            values["pk"] = connection_pk if name.startswith("integrations:") else member_pk
+            if name.startswith("integrations:ingest_key"):
+                values["pk"] = ingest_key_pk
+            elif name.startswith("integrations:"):
+                values["pk"] = connection_pk
+            else:
+                values["pk"] = member_pk
         unknown = kwargs - set(values)
         assert not unknown, f"{name}: teach this test how to fill {unknown}"
         urls.append(reverse(name, kwargs=values))
@@ -54,11 +61,13 @@ def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client
     member_pk = Membership.objects.get(user=bob, workspace=workspace).pk
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=new_write_key())
-    for path in workspace_urls(workspace, member_pk, connection.pk):
+    ingest_key, key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Production")
+    for path in workspace_urls(workspace, member_pk, connection.pk, ingest_key.pk):
         response = getattr(charlie_client, method)(path)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
     assert Membership.objects.filter(pk=member_pk).exists()
     assert Connection.objects.filter(pk=connection.pk, name="Production", enabled=True).exists()
+    assert ingest_key_authenticate(key) == ingest_key
 
 
 def test_an_unknown_workspace_is_a_404_too(alice_client: Client) -> None:

@@ -1,0 +1,132 @@
+"""Settings → API keys driven through headless Chromium: an owner creates an ingest key, sees
+it once, reloads (it is gone), revokes it; a member sees the list and nothing to change.
+
+Screenshots land in artifacts/ for people to look at."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations.ingest_keys import ingest_key_authenticate, ingest_key_create, ingest_key_revoke
+from tests.conftest import PASSWORD, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 860}
+
+
+def sign_in(page: Any, email: str) -> None:
+    page.goto("/account/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("header").get_by_test_id("current-workspace")).to_be_visible()
+
+
+def both_sizes(page: Any, name: str) -> None:
+    screenshot(page, name)
+    page.set_viewport_size(PHONE)
+    screenshot(page, f"{name}-phone")
+    page.set_viewport_size(DESKTOP)
+
+
+def test_an_owner_creates_a_key_sees_it_once_and_revokes_it(page: Any, alice: User) -> None:
+    sign_in(page, alice.email)
+    page.get_by_role("navigation", name="Alice Analytics").get_by_role("link", name="API keys").click()
+    expect(page.get_by_role("heading", name="No ingest keys yet")).to_be_visible()
+    expect(page.locator("#usage-title")).to_be_visible()
+    expect(page.locator(".endpoint-list")).to_contain_text("POST /v1/batch")
+    both_sizes(page, "api-keys-01-empty")
+
+    # A missing name is reported next to the field.
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator(".field.has-error")).to_contain_text("Give the key a name")
+    screenshot(page, "api-keys-02-name-missing")
+
+    page.get_by_label("Name").fill("Production")
+    page.get_by_role("button", name="Create key").click()
+    reveal = page.get_by_test_id("new-key")
+    expect(reveal).to_contain_text("“Production” created")
+    expect(reveal).to_contain_text("This is the only time the key is shown")
+    key = page.get_by_test_id("new-key-value").inner_text().strip()
+    assert key.startswith("trb_")
+    assert ingest_key_authenticate(key) is not None
+    expect(page).to_have_url(re.compile(r"/settings/api-keys/$"))  # swapped in place: a reload is a GET
+    row = page.locator("tr[data-ingest-key='Production']")
+    expect(row).to_contain_text(f"trb_…{key[-4:]}")
+    expect(row).to_contain_text("Active")
+    expect(row).to_contain_text("Never")
+    expect(page.get_by_label("Name")).to_have_value("")
+
+    # One click selects the whole key, ready to copy.
+    page.get_by_test_id("new-key-value").click()
+    assert page.evaluate("window.getSelection().toString()").strip() == key
+    both_sizes(page, "api-keys-03-created")
+
+    page.reload()
+    expect(page.get_by_test_id("new-key")).to_have_count(0)
+    expect(row).to_contain_text(f"trb_…{key[-4:]}")
+    assert key not in page.content()
+    both_sizes(page, "api-keys-04-after-reload")
+
+    # Revoking asks first, naming the key.
+    dialogs: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    row.get_by_role("button", name="Revoke Production").click()
+    expect(row).to_contain_text("Revoked")
+    assert dialogs and "“Production”" in dialogs[0] and f"trb_…{key[-4:]}" in dialogs[0]
+    expect(page.locator(".messages")).to_contain_text("“Production” (trb_…")
+    expect(row.get_by_role("button")).to_have_count(0)
+    assert ingest_key_authenticate(key) is None
+    both_sizes(page, "api-keys-05-revoked")
+
+
+def test_dismissing_the_confirmation_keeps_the_key(page: Any, alice: User, workspace: Workspace) -> None:
+    _, key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Staging")
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/settings/api-keys/")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row = page.locator("tr[data-ingest-key='Staging']")
+    row.get_by_role("button", name="Revoke Staging").click()
+    expect(row).to_contain_text("Active")
+    assert ingest_key_authenticate(key) is not None
+
+
+def test_a_member_sees_the_keys_and_nothing_to_change(page: Any, alice: User, bob: User,
+                                                       workspace: Workspace) -> None:
+    owner = Actor(user=alice)
+    ingest_key_create(actor=owner, workspace=workspace, name="Production")
+    old, _ = ingest_key_create(actor=owner, workspace=workspace, name="Old importer")
+    ingest_key_revoke(actor=owner, ingest_key=old)
+    ingest_key_create(actor=Actor.system(), workspace=workspace, name="Deploy script")
+
+    sign_in(page, bob.email)
+    page.goto(f"/w/{workspace.slug}/settings/api-keys/")
+    rows = page.locator(".key-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.last).to_contain_text("Old importer")
+    expect(rows.last).to_contain_text("Revoked")
+    expect(page.locator("tr[data-ingest-key='Deploy script']")).to_contain_text("by the system")
+    content = page.locator("#content")
+    expect(content.locator("form")).to_have_count(0)
+    expect(content.get_by_role("button")).to_have_count(0)
+    both_sizes(page, "api-keys-06-member")
+
+
+def test_a_member_learns_who_creates_keys_when_there_are_none(page: Any, bob: User) -> None:
+    sign_in(page, bob.email)
+    page.get_by_role("link", name="API keys").first.click()
+    expect(page.get_by_role("heading", name="No ingest keys yet")).to_be_visible()
+    expect(page.locator(".empty-note")).to_contain_text("An owner or admin of Alice Analytics creates ingest keys")
+    both_sizes(page, "api-keys-07-empty-member")
