@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from accounts.urls import workspace_urlpatterns
+from integrations import ingest_api
 
 admin.site.site_header = "Tributary operations"
 admin.site.site_title = "Tributary admin"
@@ -18,4 +19,6 @@ urlpatterns = [
     path("w/<slug:slug>/", include(workspace_urlpatterns)),
     path("w/<slug:slug>/", include("integrations.urls")),
     path("admin/", admin.site.urls),
+    # The Segment-compatible ingest API, at the paths Segment's libraries use.
+    path("v1/<str:call>", ingest_api.ingest, name="ingest"),
 ]

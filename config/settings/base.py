@@ -143,6 +143,15 @@ SEGMENT_TIMEOUT_SECONDS = env.float("SEGMENT_TIMEOUT_SECONDS", default=10.0)
 # Connection checks a minute per connection: enough for a person, useless as a key oracle.
 VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 
+# Relay: how long a delivery run holds a connection. A worker killed mid-batch leaves its
+# lease behind; after this long another worker takes over and re-sends under the same ids.
+RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=90)
+
+# Ingest API: requests a second per ingest key before 429 (kept in the cache below).
+INGEST_REQUESTS_PER_SECOND = env.int("INGEST_REQUESTS_PER_SECOND", default=1000)
+# Shared by every process in production (e.g. redis://…/1) so rate limits hold across them.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # Write keys are encrypted with these (issue: Connect Segment); the first encrypts, all decrypt.
 FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 

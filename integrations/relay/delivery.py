@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 2500
 MAX_BYTES = 475_000
-LEASE = timedelta(seconds=90)
 RUN_BUDGET_SECONDS = 20.0
 BACKOFF_CAP_SECONDS = 300.0
 SHORT_WAIT_SECONDS = 5.0
@@ -72,8 +72,9 @@ def _claim(connection_id: int) -> Connection | None:
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    lease = timedelta(seconds=settings.RELAY_LEASE_SECONDS)
     claimed = Connection.objects.filter(free, due, pk=connection_id, enabled=True, paused_reason="").update(
-        lease_until=now + LEASE, wake_requested=False)
+        lease_until=now + lease, wake_requested=False)
     return Connection.objects.filter(pk=connection_id).first() if claimed else None
 
 
@@ -100,6 +101,12 @@ def _release(connection: Connection) -> None:
 
 def _deliver_next_batch(connection: Connection) -> bool:
     """Send one batch; True when the run should go on with the next one."""
+    # Renew the lease for this batch, so a long run never outlives it and lets a second
+    # worker in; a run whose lease was taken over (it stalled past it) stops here.
+    lease = timedelta(seconds=settings.RELAY_LEASE_SECONDS)
+    if not Connection.objects.filter(pk=connection.pk, lease_until__gt=timezone.now()).update(
+            lease_until=timezone.now() + lease):
+        return False
     batch = _next_batch(connection)
     if not batch:
         return False

@@ -1,0 +1,194 @@
+"""Tributary's Segment-compatible HTTP API: `POST /v1/identify|track|page|screen|group|alias|batch`
+(and `/v1/import`, as batch), so any official Segment library sends here by changing its host.
+
+Authentication is Segment's: the workspace's ingest key as the Basic-auth user name (empty
+password) or as `writeKey` in the body. Unlike Segment, mistakes are loud: an unknown key is a
+401, an invalid single call a 400 naming the reason. In a batch one bad event must not cost the
+good ones (official libraries drop a whole batch on a 400), so valid events are stored, invalid
+ones are listed by index and reason in a 200 answer and recorded for the workspace to see.
+Nothing is acknowledged before it is committed to the database.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import logging
+import time
+import zlib
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
+
+from integrations.ingest_keys import ingest_key_authenticate
+from integrations.models import IngestKey, RejectedEvent
+from integrations.relay.log import events_append
+from integrations.relay.messages import TYPES, Invalid, Message, normalise
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_EVENTS = 2500
+MAX_SINGLE_BYTES = 32 * 1024
+MAX_INFLATED_BYTES = 2 * 1024 * 1024
+CALLS = (*TYPES, "batch", "import")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.retry_after = status, error, message, retry_after
+
+
+@csrf_exempt
+def ingest(request: HttpRequest, call: str) -> HttpResponse:
+    try:
+        if request.method != "POST":
+            raise Refused(405, "method_not_allowed", "Send events with POST.")
+        if call not in CALLS:
+            raise Refused(404, "unknown_call", f"Unknown endpoint /v1/{call[:40]}: use one of {', '.join(CALLS)}.")
+        body = _json_body(request, batch=call in ("batch", "import"))
+        ingest_key = _authenticate(request, body)
+        _rate_limit(ingest_key)
+        if call in ("batch", "import"):
+            return _answer(200, _ingest_batch(ingest_key, body))
+        return _answer(200, _ingest_one(ingest_key, body, call))
+    except Refused as refused:
+        response = _answer(refused.status, {"success": False, "error": refused.error, "message": refused.message})
+        if refused.retry_after is not None:
+            response["Retry-After"] = str(refused.retry_after)
+        return response
+
+
+def _ingest_one(ingest_key: IngestKey, body: dict[str, Any], call: str) -> dict[str, Any]:
+    try:
+        message = normalise(body, received_at=timezone.now(), call=call)
+    except Invalid as invalid:
+        _record_rejections(ingest_key, f"http:{call}", [(None, body, invalid)])
+        raise Refused(400, invalid.reason, invalid.detail) from None
+    appended = events_append(workspace_id=ingest_key.workspace_id, messages=[message])
+    return {"success": True, "accepted": appended.stored, "duplicates": len(appended.duplicates), "rejected": []}
+
+
+def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]:
+    items = body.get("batch")
+    if not isinstance(items, list):
+        raise Refused(400, "invalid_batch", "A batch body is {\"batch\": [events…]}.")
+    if len(items) > MAX_BATCH_EVENTS:
+        raise Refused(400, "batch_too_many_events",
+                      f"The batch has {len(items):,} events; send at most {MAX_BATCH_EVENTS:,} per request.")
+    received_at = timezone.now()
+    envelope = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
+    valid: list[Message] = []
+    rejected: list[tuple[int | None, Any, Invalid]] = []
+    for index, item in enumerate(items):
+        try:
+            valid.append(normalise(item, received_at=received_at, envelope=envelope, sent_at=body.get("sentAt")))
+        except Invalid as invalid:
+            rejected.append((index, item, invalid))
+    appended = events_append(workspace_id=ingest_key.workspace_id, messages=valid)
+    if rejected:
+        _record_rejections(ingest_key, "http:batch", rejected)
+    return {
+        "success": True,
+        "accepted": appended.stored,
+        "duplicates": len(appended.duplicates),
+        "rejected": [{"index": i, "reason": e.reason, "message": e.detail} for i, _, e in rejected],
+    }
+
+
+def _json_body(request: HttpRequest, *, batch: bool) -> dict[str, Any]:
+    raw = request.body
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        raw = _inflate(raw)
+    limit = MAX_BATCH_BYTES if batch else MAX_SINGLE_BYTES
+    if len(raw) > limit:
+        what = "batch" if batch else "event"
+        raise Refused(400, f"{what}_too_large",
+                      f"The {what} is {len(raw):,} bytes; the limit is {limit // 1024} KB. Send smaller batches.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Refused(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "invalid_json", "The body must be a JSON object.")
+    return body
+
+
+def _inflate(raw: bytes) -> bytes:
+    try:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflated = inflater.decompress(raw, MAX_INFLATED_BYTES + 1)
+    except (zlib.error, gzip.BadGzipFile):
+        raise Refused(400, "invalid_gzip", "The body says gzip but does not inflate.") from None
+    if len(inflated) > MAX_INFLATED_BYTES:
+        raise Refused(400, "batch_too_large", "The inflated body is larger than 500 KB.")
+    return inflated
+
+
+@sensitive_variables("raw_key", "header")
+def _authenticate(request: HttpRequest, body: dict[str, Any]) -> IngestKey:
+    raw_key = ""
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            raw_key = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            raw_key = ""
+    if not raw_key and isinstance(body.get("writeKey"), str):
+        raw_key = body["writeKey"]
+    ingest_key = ingest_key_authenticate(raw_key) if raw_key else None
+    if ingest_key is None:
+        raise Refused(401, "invalid_ingest_key", "Unknown or revoked ingest key. Create one under Settings → API "
+                      "keys and send it as the Basic-auth user name (empty password) or as writeKey.")
+    return ingest_key
+
+
+def _rate_limit(ingest_key: IngestKey) -> None:
+    """A fixed one-second window per key, in the shared cache."""
+    limit = settings.INGEST_REQUESTS_PER_SECOND
+    window = int(time.time())
+    counter = f"ingest-rate:{ingest_key.pk}:{window}"
+    cache.add(counter, 0, timeout=5)
+    try:
+        count = cache.incr(counter)
+    except ValueError:  # expired between add and incr
+        count = 1
+    if count > limit:
+        raise Refused(429, "rate_limited", f"More than {limit} requests a second for this ingest key.",
+                      retry_after=1)
+
+
+def _record_rejections(ingest_key: IngestKey, source: str, rejected: list[tuple[int | None, Any, Invalid]]) -> None:
+    now = timezone.now()
+    RejectedEvent.objects.bulk_create([
+        RejectedEvent(workspace_id=ingest_key.workspace_id, received_at=now, source=source, index=index,
+                      reason=invalid.reason, detail=invalid.detail[:300], message_id=_message_id(item),
+                      excerpt=_excerpt(item))
+        for index, item, invalid in rejected
+    ])
+    logger.info("ingest.rejected", extra={"workspace_id": ingest_key.workspace_id, "count": len(rejected)})
+
+
+def _message_id(item: Any) -> str:
+    value = item.get("messageId") if isinstance(item, dict) else None
+    return value[:100] if isinstance(value, str) else ""
+
+
+def _excerpt(item: Any) -> str:
+    if isinstance(item, dict):
+        item = {k: v for k, v in item.items() if k != "writeKey"}
+    try:
+        return orjson.dumps(item).decode()[:1000]
+    except TypeError:
+        return repr(item)[:1000]
+
+
+def _answer(status: int, payload: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
