@@ -125,6 +125,8 @@ class AuditAction(models.TextChoices):
     CONNECTION_DELETED = "connection.deleted", "Segment connection deleted"
     CONNECTION_CHECKED = "connection.checked", "Connection check run"
     CONNECTION_CHECK_THROTTLED = "connection.check_throttled", "Connection check refused (too many)"
+    CONNECTION_PAUSED = "connection.paused", "Delivery paused"
+    CONNECTION_RESUMED = "connection.resumed", "Delivery resumed"
     INGEST_KEY_CREATED = "ingest_key.created", "Ingest key created"
     INGEST_KEY_REVOKED = "ingest_key.revoked", "Ingest key revoked"
     KEYS_ROTATED = "system.keys_rotated", "Encryption keys rotated"

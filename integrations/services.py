@@ -18,7 +18,7 @@ from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
 from integrations.crypto import CredentialUnreadable
 from integrations.models import Connection, EventStream, Health, Outcome, Region, Trigger, Verification
-from integrations.relay.log import connections_wake
+from integrations.relay.log import connection_wake_now
 from integrations.segment import verification as checks
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ def connection_set_enabled(*, actor: Actor, connection: Connection, enabled: boo
             return connection
         connection.enabled = enabled
         connection.save(update_fields=["enabled", "updated_at"])
+        if enabled:
+            transaction.on_commit(lambda: connection_wake_now(connection_id=connection.pk))
         action = AuditAction.CONNECTION_ENABLED if enabled else AuditAction.CONNECTION_DISABLED
         audit_record(actor=actor, action=action, workspace=connection.workspace, target=connection,
                      details=_describe(connection))
@@ -168,9 +170,12 @@ def _record_report(run: Verification, report: checks.Report) -> Verification | N
         locked.save()
         # Only the newest run decides the connection's health, and whether delivery is paused.
         latest = Connection.objects.filter(pk=run.connection_id, latest_verification=locked)
-        latest.update(health=report.health, paused_reason=_pause_reason(report))
-        if report.health == Health.HEALTHY:
-            transaction.on_commit(lambda: connections_wake(workspace_id=run.connection.workspace_id))
+        if latest.update(health=report.health):
+            reason = _pause_reason(report)
+            if reason:
+                connection_pause(connection_id=run.connection_id, health=report.health, reason=reason)
+            elif report.health == Health.HEALTHY:
+                connection_resume(connection_id=run.connection_id)
         actor = Actor(user=locked.requested_by, ip=locked.requested_ip, user_agent=locked.requested_user_agent)
         audit_record(actor=actor, action=AuditAction.CONNECTION_CHECKED, workspace=run.connection.workspace,
                      target=run.connection, details={
@@ -180,6 +185,38 @@ def _record_report(run: Verification, report: checks.Report) -> Verification | N
     logger.info("integrations.connection_checked", extra={
         "connection_id": run.connection_id, "verification_id": run.pk, "outcome": locked.outcome})
     return locked
+
+
+def connection_pause(*, connection_id: int, health: str, reason: str) -> bool:
+    """Stop delivering (events keep accumulating) until a check passes. The first pause is
+    audited and e-mailed to the workspace's owners and admins; repeats change nothing."""
+    from integrations.tasks import notify_connection_paused
+
+    with transaction.atomic():
+        paused = Connection.objects.filter(pk=connection_id, paused_reason="").update(
+            paused_reason=reason[:300], health=health)
+        Connection.objects.filter(pk=connection_id).update(health=health)
+        if not paused:
+            return False
+        connection = Connection.objects.select_related("workspace").get(pk=connection_id)
+        audit_record(actor=Actor.system(), action=AuditAction.CONNECTION_PAUSED, workspace=connection.workspace,
+                     target=connection, details={**_describe(connection), "reason": reason[:300]})
+        transaction.on_commit(lambda: notify_connection_paused.delay(connection_id))
+    logger.warning("relay.paused", extra={"connection_id": connection_id, "reason": reason[:300]})
+    return True
+
+
+def connection_resume(*, connection_id: int) -> bool:
+    """Deliver again, from where delivery stopped."""
+    with transaction.atomic():
+        if not Connection.objects.filter(pk=connection_id).exclude(paused_reason="").update(
+                paused_reason="", failures=0, next_attempt_at=None):
+            return False
+        connection = Connection.objects.select_related("workspace").get(pk=connection_id)
+        audit_record(actor=Actor.system(), action=AuditAction.CONNECTION_RESUMED, workspace=connection.workspace,
+                     target=connection, details=_describe(connection))
+        transaction.on_commit(lambda: connection_wake_now(connection_id=connection_id))
+    return True
 
 
 def _pause_reason(report: checks.Report) -> str:

@@ -36,3 +36,11 @@ def sweep_relay() -> None:
     from integrations.relay.sweeper import connections_sweep
 
     connections_sweep()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def notify_connection_paused(connection_id: int) -> None:
+    """E-mail the owners and admins that delivery to a source stopped, and why."""
+    from integrations.notifications import send_paused_email
+
+    send_paused_email(connection_id=connection_id)

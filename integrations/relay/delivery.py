@@ -202,8 +202,9 @@ def _back_off(connection: Connection, retry_after: int | None, why: str) -> None
 
 
 def _pause(connection: Connection, health: Health, reason: str) -> None:
-    Connection.objects.filter(pk=connection.pk).update(paused_reason=reason, health=health)
-    logger.warning("relay.paused", extra={"connection_id": connection.pk, "reason": reason})
+    from integrations.services import connection_pause
+
+    connection_pause(connection_id=connection.pk, health=health, reason=reason)
 
 
 def _dead_letter(connection: Connection, pending: Pending, reason: str, answer: client.Answer) -> None:

@@ -94,3 +94,12 @@ def connections_wake(*, workspace_id: int) -> int:
             deliver_connection.delay(pk)
             woken += 1
     return woken
+
+
+def connection_wake_now(*, connection_id: int) -> None:
+    """Queue a delivery run whatever the flag says: after a pause or a disable, the flag may
+    still be set by a wake-up that found the connection unable to send."""
+    from integrations.tasks import deliver_connection
+
+    Connection.objects.filter(pk=connection_id).update(wake_requested=True)
+    deliver_connection.delay(connection_id)

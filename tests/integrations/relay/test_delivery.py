@@ -152,3 +152,29 @@ def test_an_unreadable_key_pauses_and_events_wait(segment: Any, celery_worker: A
                                     write_key=key)
     wait_for(lambda: delivered(connection) == 1)
     assert [e["event"] for e in arrived(segment, key)] == ["Waiting"]
+
+
+def test_an_unknown_key_pauses_delivery_tells_the_owners_and_resumes_when_the_check_passes(
+        segment: Any, celery_worker: Any, alice: User, bob: User, workspace: Workspace) -> None:
+    from django.core import mail
+
+    from accounts.models import AuditAction, AuditEvent
+
+    key = new_write_key()  # not registered: Segment's CDN does not know it yet
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=key)
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
+    relay.track(workspace, "Queued While Paused", user_id="u1")
+    wait_for(lambda: any("paused" in m.subject for m in mail.outbox))
+    notice = next(m for m in mail.outbox if "paused" in m.subject)
+    assert notice.to == [alice.email]  # owners and admins, not the member bob
+    assert "does not recognise this write key" in str(notice.body) and key not in str(notice.body)
+    time.sleep(0.5)
+    assert delivered(connection) == 0 and segment.requests(write_key=key, kind="tracking") == []
+
+    segment.register_key(key, "us")  # the source now exists in Segment
+    services.verification_request(actor=Actor(user=alice), connection=connection, trigger="manual")
+    wait_for(lambda: delivered(connection) == 1)
+    assert [e["event"] for e in arrived(segment, key)] == ["Queued While Paused"]
+    codes = list(AuditEvent.objects.filter(target_id=str(connection.pk)).values_list("action", flat=True))
+    assert AuditAction.CONNECTION_PAUSED in codes and AuditAction.CONNECTION_RESUMED in codes
