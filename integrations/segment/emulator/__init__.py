@@ -24,6 +24,10 @@ Tracking API (both listeners; the listener is the region)
         invalid_write_key (missing, or under 8 characters), invalid_json, invalid_batch,
         invalid_content_type, invalid_content_encoding, event_too_large (an event over
         32,768 bytes of JSON), batch_too_large (a batch body over 512,000 bytes)
+    Sizes are of the bytes as sent (decompressed, if gzip): a single call's body, a batch item's
+    own bytes from its "{" to its "}", whitespace and escapes included. JSON must be UTF-8;
+    nesting deeper than about 980 levels is invalid_json, and a number beyond a double's
+    range (1e400) is accepted and reads back as null.
     Events of a 200 are accepted or dropped, with a reason per event: unknown_key,
     wrong_region, over_batch_limit (past 2,500), missing_user_or_anonymous_id,
     missing_event (track), missing_group_id (group), missing_previous_id and

@@ -7,6 +7,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -32,7 +33,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 
 def answer(data: Any, status: int = HTTPStatus.OK) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    # msgspec, not orjson: what was received is echoed back, and JSON allows integers past
+    # 64 bits (a messageId of 2**70, say), which orjson refuses to write.
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
 
 
 def bad_request(message: str) -> web.HTTPBadRequest:

@@ -11,13 +11,13 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
-
-from . import rules
+from . import payloads, rules
 
 # Bodies are decompressed up to this size only: anything larger is refused as too large
 # without inflating a gzip bomb into memory.
 MAX_DECODED_BYTES: Final = 4 * rules.MAX_BATCH_BYTES
+
+Decoded = tuple[str | None, Any, list[Any]]  # (400 error or None, the body's writeKey, events)
 
 
 @dataclass(slots=True)
@@ -44,11 +44,7 @@ def read_tracking_request(call: str, headers: Any, raw: bytes) -> Intake:
     intake.error = _check_content_type(headers.get("Content-Type", "")) or _check_body_size(intake)
     if intake.error:
         return intake
-    document = _parse(intake)
-    if document is None:
-        return intake
-    intake.write_key = intake.write_key or _body_write_key(document)
-    _take_events(intake, document)
+    _parse(intake)
     if not intake.error and not rules.is_usable_write_key(intake.write_key):
         intake.error = rules.INVALID_WRITE_KEY
     return intake
@@ -82,57 +78,69 @@ def _check_body_size(intake: Intake) -> str | None:
     return rules.EVENT_TOO_LARGE if size > rules.MAX_EVENT_BYTES else None
 
 
-def _parse(intake: Intake) -> dict[str, Any] | None:
-    try:
-        document = orjson.loads(intake.body)
-    except orjson.JSONDecodeError:
-        document = None
-    if type(document) is not dict:
+def _parse(intake: Intake) -> None:
+    """Set the write key and the events from the body, or the 400 it deserves."""
+    if not payloads.is_utf8(intake.body):
         intake.error = rules.INVALID_JSON
-        return None
-    return document
-
-
-def _body_write_key(document: dict[str, Any]) -> str:
-    write_key = document.get("writeKey")
-    return write_key if isinstance(write_key, str) else ""
-
-
-def _take_events(intake: Intake, document: dict[str, Any]) -> None:
-    if intake.implied_type:
-        # A single call is its own event; its size was checked with the body.
-        intake.events = [document]
         return
+    try:
+        error, write_key, events = _decode_typed(intake.body, intake.implied_type)
+    except payloads.DECODE_ERRORS:
+        # Not the shape the fast path decodes: the generic decode finds which 400 it is,
+        # or reads the body the slow way should it be fine after all.
+        error, write_key, events = _decode_generic(intake.body, intake.implied_type)
+    intake.write_key = intake.write_key or (write_key if isinstance(write_key, str) else "")
+    intake.error, intake.events = error, events
+    if not error and intake.implied_type is None and len(intake.body) > rules.MAX_EVENT_BYTES:
+        intake.error = _check_event_sizes(intake.body)
+
+
+def _decode_typed(body: bytes, implied_type: str | None) -> Decoded:
+    if implied_type:
+        # A single call is its own event; its size was checked with the body.
+        event = payloads.EVENT_DECODER.decode(body)
+        return None, event.write_key, [event]
+    batch = payloads.BATCH_DECODER.decode(body)
+    return None, batch.write_key, batch.batch
+
+
+def _decode_generic(body: bytes, implied_type: str | None) -> Decoded:
+    try:
+        document = payloads.decode_any(body)
+    except payloads.DECODE_ERRORS:
+        return rules.INVALID_JSON, None, []
+    if type(document) is not dict:
+        return rules.INVALID_JSON, None, []
+    write_key = document.get("writeKey")
+    if implied_type:
+        return None, write_key, [payloads.as_event(document)]
     batch = document.get("batch")
     if not isinstance(batch, list):
-        intake.error = rules.INVALID_BATCH
-        return
-    intake.events = batch
-    # No event can be over the limit when the whole body is not, which is the common case
-    # for small batches; only bigger bodies pay for re-serialising each event.
-    if len(intake.body) > rules.MAX_EVENT_BYTES and _has_oversized_event(batch, len(intake.body)):
-        intake.error = rules.EVENT_TOO_LARGE
+        return rules.INVALID_BATCH, write_key, []
+    return None, write_key, [payloads.as_event(item) for item in batch]
 
 
-def _has_oversized_event(batch: list[Any], body_size: int) -> bool:
-    """Whether an event re-serialises to more than 32 KB, with few serialiser calls.
+def _check_event_sizes(body: bytes) -> str | None:
+    """event_too_large when an item of the batch is over 32 KB.
 
-    Events are measured in slices of about half the limit: a slice under the limit clears
-    all its events at once, and only a slice over it has its events measured one by one.
+    An item is measured in the bytes it was sent as, as a single call's body always was:
+    what the sender controls and what a server reading the body sees, and no item has to
+    be serialised again to find out.
     """
-    limit = rules.MAX_EVENT_BYTES
-    dumps = orjson.dumps
-    step = max(1, (limit // 2) * len(batch) // max(body_size, 1))
-    for start in range(0, len(batch), step):
-        events = batch[start : start + step]
-        if len(dumps(events)) > limit and max(map(len, map(dumps, events))) > limit:
-            return True
-    return False
+    try:
+        raw_events = payloads.RAW_BATCH_DECODER.decode(body).batch
+    except payloads.DECODE_ERRORS:
+        # Only nesting close to the recursion limit can fail here after the decode above.
+        return rules.INVALID_JSON
+    return rules.EVENT_TOO_LARGE if max(map(len, raw_events), default=0) > rules.MAX_EVENT_BYTES else None
 
 
 def decode_stored_events(call: str, body: bytes) -> tuple[list[Any], dict[str, Any]]:
-    """Re-read a body kept by the event buffer: its events and its batch-level envelope."""
-    document = orjson.loads(body)
+    """Re-read a body kept by the event buffer: its events and its batch-level envelope.
+
+    With the decoder that accepted it, so every body accepted can be read back.
+    """
+    document = payloads.decode_any(body)
     if call in rules.BATCH_CALLS:
         envelope = {k: v for k, v in document.items() if k != "batch"}
         return document["batch"], envelope

@@ -11,6 +11,8 @@ import binascii
 import uuid
 from typing import Any, Final
 
+from .payloads import Event
+
 MAX_EVENT_BYTES: Final = 32_768
 MAX_BATCH_BYTES: Final = 512_000
 MAX_BATCH_EVENTS: Final = 2_500
@@ -84,23 +86,24 @@ def new_message_id() -> str:
     return f"api-{uuid.uuid4()}"
 
 
-def missing_field(kind: Any, event: dict[str, Any]) -> str | None:
+def missing_field(kind: Any, event: Event) -> str | None:
     """The reason Segment would drop this event for a missing field, or None."""
     if kind == "alias":
-        if not event.get("previousId"):
+        if not event.previous_id:
             return MISSING_PREVIOUS_ID
-        return None if event.get("userId") else MISSING_USER_ID
-    if kind not in EVENT_TYPES:
+        return None if event.user_id else MISSING_USER_ID
+    # The type check first: a "type" that is an object or an array cannot be looked up.
+    if type(kind) is not str or kind not in EVENT_TYPES:
         return INVALID_TYPE
-    if not (event.get("userId") or event.get("anonymousId")):
+    if not (event.user_id or event.anonymous_id):
         return MISSING_IDENTITY
-    if kind == "track" and not event.get("event"):
+    if kind == "track" and not event.event:
         return MISSING_EVENT
-    if kind == "group" and not event.get("groupId"):
+    if kind == "group" and not event.group_id:
         return MISSING_GROUP_ID
     return None
 
 
-def message_ids(events: list[Any]) -> list[str | None]:
+def message_ids(events: list[Any]) -> list[Any]:
     """The messageIds as sent (None where absent), for the request log."""
-    return [event.get("messageId") if type(event) is dict else None for event in events]
+    return [event.message_id if type(event) is Event else None for event in events]

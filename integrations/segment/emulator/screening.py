@@ -9,16 +9,20 @@ reason for each dropped event. Both must agree on what "accepted" means.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from . import rules
+from .payloads import Event
 
-_get = dict.get
+_type, _user_id, _anonymous_id, _message_id = (
+    attrgetter(name) for name in ("type", "user_id", "anonymous_id", "message_id")
+)
 # Alias is the one type without userId/anonymousId rules; its batches take the slow path.
 _FAST_TYPES = rules.EVENT_TYPES - {"alias"}
 # The field each type needs besides userId or anonymousId.
-_REQUIRED = {"track": "event", "group": "groupId"}
+_REQUIRED = {"track": attrgetter("event"), "group": attrgetter("group_id")}
 
 
 @dataclass(slots=True)
@@ -49,10 +53,11 @@ def screen_clean_batch(events: list[Any], seen: set[str]) -> list[str] | None:
         ids = _clean_batch_ids(events)
         if ids is None or not seen.isdisjoint(ids):
             return None
-    except TypeError:
-        # dict.get on an item that is not an object, len() of a messageId that is not a
-        # string, or hashing one that is an array: all mean "not clean", and all are raised
-        # before `seen` is touched. Cheaper than checking every item's type up front.
+    except (AttributeError, TypeError):
+        # A field read from an item that is not an object, len() of a messageId that is
+        # not a string, or hashing a type or messageId that is an array: all mean "not
+        # clean", and all are raised before `seen` is touched. Cheaper than checking every
+        # item's type up front.
         return None
     remembered = len(seen)
     seen.update(ids)
@@ -65,15 +70,15 @@ def screen_clean_batch(events: list[Any], seen: set[str]) -> list[str] | None:
 
 def _clean_batch_ids(events: list[Any]) -> list[Any] | None:
     """The batch's messageIds if its events pass every field rule, else None."""
-    types: list[Any] = list(map(_get, events, repeat("type")))
+    types: list[Any] = list(map(_type, events))
     kinds = set(types)
     if not kinds <= _FAST_TYPES or not _identified(events):
         return None
     for kind in kinds & _REQUIRED.keys():
         of_kind = events if len(kinds) == 1 else compress(events, map(kind.__eq__, types))
-        if not all(map(_get, of_kind, repeat(_REQUIRED[kind]))):
+        if not all(map(_REQUIRED[kind], of_kind)):
             return None
-    ids: list[Any] = list(map(_get, events, repeat("messageId")))
+    ids: list[Any] = list(map(_message_id, events))
     if "" in ids or max(map(len, ids)) > rules.MAX_MESSAGE_ID_CHARS:
         return None
     return ids
@@ -81,10 +86,10 @@ def _clean_batch_ids(events: list[Any]) -> list[Any] | None:
 
 def _identified(events: list[Any]) -> bool:
     """Whether every event has a userId or an anonymousId."""
-    user_ids = list(map(_get, events, repeat("userId")))
+    user_ids = list(map(_user_id, events))
     if all(user_ids):
         return True
-    anonymous_ids = map(_get, events, repeat("anonymousId"))
+    anonymous_ids = map(_anonymous_id, events)
     return all(user_id or anonymous_id for user_id, anonymous_id in zip(user_ids, anonymous_ids, strict=True))
 
 
@@ -93,12 +98,12 @@ def screen_each(events: list[Any], implied_type: str | None, seen: set[str]) -> 
     verdict = Screening([])
     keep, add, missing_field = verdict.accepted_ids.append, seen.add, rules.missing_field
     for index, event in enumerate(events):
-        if type(event) is dict:
-            reason = missing_field(implied_type or event.get("type"), event)
+        if type(event) is Event:
+            reason = missing_field(implied_type or event.type, event)
         else:
             reason = rules.NOT_AN_OBJECT
         if reason is None:
-            message_id = event.get("messageId")
+            message_id = event.message_id
             if message_id is None or message_id == "":
                 message_id = verdict.assigned_ids[index] = rules.new_message_id()
             if type(message_id) is not str or len(message_id) > rules.MAX_MESSAGE_ID_CHARS:
