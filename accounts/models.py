@@ -127,6 +127,7 @@ class AuditAction(models.TextChoices):
     CONNECTION_CHECK_THROTTLED = "connection.check_throttled", "Connection check refused (too many)"
     CONNECTION_PAUSED = "connection.paused", "Delivery paused"
     CONNECTION_RESUMED = "connection.resumed", "Delivery resumed"
+    CONNECTION_EVENTS_EXPIRED = "connection.events_expired", "Undelivered events expired (dead letters)"
     INGEST_KEY_CREATED = "ingest_key.created", "Ingest key created"
     INGEST_KEY_REVOKED = "ingest_key.revoked", "Ingest key revoked"
     KEYS_ROTATED = "system.keys_rotated", "Encryption keys rotated"

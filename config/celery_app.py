@@ -24,6 +24,10 @@ app.conf.beat_schedule = {
         "task": "integrations.tasks.sweep_relay",
         "schedule": 5.0,
     },
+    "relay-retention": {
+        "task": "integrations.tasks.relay_retention",
+        "schedule": crontab(minute=23),
+    },
     "verify-all-connections-daily": {
         "task": "integrations.tasks.verify_all_connections",
         "schedule": crontab(hour=4, minute=7),

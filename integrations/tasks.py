@@ -44,3 +44,12 @@ def notify_connection_paused(connection_id: int) -> None:
     from integrations.notifications import send_paused_email
 
     send_paused_email(connection_id=connection_id)
+
+
+@shared_task
+def relay_retention() -> None:
+    """Hourly: dead-letter what waited past the maximum age, then trim the delivered log."""
+    from integrations.relay.retention import events_expire, events_trim
+
+    events_expire()
+    events_trim()

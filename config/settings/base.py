@@ -147,6 +147,12 @@ VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 # lease behind; after this long another worker takes over and re-sends under the same ids.
 RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=90)
 
+# An event not delivered to a connection after this long becomes a dead letter for it (kept,
+# counted, audited); the log keeps delivered events this long so resent messageIds are
+# recognised (Segment's own dedupe window is 24 h).
+RELAY_MAX_EVENT_AGE_HOURS = env.int("RELAY_MAX_EVENT_AGE_HOURS", default=7 * 24)
+RELAY_RETENTION_HOURS = env.int("RELAY_RETENTION_HOURS", default=24)
+
 # Ingest API: requests a second per ingest key before 429 (kept in the cache below).
 INGEST_REQUESTS_PER_SECOND = env.int("INGEST_REQUESTS_PER_SECOND", default=1000)
 # Shared by every process in production (e.g. redis://…/1) so rate limits hold across them.
