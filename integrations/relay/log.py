@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from integrations.models import Connection, Event, EventStream
 from integrations.relay.messages import Message
@@ -34,10 +33,10 @@ def events_append(*, workspace_id: int, messages: Sequence[Message],
     with transaction.atomic():
         stream = _locked_stream(workspace_id)
         fresh = _without_duplicates(workspace_id, list(zip(messages, keys, strict=True)), result)
-        now = timezone.now()
         rows = [
             Event(workspace_id=workspace_id, seq=stream.last_seq + offset, message_id=m.message_id, type=m.type,
-                  name=m.name, user_id=m.user_id, body=m.body, size=len(m.body), received_at=now, dedupe_key=key)
+                  name=m.name, user_id=m.user_id, body=m.body, size=len(m.body), received_at=m.received_at,
+                  dedupe_key=key)
             for offset, (m, key) in enumerate(fresh, start=1)
         ]
         if rows:

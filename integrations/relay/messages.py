@@ -7,7 +7,8 @@ Normalisation, in order:
   2. give the event a messageId when it has none;
   3. correct the clock of the sender as Segment does: timestamp = receivedAt - (sentAt - timestamp),
      keeping the sender's value as `originalTimestamp`; an event without timestamp happened now;
-  4. measure the result against the 32 KB limit.
+  4. stamp `receivedAt` (when Tributary accepted it);
+  5. measure the result against the 32 KB limit.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class Message:
     body: bytes
     name: str
     user_id: str
+    received_at: datetime
 
 
 def normalise(raw: Any, *, received_at: datetime, call: str | None = None, envelope: dict[str, Any] | None = None,
@@ -54,12 +56,13 @@ def normalise(raw: Any, *, received_at: datetime, call: str | None = None, envel
     _require_fields(event)
     event["messageId"] = _message_id(event.get("messageId"))
     _set_timestamps(event, received_at, event.pop("sentAt", None) or sent_at)
+    event["receivedAt"] = received_at.isoformat()
     event.pop("writeKey", None)
     body = orjson.dumps(event)
     if len(body) > MAX_EVENT_BYTES:
         raise Invalid("event_too_large", f"The event is {len(body):,} bytes; Segment accepts at most 32 KB.")
-    return Message(type=event_type, message_id=event["messageId"], body=body,
-                   name=_label(event)[:200], user_id=str(event.get("userId") or event.get("anonymousId") or "")[:200])
+    return Message(type=event_type, message_id=event["messageId"], body=body, name=_label(event)[:200],
+                   user_id=str(event.get("userId") or event.get("anonymousId") or "")[:200], received_at=received_at)
 
 
 def _merged(raw: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:

@@ -122,6 +122,7 @@ def test_the_senders_clock_skew_is_corrected_as_segment_does(client: Client, ing
     received = Event.objects.get().received_at
     assert abs((received - corrected).total_seconds() - 5) < 2
     assert stored["originalTimestamp"] == happened.isoformat()
+    assert datetime.fromisoformat(stored["receivedAt"]) == received
 
 
 def test_historical_events_keep_their_timestamp(client: Client, ingest_key: str) -> None:
