@@ -17,6 +17,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 _scratch = Path(tempfile.mkdtemp(prefix="tributary-test-"))
+# Worker and live-server threads close their connections after each task or request, so the
+# test database can be dropped at the end of the run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file rather than shared-cache memory: worker and live-server threads then wait on
     # SQLite's file lock instead of failing with "database table is locked".
