@@ -16,7 +16,8 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
-_scratch = Path(tempfile.mkdtemp(prefix="tributary-test-"))
+# Worker and beat processes started by a test share its folder through this variable.
+_scratch = Path(env("TRIBUTARY_TEST_SCRATCH", default="") or tempfile.mkdtemp(prefix="tributary-test-"))
 # Worker and live-server threads close their connections after each task or request, so the
 # test database can be dropped at the end of the run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -12,8 +12,9 @@ A delivery run:
      the offending events become dead letters; on 408/429/5xx or a network error waits
      (exponential backoff with jitter, or Segment's Retry-After) with the wait stored in
      `next_attempt_at`; on an unreadable key or 401/403 pauses the connection;
-  5. repeats until the backlog is empty or the run's time budget is spent, then releases the
-     lease and re-queues itself if anything is left or a wake-up arrived meanwhile.
+  5. repeats, renewing the lease before each batch, until the backlog is empty or the run's
+     time budget is spent, then releases the lease and re-queues itself if anything is left or
+     a wake-up arrived meanwhile.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 from integrations.crypto import CredentialUnreadable
 from integrations.models import Connection, DeadLetter, Event, Health
+from integrations.relay.log import queue_delivery
 from integrations.segment import client
 
 logger = logging.getLogger(__name__)
@@ -57,31 +59,46 @@ class Pending:
 
 
 def connection_deliver(*, connection_id: int) -> None:
-    connection = _claim(connection_id)
-    if connection is None:
+    claimed = _claim(connection_id)
+    if claimed is None:
         return
+    connection, held = claimed
+    lease: datetime | None = held
     try:
         deadline = time.monotonic() + RUN_BUDGET_SECONDS
-        while time.monotonic() < deadline and _deliver_next_batch(connection):
-            pass
+        while lease is not None and time.monotonic() < deadline:
+            lease = _renew(connection, lease)
+            if lease is None or not _deliver_next_batch(connection):
+                break
     finally:
-        _release(connection)
+        if lease is not None:
+            _release(connection, lease)
 
 
-def _claim(connection_id: int) -> Connection | None:
+def _claim(connection_id: int) -> tuple[Connection, datetime] | None:
+    """Take the connection's lease. The exact expiry written is the run's token: renewing and
+    releasing match it, so a run that stalled past its lease cannot touch a successor's."""
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    lease = timedelta(seconds=settings.RELAY_LEASE_SECONDS)
+    lease = now + timedelta(seconds=settings.RELAY_LEASE_SECONDS)
     claimed = Connection.objects.filter(free, due, pk=connection_id, enabled=True, paused_reason="").update(
-        lease_until=now + lease, wake_requested=False)
-    return Connection.objects.filter(pk=connection_id).first() if claimed else None
+        lease_until=lease, wake_requested=False)
+    connection = Connection.objects.filter(pk=connection_id).first() if claimed else None
+    return (connection, lease) if connection is not None else None
 
 
-def _release(connection: Connection) -> None:
-    from integrations.tasks import deliver_connection
+def _renew(connection: Connection, lease: datetime) -> datetime | None:
+    """Extend the lease for the next batch; None when another run has taken it over."""
+    renewed = timezone.now() + timedelta(seconds=settings.RELAY_LEASE_SECONDS)
+    if Connection.objects.filter(pk=connection.pk, lease_until=lease).update(lease_until=renewed):
+        return renewed
+    logger.warning("relay.lease_lost", extra={"connection_id": connection.pk})
+    return None
 
-    Connection.objects.filter(pk=connection.pk).update(lease_until=None)
+
+def _release(connection: Connection, lease: datetime) -> None:
+    Connection.objects.filter(pk=connection.pk, lease_until=lease).update(lease_until=None)
     fresh = Connection.objects.filter(pk=connection.pk).values("wake_requested", "next_attempt_at",
                                                                "delivered_seq", "paused_reason", "enabled").first()
     if not fresh or not fresh["enabled"] or fresh["paused_reason"]:
@@ -91,22 +108,16 @@ def _release(connection: Connection) -> None:
         # broker redelivers unacknowledged countdown tasks after its visibility timeout.
         wait = (fresh["next_attempt_at"] - timezone.now()).total_seconds()
         if wait <= SHORT_WAIT_SECONDS:
-            deliver_connection.apply_async((connection.pk,), countdown=max(0.0, wait))
+            queue_delivery(connection.pk, countdown=max(0.0, wait))
         return
     backlog = Event.objects.filter(workspace_id=connection.workspace_id, seq__gt=fresh["delivered_seq"]).exists()
     if fresh["wake_requested"] or backlog:
         Connection.objects.filter(pk=connection.pk).update(wake_requested=True)
-        deliver_connection.delay(connection.pk)
+        queue_delivery(connection.pk)
 
 
 def _deliver_next_batch(connection: Connection) -> bool:
     """Send one batch; True when the run should go on with the next one."""
-    # Renew the lease for this batch, so a long run never outlives it and lets a second
-    # worker in; a run whose lease was taken over (it stalled past it) stops here.
-    lease = timedelta(seconds=settings.RELAY_LEASE_SECONDS)
-    if not Connection.objects.filter(pk=connection.pk, lease_until__gt=timezone.now()).update(
-            lease_until=timezone.now() + lease):
-        return False
     batch = _next_batch(connection)
     if not batch:
         return False

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from kombu.exceptions import OperationalError
 
 from integrations.models import Connection, Event, EventStream
 from integrations.relay.messages import Message
@@ -78,27 +79,39 @@ def _without_duplicates(workspace_id: int, pairs: list[tuple[Message, str | None
     return fresh
 
 
+def queue_delivery(connection_id: int, *, countdown: float | None = None) -> bool:
+    """Ask a worker to deliver; best effort. The event is already stored when this runs, so a
+    broker that is down must not fail the emitter: the sweeper finds the backlog instead.
+    No publish retries either, so an unreachable broker cannot stall the request."""
+    from integrations.tasks import deliver_connection
+
+    try:
+        if countdown is None:
+            deliver_connection.apply_async((connection_id,), retry=False)
+        else:
+            deliver_connection.apply_async((connection_id,), countdown=countdown, retry=False)
+    except OperationalError:
+        logger.warning("relay.wake_lost", extra={"connection_id": connection_id})
+        return False
+    return True
+
+
 def connections_wake(*, workspace_id: int) -> int:
     """Queue one delivery task per enabled connection that is not already awake.
 
     The flag coalesces wake-ups: a burst of a thousand requests queues one task per
     connection, not a thousand. The delivery task clears it when it starts reading.
     """
-    from integrations.tasks import deliver_connection
-
     woken = 0
     candidates = Connection.objects.filter(workspace_id=workspace_id, enabled=True, wake_requested=False)
     for pk in candidates.values_list("pk", flat=True):
         if Connection.objects.filter(pk=pk, wake_requested=False).update(wake_requested=True):
-            deliver_connection.delay(pk)
-            woken += 1
+            woken += queue_delivery(pk)
     return woken
 
 
 def connection_wake_now(*, connection_id: int) -> None:
     """Queue a delivery run whatever the flag says: after a pause or a disable, the flag may
     still be set by a wake-up that found the connection unable to send."""
-    from integrations.tasks import deliver_connection
-
     Connection.objects.filter(pk=connection_id).update(wake_requested=True)
-    deliver_connection.delay(connection_id)
+    queue_delivery(connection_id)

@@ -7,11 +7,10 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations.models import Connection, EventStream
+from integrations.relay.log import queue_delivery
 
 
 def connections_sweep() -> int:
-    from integrations.tasks import deliver_connection
-
     now = timezone.now()
     log_end = EventStream.objects.filter(workspace_id=OuterRef("workspace_id")).values("last_seq")[:1]
     stuck = (Connection.objects.filter(enabled=True, paused_reason="")
@@ -21,6 +20,5 @@ def connections_sweep() -> int:
     woken = 0
     for pk in stuck.values_list("pk", flat=True):
         Connection.objects.filter(pk=pk).update(wake_requested=True)
-        deliver_connection.delay(pk)
-        woken += 1
+        woken += queue_delivery(pk)
     return woken
