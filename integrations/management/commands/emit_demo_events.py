@@ -33,8 +33,8 @@ class Command(BaseCommand):
 
     def _visitor(self, workspace: Workspace, visitor: str) -> int:
         variation_id, variation_name = random.choice(VARIATIONS)  # noqa: S311
-        stored = relay.identify(workspace, anonymous_id=visitor, traits={"plan": "trial"},
-                                dedupe_key=f"identify:{visitor}")
+        stored = int(relay.identify(workspace, anonymous_id=visitor, traits={"plan": "trial"},
+                                    dedupe_key=f"identify:{visitor}"))
         stored += relay.experiment_viewed(workspace, anonymous_id=visitor, experiment_id="checkout-2026",
                                           experiment_name="Checkout button", variation_id=variation_id,
                                           variation_name=variation_name)
@@ -42,4 +42,4 @@ class Command(BaseCommand):
             stored += relay.conversion_triggered(workspace, anonymous_id=visitor, conversion_id="purchase",
                                                  conversion_type="purchase", origin_url="https://shop.example/cart",
                                                  once_per_visitor=True)
-        return int(stored)
+        return stored
