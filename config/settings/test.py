@@ -21,6 +21,7 @@ _scratch = Path(env("TRIBUTARY_TEST_SCRATCH", default="") or tempfile.mkdtemp(pr
 # Worker and live-server threads close their connections after each task or request, so the
 # test database can be dropped at the end of the run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+CELERY_DB_REUSE_MAX = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file rather than shared-cache memory: worker and live-server threads then wait on
     # SQLite's file lock instead of failing with "database table is locked".

@@ -63,7 +63,8 @@ class Connection(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0)
     paused_reason = models.CharField(max_length=300, blank=True)
-    wake_requested = models.BooleanField(default=False)
+    # When a delivery task was last queued and not yet started: at most one waits per connection.
+    wake_queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

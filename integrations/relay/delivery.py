@@ -32,7 +32,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from integrations.crypto import CredentialUnreadable
-from integrations.models import Connection, DeadLetter, Event, Health
+from integrations.models import Connection, DeadLetter, Event, EventStream, Health
 from integrations.relay.log import queue_delivery
 from integrations.segment import client
 
@@ -47,6 +47,8 @@ RETRYABLE = {408, 410, 429, 460}
 REJECTED = {400, 413, 422}
 # Fixed namespace for per-connection messageIds: uuid5(namespace(connection), event messageId).
 RELAY_NAMESPACE = uuid.UUID("7d1c1f0e-2f4b-5b8e-9a57-1f0f2c5d9e31")
+# What the batch envelope adds around the events: '{"batch":[' … '],"sentAt":"<ISO time>"}'.
+ENVELOPE_OVERHEAD = b'{"batch":[],"sentAt":"2026-01-01T00:00:00.000000+00:00"}'
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Pending:
     type: str
     name: str
     body: bytes
+    wire: bytes = b""
 
 
 def connection_deliver(*, connection_id: int) -> None:
@@ -83,7 +86,7 @@ def _claim(connection_id: int) -> tuple[Connection, datetime] | None:
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     lease = now + timedelta(seconds=settings.RELAY_LEASE_SECONDS)
     claimed = Connection.objects.filter(free, due, pk=connection_id, enabled=True, paused_reason="").update(
-        lease_until=lease, wake_requested=False)
+        lease_until=lease, wake_queued_at=None)
     connection = Connection.objects.filter(pk=connection_id).first() if claimed else None
     return (connection, lease) if connection is not None else None
 
@@ -99,7 +102,7 @@ def _renew(connection: Connection, lease: datetime) -> datetime | None:
 
 def _release(connection: Connection, lease: datetime) -> None:
     Connection.objects.filter(pk=connection.pk, lease_until=lease).update(lease_until=None)
-    fresh = Connection.objects.filter(pk=connection.pk).values("wake_requested", "next_attempt_at",
+    fresh = Connection.objects.filter(pk=connection.pk).values("wake_queued_at", "next_attempt_at",
                                                                "delivered_seq", "paused_reason", "enabled").first()
     if not fresh or not fresh["enabled"] or fresh["paused_reason"]:
         return
@@ -110,9 +113,11 @@ def _release(connection: Connection, lease: datetime) -> None:
         if wait <= SHORT_WAIT_SECONDS:
             queue_delivery(connection.pk, countdown=max(0.0, wait))
         return
-    backlog = Event.objects.filter(workspace_id=connection.workspace_id, seq__gt=fresh["delivered_seq"]).exists()
-    if fresh["wake_requested"] or backlog:
-        Connection.objects.filter(pk=connection.pk).update(wake_requested=True)
+    log_end = EventStream.objects.filter(workspace_id=connection.workspace_id).values_list("last_seq", flat=True).first()
+    if fresh["wake_queued_at"] or (log_end or 0) > fresh["delivered_seq"]:
+        # Events arrived during the run (their wake-up found the lease taken), or it ran out
+        # of time: one more run.
+        Connection.objects.filter(pk=connection.pk).update(wake_queued_at=timezone.now())
         queue_delivery(connection.pk)
 
 
@@ -130,23 +135,39 @@ def _deliver_next_batch(connection: Connection) -> bool:
 
 
 def _next_batch(connection: Connection) -> list[Pending]:
-    rows = (Event.objects.filter(workspace_id=connection.workspace_id, seq__gt=connection.delivered_seq)
-            .order_by("seq").values_list("seq", "message_id", "type", "name", "body")[:MAX_EVENTS])
+    """The next events in log order, cut so that what is *sent* (with the per-connection
+    messageId and context added) stays within Segment's batch limits."""
+    # seqs are dense, so a bounded range keeps the plan an index range scan whatever the backlog.
+    start = connection.delivered_seq
+    rows = (Event.objects.filter(workspace_id=connection.workspace_id, seq__gt=start, seq__lte=start + MAX_EVENTS)
+            .order_by("seq").values_list("seq", "message_id", "type", "name", "body"))
+    namespace = uuid.uuid5(RELAY_NAMESPACE, str(connection.pk))
     batch: list[Pending] = []
-    size = 0
+    size = len(ENVELOPE_OVERHEAD)
     for seq, message_id, kind, name, body in rows:
-        body = bytes(body)
-        if batch and size + len(body) > MAX_BYTES:
+        pending = Pending(seq, message_id, kind, name, bytes(body))
+        pending.wire = _wire(pending, namespace)
+        if batch and size + len(pending.wire) + 1 > MAX_BYTES:
             break
-        batch.append(Pending(seq, message_id, kind, name, body))
-        size += len(body)
+        batch.append(pending)
+        size += len(pending.wire) + 1
     return batch
+
+
+def _wire(pending: Pending, namespace: uuid.UUID) -> bytes:
+    """The event as Segment receives it from this connection."""
+    event: dict[str, Any] = orjson.loads(pending.body)
+    context = event.setdefault("context", {})
+    context["tributary"] = {"messageId": pending.message_id, "library": context.get("library")}
+    context["library"] = client.LIBRARY
+    event["messageId"] = str(uuid.uuid5(namespace, pending.message_id))
+    return orjson.dumps(event)
 
 
 def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:
     started = time.monotonic()
     try:
-        answer = client.post(connection.region, write_key, "batch", batch_body(connection.pk, batch))
+        answer = client.post(connection.region, write_key, "batch", batch_body(batch))
     except client.SegmentUnreachable as unreachable:
         _back_off(connection, None, f"network: {unreachable.reason}")
         return False
@@ -172,7 +193,7 @@ def _bisect(connection: Connection, write_key: str, batch: list[Pending], answer
         return
     middle = len(batch) // 2
     for half in (batch[:middle], batch[middle:]):
-        half_answer = client.post(connection.region, write_key, "batch", batch_body(connection.pk, half))
+        half_answer = client.post(connection.region, write_key, "batch", batch_body(half))
         if half_answer.status == 200:
             _advance(connection, half[-1].seq)
         elif half_answer.status in REJECTED:
@@ -181,17 +202,9 @@ def _bisect(connection: Connection, write_key: str, batch: list[Pending], answer
             raise client.SegmentUnreachable(f"HTTP {half_answer.status} while bisecting")
 
 
-def batch_body(connection_id: int, batch: list[Pending]) -> bytes:
-    namespace = uuid.uuid5(RELAY_NAMESPACE, str(connection_id))
-    events = []
-    for pending in batch:
-        event: dict[str, Any] = orjson.loads(pending.body)
-        context = event.setdefault("context", {})
-        context["tributary"] = {"messageId": pending.message_id, "library": context.get("library")}
-        context["library"] = client.LIBRARY
-        event["messageId"] = str(uuid.uuid5(namespace, pending.message_id))
-        events.append(event)
-    return orjson.dumps({"batch": events, "sentAt": timezone.now().isoformat()})
+def batch_body(batch: list[Pending]) -> bytes:
+    sent_at = orjson.dumps(timezone.now().isoformat())
+    return b'{"batch":[' + b",".join(p.wire for p in batch) + b'],"sentAt":' + sent_at + b"}"
 
 
 def _advance(connection: Connection, seq: int) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from integrations.models import Connection, Event, EventStream
@@ -99,19 +100,19 @@ def queue_delivery(connection_id: int, *, countdown: float | None = None) -> boo
 def connections_wake(*, workspace_id: int) -> int:
     """Queue one delivery task per enabled connection that is not already awake.
 
-    The flag coalesces wake-ups: a burst of a thousand requests queues one task per
+    `wake_queued_at` coalesces wake-ups: a burst of a thousand requests queues one task per
     connection, not a thousand. The delivery task clears it when it starts reading.
     """
     woken = 0
-    candidates = Connection.objects.filter(workspace_id=workspace_id, enabled=True, wake_requested=False)
+    candidates = Connection.objects.filter(workspace_id=workspace_id, enabled=True, wake_queued_at__isnull=True)
     for pk in candidates.values_list("pk", flat=True):
-        if Connection.objects.filter(pk=pk, wake_requested=False).update(wake_requested=True):
+        if Connection.objects.filter(pk=pk, wake_queued_at__isnull=True).update(wake_queued_at=timezone.now()):
             woken += queue_delivery(pk)
     return woken
 
 
 def connection_wake_now(*, connection_id: int) -> None:
-    """Queue a delivery run whatever the flag says: after a pause or a disable, the flag may
+    """Queue a delivery run whatever `wake_queued_at` says: after a pause or a disable it may
     still be set by a wake-up that found the connection unable to send."""
-    Connection.objects.filter(pk=connection_id).update(wake_requested=True)
+    Connection.objects.filter(pk=connection_id).update(wake_queued_at=timezone.now())
     queue_delivery(connection_id)
