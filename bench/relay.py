@@ -1,0 +1,502 @@
+"""How fast Tributary relays events to Segment, next to Segment's own Python library.
+
+    .venv/bin/python bench/relay.py [--quick] [--seconds 20] [--senders 8] [--profile DIR]
+
+Everything runs on 127.0.0.1, as production would: a fresh PostgreSQL database
+(`tributary_bench`, dropped and re-created), Redis database 13 as broker and cache (flushed),
+gunicorn with the production settings, a Celery worker (prefork) and beat, and the Segment
+emulator standing in for Segment. The benchmark makes a user and its workspaces through the
+normal services, each with its own ingest key: "ingest" and "spread1-4" without connections,
+"one" with one connection, "three" with three, "census" with one the census drives by hand.
+
+Phases, each on an idle, drained relay:
+  1. ingest: 100-event batches from several keep-alive senders, as fast as answered; then
+     the same load over four workspaces, to show what the per-workspace append lock costs;
+  2. end to end, 1 and 3 connections: the same load, then wait until the emulator has
+     acknowledged every accepted event once per connection; events/s is events (times
+     connections) over first send to last acknowledgement;
+  3. latency: a steady 2,000 events/s; per event, the emulator's receive time minus the send
+     time, matched by the emitter's messageId (context.tributary.messageId after the relay);
+  4. burst: 100,000 events as fast as possible; lost = accepted by Tributary minus delivered
+     to the emulator once drained (bounded wait);
+  5. delivery alone: the same number appended while the connection is disabled, then timed
+     from enabling it until the emulator has them all;
+  6. the official library (segment-analytics-python 2.4.0, default settings) sending straight
+     to the emulator: delivered events/s, latency at 2,000 events/s, drops of a 100k burst;
+  7. the same library sending through Tributary's ingest API.
+Delivered counts are the emulator's exact per-key counters, which ignore duplicates. Each
+phase also prints the CPU each part of the stack used, what PostgreSQL's busy backends were
+doing, and the longest time a connection had a backlog but did not move (with a snapshot
+of the broker queue and the workers if that passes 1.5 s).
+
+`--profile DIR` adds an unmeasured run under py-spy and a stage-by-stage census of one
+request and one delivery batch. `--pythonpath/--settings/--wsgi/--celery-app` run the stack
+from other entry points, to measure a proposed change from outside the tree first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import django
+import orjson
+import redis
+import relay_official as official
+import relay_profile
+from django.db import connection as db_connection
+from relay_load import BatchMaker, Tally, blast, message_id, paced
+from relay_observe import (
+    CpuMeter,
+    DeliveryWatch,
+    Drain,
+    PgActivity,
+    accepted,
+    bench_database_pids,
+    describe_shares,
+    direct_id,
+    percentile,
+    pids_named,
+    process_tree,
+    receive_times,
+    relayed_id,
+    wait_delivered,
+)
+from relay_report import Results, print_table
+from relay_stack import (
+    Stack,
+    StackOptions,
+    code_revision,
+    environment,
+    flush_redis,
+    migrate,
+    recreate_database,
+    running_stack,
+)
+
+from integrations.segment.emulator.client import EmulatorClient
+from integrations.segment.emulator.testing import free_ports, run_emulator
+
+LIBRARY_KEY = "benchOfficialLibraryDirect0001"
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    emulator: EmulatorClient
+    stack: Stack
+    owner: Any  # accounts.models.User, who made the workspaces
+    workspaces: dict[str, Any]  # name -> relay_fixtures.BenchWorkspace
+    meter: CpuMeter
+    results: Results = field(default_factory=Results)
+    run_id: str = field(default_factory=lambda: f"r{os.getpid()}{int(time.time())}")
+
+    # Helpers -----------------------------------------------------------------------------
+
+    def prefix(self, phase: str) -> str:
+        return f"{self.run_id}-{phase}"
+
+    def settle(self, name: str) -> None:
+        """Start every phase on a drained relay, so no earlier backlog is counted in it."""
+        from relay_fixtures import log_end
+
+        from integrations.models import Connection
+
+        bench = self.workspaces[name]
+        deadline = time.monotonic() + self.args.drain_timeout
+        while time.monotonic() < deadline:
+            end = log_end(bench.workspace_id)
+            if not Connection.objects.filter(pk__in=bench.connection_ids, delivered_seq__lt=end).exists():
+                break
+            time.sleep(0.2)
+        else:
+            self.results.notes.append(f"workspace {name!r} still had a backlog when a phase started")
+        self.analyze()
+
+    def analyze(self) -> None:
+        """Production runs autovacuum, which keeps the planner's statistics current; this server
+        may not (autovacuum=off here), and a never-analysed event table gets a plan that sorts
+        the whole backlog for every batch read. --no-analyze shows that."""
+        if not self.args.no_analyze:
+            with db_connection.cursor() as cursor:
+                cursor.execute("ANALYZE integrations_event")
+
+    def blast(self, name: str, phase: str, *, seconds: float | None = None, total: int | None = None) -> Tally:
+        maker = BatchMaker(self.prefix(phase), self.args.batch_size, total)
+        ingest_key = self.workspaces[name].ingest_key
+        return asyncio.run(blast(self.stack.web_url, ingest_key, maker, senders=self.args.senders, seconds=seconds))
+
+    @contextmanager
+    def observed(self, label: str) -> Iterator[list[str]]:
+        """Who used the CPU and what the database's busy backends did meanwhile: lines to print
+        after the phase's own result."""
+        lines: list[str] = []
+        before = self.meter.snapshot()
+        with PgActivity(self.args.database_url) as activity:
+            yield lines
+        lines.append(f"    cpu ({label}, cores): {describe_shares(CpuMeter.shares(before, self.meter.snapshot()))}")
+        lines.append(f"    db ({label}, busy backends on average): {activity.describe()}")
+
+    @staticmethod
+    def describe_tally(tally: Tally) -> str:
+        refused = f", refused {tally.refused}" if tally.refused else ""
+        errors = f", {tally.errors:,} events in failed requests" if tally.errors else ""
+        return (f"accepted {tally.accepted:,} in {tally.elapsed:.1f} s = {tally.accepted / tally.elapsed:,.0f}/s; "
+                f"request p50 {percentile(tally.latencies, 0.5) * 1000:.0f} ms, "
+                f"p99 {percentile(tally.latencies, 0.99) * 1000:.0f} ms{refused}{errors}")
+
+    def probe_workers(self) -> str:
+        """What is queued on the broker and what each Celery pool process is doing, right now."""
+        client = redis.Redis.from_url(self.args.broker_url)
+        try:
+            queued = Counter(_task_label(raw) for raw in client.lrange("celery", 0, -1))
+        finally:
+            client.close()
+        tasks = ", ".join(f"{label} x{count}" for label, count in queued.most_common(8))
+        doing = [f"pid {pid}: {relay_profile.dump(pid) or 'idle'}" for pid in _children(self.stack.worker.pid)]
+        return f"broker queue {sum(queued.values())} tasks ({tasks or 'empty'}); pool: {'; '.join(doing)}"
+
+    # Phases --------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load code, open database connections, fill caches in every process; not measured."""
+        self.settle("one")
+        baseline = accepted(self.emulator, self.workspaces["one"].write_keys)
+        tally = self.blast("one", "warmup", seconds=self.args.warmup)
+        wait_delivered(self.emulator, baseline, tally.accepted, timeout=self.args.drain_timeout)
+        print(f"  warm-up: {self.describe_tally(tally)}")
+
+    def ingest(self) -> None:
+        self.settle("ingest")
+        with self.observed("ingest") as observations:
+            tally = self.blast("ingest", "ingest", seconds=self.args.seconds)
+        print(f"  ingest, workspace without connections: {self.describe_tally(tally)}", *observations, sep="\n")
+        self.results.set("ingest", tally.accepted / tally.elapsed)
+
+    def ingest_spread(self) -> None:
+        """The same load spread over four workspaces: each workspace appends under its own lock,
+        so the gap to the one-workspace figure is what that lock costs."""
+        names = [name for name in self.workspaces if name.startswith("spread")]
+        senders = max(1, self.args.senders // len(names))
+
+        async def together() -> list[Tally]:
+            makers = [BatchMaker(self.prefix(f"ingest-{name}"), self.args.batch_size) for name in names]
+            return await asyncio.gather(*(
+                blast(self.stack.web_url, self.workspaces[name].ingest_key, maker, senders=senders,
+                      seconds=self.args.seconds) for name, maker in zip(names, makers, strict=True)))
+
+        with self.observed("ingest, 4 workspaces") as observations:
+            tallies = asyncio.run(together())
+        total = sum(t.accepted for t in tallies)
+        elapsed = max(t.finished for t in tallies) - min(t.started for t in tallies)
+        latencies = [latency for t in tallies for latency in t.latencies]
+        print(f"  ingest, same load over {len(names)} workspaces ({senders} senders each): accepted {total:,} in "
+              f"{elapsed:.1f} s = {total / elapsed:,.0f}/s; request p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+              f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms", *observations, sep="\n")
+        self.results.set("ingest_spread", total / elapsed)
+
+    def end_to_end(self, name: str, label: str) -> None:
+        self.settle(name)
+        bench = self.workspaces[name]
+        baseline, cursor = accepted(self.emulator, bench.write_keys), self.emulator.last_request_id()
+        with self.observed("sending and draining") as observations, \
+                DeliveryWatch(self.args.database_url, bench.connection_ids) as watch:
+            tally = self.blast(name, f"e2e{len(bench.write_keys)}", seconds=self.args.seconds)
+            drain = wait_delivered(self.emulator, baseline, tally.accepted, timeout=self.args.drain_timeout)
+        observations.append(f"    {watch.describe()}")
+        rate = self._delivery_rate(drain, tally.started)
+        print(f"  end to end, {label}: ingest {self.describe_tally(tally)}")
+        print(f"    delivered {drain.total:,} source events by {drain.last_delivery - tally.started:.1f} s "
+              f"= {rate:,.0f} source events/s ({rate / len(bench.write_keys):,.0f} events/s per connection)"
+              f"{'' if drain.drained else '  NOT DRAINED within the bounded wait'}", *observations, sep="\n")
+        self.print_refusals(bench.write_keys, cursor)
+        self.results.set(f"e2e_{name}", rate)
+
+    def _delivery_rate(self, drain: Drain, started: float) -> float:
+        return drain.total / max(1e-9, drain.last_delivery - started) if drain.total else 0.0
+
+    def print_refusals(self, keys: list[str], since: int) -> None:
+        """Requests the emulator answered with anything but 200 since a request-log cursor: each
+        is a batch sent again (split in two for a 400), a cost the throughput figures include."""
+        for key in keys:
+            answered = self.emulator.requests(write_key=key, since=since, kind="tracking", limit=100_000)
+            refused = Counter(f"{r['status']} {r['error'] or r['fault'] or ''}".strip()
+                              for r in answered if r["status"] != 200)
+            if refused:
+                print(f"    emulator, key …{key[-4:]}: {sum(refused.values()):,} of {len(answered):,} batch "
+                      f"requests refused: {dict(refused)}")
+
+    def latency(self) -> None:
+        self.settle("one")
+        bench = self.workspaces["one"]
+        baseline = accepted(self.emulator, bench.write_keys)
+        prefix = self.prefix("latency")
+        maker = BatchMaker(prefix, self.args.batch_size)
+        with self.observed("steady load") as observations, \
+                DeliveryWatch(self.args.database_url, bench.connection_ids, probe=self.probe_workers) as watch:
+            tally = asyncio.run(paced(self.stack.web_url, bench.ingest_key, maker, rate=self.args.latency_rate,
+                                      seconds=self.args.latency_seconds, senders=self.args.senders))
+            wait_delivered(self.emulator, baseline, tally.accepted, timeout=self.args.drain_timeout)
+        observations.append(f"    {watch.describe()}")
+        received = receive_times(self.emulator, bench.write_keys[0], tally.accepted + 100, relayed_id)
+        sent = {message_id(prefix, n): t for n, t in tally.sent_at.items()}
+        latencies = [received[m] - t for m, t in sent.items() if m in received]
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        print(f"  latency at {self.args.latency_rate:,.0f} events/s: sent {len(sent):,} "
+              f"({tally.accepted / tally.elapsed:,.0f}/s accepted), matched {len(latencies):,}; "
+              f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(latencies, default=0) * 1000:.0f} ms",
+              *observations, sep="\n")
+        self.results.set("p50", p50)
+        self.results.set("p99", p99)
+
+    def burst(self) -> None:
+        self.settle("one")
+        bench = self.workspaces["one"]
+        baseline, cursor = accepted(self.emulator, bench.write_keys), self.emulator.last_request_id()
+        with self.observed("burst and drain") as observations, \
+                DeliveryWatch(self.args.database_url, bench.connection_ids) as watch:
+            tally = self.blast("one", "burst", total=self.args.burst)
+            drain = wait_delivered(self.emulator, baseline, tally.accepted, timeout=self.args.drain_timeout)
+        observations.append(f"    {watch.describe()}")
+        lost = tally.accepted - drain.total
+        not_taken = self.args.burst - tally.accepted - tally.duplicates
+        print(f"  burst of {self.args.burst:,}: ingest {self.describe_tally(tally)}; delivered {drain.total:,} "
+              f"by {drain.last_delivery - tally.started:.1f} s; lost {lost:,}; "
+              f"not accepted by the API {not_taken:,} (the sender was told)", *observations, sep="\n")
+        self.print_refusals(bench.write_keys, cursor)
+        self.results.set("lost", lost)
+
+    def drain(self) -> None:
+        """Delivery on its own: a backlog appended while the connection was disabled, then the
+        connection enabled (which wakes it) and timed until the emulator has every event."""
+        from relay_fixtures import fill_backlog, set_enabled
+
+        self.settle("one")
+        bench = self.workspaces["one"]
+        connection_id = bench.connection_ids[0]
+        set_enabled(self.owner, connection_id, False)
+        fill_backlog(bench.workspace_id, self.args.burst, self.prefix("drain"))
+        self.analyze()
+        baseline, cursor = accepted(self.emulator, bench.write_keys), self.emulator.last_request_id()
+        with self.observed("draining") as observations, \
+                DeliveryWatch(self.args.database_url, bench.connection_ids) as watch:
+            started = time.time()
+            set_enabled(self.owner, connection_id, True)
+            drain = wait_delivered(self.emulator, baseline, self.args.burst, timeout=self.args.drain_timeout)
+        observations.append(f"    {watch.describe()}")
+        rate = self._delivery_rate(drain, started)
+        print(f"  delivery alone, backlog of {self.args.burst:,} on 1 connection: delivered {drain.total:,} by "
+              f"{drain.last_delivery - started:.1f} s = {rate:,.0f} events/s"
+              f"{'' if drain.drained else '  NOT DRAINED within the bounded wait'}", *observations, sep="\n")
+        self.print_refusals(bench.write_keys, cursor)
+        self.results.set("drain", rate)
+
+    def official_direct(self) -> None:
+        """The library as Segment ships it, sending straight to the emulator: how fast it
+        delivers, how late, and how much of a burst it drops."""
+        self.emulator.register_key(LIBRARY_KEY, "us")
+        host = self.emulator.us_url
+
+        baseline = accepted(self.emulator, [LIBRARY_KEY])
+        client = official.Official(host, LIBRARY_KEY)
+        run = official.sustained(client, self.prefix("lib-sustained"), self.args.seconds)
+        emptied = client.close(self.args.drain_timeout)
+        drain = wait_delivered(self.emulator, baseline, run.tracked - run.dropped, timeout=5)
+        rate = self._delivery_rate(drain, run.started)
+        print(f"  official library → emulator, sustained: delivered {drain.total:,} of {run.tracked:,} = "
+              f"{rate:,.0f}/s{'' if emptied else ' (queue not emptied)'}")
+        self.results.set("lib_rate", rate)
+        self._official_latency(host)
+        self.results.set("lib_lost", self._official_burst("lib-burst", host, LIBRARY_KEY, [LIBRARY_KEY], "→ emulator"))
+
+    def _official_latency(self, host: str) -> None:
+        client = official.Official(host, LIBRARY_KEY)
+        run = official.paced(client, self.prefix("lib-latency"), self.args.latency_rate, self.args.latency_seconds)
+        client.close(self.args.drain_timeout)
+        received = receive_times(self.emulator, LIBRARY_KEY, run.tracked + 100, direct_id)
+        latencies = [received[m] - t for m, t in run.sent_at.items() if m in received]
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        print(f"  official library → emulator, {self.args.latency_rate:,.0f} events/s: matched "
+              f"{len(latencies):,} of {run.tracked:,}; p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+        self.results.set("lib_p50", p50)
+        self.results.set("lib_p99", p99)
+
+    def _official_burst(self, phase: str, host: str, key: str, delivered_to: list[str], route: str) -> int:
+        """`--burst` track() calls as fast as possible; the events that never reached the
+        emulator (after a bounded wait for the library and, via Tributary, the relay)."""
+        baseline = accepted(self.emulator, delivered_to)
+        client = official.Official(host, key)
+        run = official.burst(client, self.prefix(phase), self.args.burst)
+        client.close(self.args.drain_timeout)
+        drain = wait_delivered(self.emulator, baseline, self.args.burst - run.dropped,
+                               timeout=self.args.drain_timeout, stall=5)
+        lost = self.args.burst - drain.total
+        print(f"  official library {route}, burst of {self.args.burst:,}: delivered {drain.total:,}, "
+              f"lost {lost:,} (the library logged {run.dropped:,} queue-full drops)"
+              f"{f'; library errors: {run.errors}' if run.errors else ''}")
+        return lost
+
+    def official_through_tributary(self) -> None:
+        """The same library with `host` set to Tributary: what an SDK user gets by switching."""
+        bench = self.workspaces["one"]
+        self.settle("one")
+        baseline = accepted(self.emulator, bench.write_keys)
+        client = official.Official(self.stack.web_url, bench.ingest_key)
+        run = official.sustained(client, self.prefix("lib-via-sustained"), self.args.seconds)
+        client.close(self.args.drain_timeout)
+        drain = wait_delivered(self.emulator, baseline, run.tracked - run.dropped, timeout=self.args.drain_timeout)
+        rate = self._delivery_rate(drain, run.started)
+        print(f"  official library → Tributary → emulator, sustained: {run.tracked:,} tracked, "
+              f"{drain.total:,} delivered = {rate:,.0f}/s end to end")
+        self.results.set("lib_via_rate", rate)
+        self.settle("one")
+        lost = self._official_burst("lib-via-burst", self.stack.web_url, bench.ingest_key, bench.write_keys,
+                                    "→ Tributary → emulator")
+        self.results.set("lib_via_lost", lost)
+
+    def profile(self, directory: Path) -> None:
+        """An extra, unmeasured end-to-end run under py-spy, then the census."""
+        seconds = min(self.args.seconds, 15.0)
+        groups = {"web": _children(self.stack.web.pid), "worker": _children(self.stack.worker.pid)}
+        print(f"\nProfile: {seconds:.0f} s of end-to-end load on one connection, py-spy at "
+              f"{relay_profile.RATE} Hz; raw stacks in {directory}")
+        self.settle("one")
+        baseline = accepted(self.emulator, self.workspaces["one"].write_keys)
+        recordings = relay_profile.start(directory, "e2e1", groups, seconds)
+        tally = self.blast("one", "profile", seconds=seconds)
+        relay_profile.finish(recordings)
+        wait_delivered(self.emulator, baseline, tally.accepted, timeout=self.args.drain_timeout)
+        relay_profile.summarise(recordings)
+        try:
+            import relay_census
+        except ImportError as error:  # the relay is being edited: keep what was measured
+            print(f"\nCensus skipped: {error}")
+            return
+        relay_census.report(self.workspaces["census"], "127.0.0.1")
+
+
+def _children(pid: int) -> list[int]:
+    return [p for p in process_tree(pid) if p != pid]
+
+
+def _task_label(raw: bytes | str) -> str:
+    """`deliver_connection(1)` from a Celery message on the Redis list (protocol 2, JSON)."""
+    message = orjson.loads(raw)
+    task = str(message.get("headers", {}).get("task", "?")).rsplit(".", 1)[-1]
+    args = orjson.loads(base64.b64decode(message.get("body", ""))) if message.get("body") else [[]]
+    return f"{task}{tuple(args[0])}"
+
+
+# Report ----------------------------------------------------------------------------------
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short phases and a 30k burst (about 3 minutes)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each throughput phase")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured load first")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent keep-alive connections")
+    parser.add_argument("--batch-size", type=int, default=100, help="events per /v1/batch request")
+    parser.add_argument("--latency-rate", type=float, default=2_000.0, help="events/s of the latency phase")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase")
+    parser.add_argument("--burst", type=int, default=100_000, help="events in the burst")
+    parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for a backlog")
+    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--worker-concurrency", type=int, default=3, help="Celery prefork processes")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_bench")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--no-analyze", action="store_true", help="never ANALYZE the event table (as on a "
+                        "server without autovacuum)")
+    parser.add_argument("--skip-official", action="store_true", help="leave out the official library")
+    parser.add_argument("--pythonpath", default="", help="directory put first on the stack's PYTHONPATH, "
+                        "for the three options below (measuring a patched build)")
+    parser.add_argument("--settings", default="config.settings.production", help="DJANGO_SETTINGS_MODULE")
+    parser.add_argument("--wsgi", default="config.wsgi", help="gunicorn's application module")
+    parser.add_argument("--celery-app", default="config", help="the worker's and beat's --app")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="then profile a run with py-spy, and "
+                        "time one request and one batch stage by stage")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.latency_seconds = 6.0, 2.0, 8.0
+        args.burst, args.drain_timeout = min(args.burst, 30_000), min(args.drain_timeout, 90.0)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    log_dir = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
+    (log_dir / "data").mkdir()
+    started = time.monotonic()
+    # A longer request log than the default, so every phase's refused requests can be listed.
+    with run_emulator(max_requests=200_000) as emulator:
+        options = StackOptions(
+            database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
+            eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
+            web_threads=args.web_threads, worker_concurrency=args.worker_concurrency, log_dir=log_dir,
+            settings=args.settings, wsgi=args.wsgi, celery_app=args.celery_app, pythonpath=args.pythonpath)
+        env = environment(options)
+        print(f"Code {code_revision()}. Setting up: database {args.database_url.rsplit('/', 1)[-1]}, "
+              f"broker {args.broker_url}, logs in {log_dir}")
+        recreate_database(args.database_url)
+        flush_redis(args.broker_url)
+        migrate(env, log_dir)
+        os.environ.update(env)
+        if args.pythonpath:
+            sys.path.insert(0, args.pythonpath)
+        django.setup()
+        from relay_fixtures import make_workspaces, wait_until_checked
+
+        owner, workspaces = make_workspaces(emulator)
+        with running_stack(options, env) as stack:
+            wait_until_checked([pk for bench in workspaces.values() for pk in bench.connection_ids])
+            meter = CpuMeter({
+                "web": lambda: process_tree(stack.web.pid),
+                "worker": lambda: process_tree(stack.worker.pid) + process_tree(stack.beat.pid),
+                "postgres": lambda: bench_database_pids(args.database_url),
+                "redis": lambda: pids_named("redis-server"),
+                "emulator": lambda: [int(emulator.health()["pid"])],
+                "bench": lambda: [os.getpid()],
+            })
+            print(f"Stack: gunicorn {args.web_workers} workers x {args.web_threads} threads (gthread), Celery prefork "
+                  f"{args.worker_concurrency}, beat; {os.cpu_count()} cores shared by everything, this "
+                  "load generator included")
+            bench = Bench(args, emulator, stack, owner, workspaces, meter)
+            _run_phases(bench)
+            stack.check_alive()
+            print_table(bench.results)
+            if args.profile:
+                bench.profile(args.profile)
+    print(f"\nTotal {time.monotonic() - started:.0f} s.")
+
+
+def _run_phases(bench: Bench) -> None:
+    print("Phases:")
+    bench.warm_up()
+    bench.ingest()
+    bench.ingest_spread()
+    bench.end_to_end("one", "1 connection")
+    bench.end_to_end("three", "3 connections")
+    bench.latency()
+    bench.burst()
+    bench.drain()
+    if not bench.args.skip_official:
+        bench.official_direct()
+        bench.official_through_tributary()
+    bench.stack.check_alive()
+
+
+if __name__ == "__main__":
+    main()
