@@ -259,7 +259,7 @@ class DeliveryWatch:
 
     QUERY = """
         SELECT c.id, c.delivered_seq, s.last_seq,
-               coalesce(c.lease_until > now(), false), c.wake_requested,
+               coalesce(c.lease_until > now(), false), (c.wake_queued_at is not null),
                coalesce(c.next_attempt_at > now(), false)
         FROM integrations_connection c JOIN integrations_eventstream s USING (workspace_id)
         WHERE c.id = ANY(%s)
