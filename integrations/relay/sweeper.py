@@ -11,7 +11,6 @@ from django.utils import timezone
 from integrations.models import Connection, EventStream
 from integrations.relay.log import queue_delivery
 
-
 WAKE_LOST_AFTER = timedelta(seconds=10)
 
 
