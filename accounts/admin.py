@@ -9,6 +9,19 @@ from django.http import HttpRequest
 from accounts.models import AuditEvent, Membership, User, Workspace
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records nobody edits from the admin, superusers included (audit trail, hashed keys)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ["email"]
@@ -52,7 +65,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """The whole audit trail, for operators. Read-only for everyone, superusers included."""
 
     list_display = ["created_at", "action", "actor_email", "workspace", "target_type", "target_id", "ip"]
@@ -64,11 +77,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

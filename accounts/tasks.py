@@ -7,7 +7,6 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.contrib.sessions.models import Session
-from django.core.cache import cache
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -18,9 +17,6 @@ from django.utils.http import urlsafe_base64_encode
 from accounts.models import Membership
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_CACHE_KEY = "tributary:worker-heartbeat"
-
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_membership_email(membership_id: int, invited: bool) -> None:
@@ -49,11 +45,6 @@ def send_membership_email(membership_id: int, invited: bool) -> None:
     send_mail(subject, body, None, [user.email])
     logger.info("accounts.membership_email_sent", extra={"membership_id": membership_id, "invited": invited})
 
-
-@shared_task
-def record_heartbeat() -> None:
-    """Run by beat every minute; the admin shows when workers last ran a scheduled task."""
-    cache.set(HEARTBEAT_CACHE_KEY, timezone.now().isoformat(), timeout=None)
 
 
 @shared_task

@@ -16,10 +16,6 @@ app.autodiscover_tasks()
 
 # Periodic tasks live here, in code, so every deployment runs the same schedule.
 app.conf.beat_schedule = {
-    "record-worker-heartbeat": {
-        "task": "accounts.tasks.record_heartbeat",
-        "schedule": 60.0,
-    },
     "sweep-relay": {
         "task": "integrations.tasks.sweep_relay",
         "schedule": 5.0,

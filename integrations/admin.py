@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from integrations import crypto, ingest_keys, services
 from integrations.models import Connection, IngestKey, Trigger, Verification
@@ -138,7 +139,7 @@ class IngestKeyStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(IngestKey)
-class IngestKeyAdmin(admin.ModelAdmin):
+class IngestKeyAdmin(ReadOnlyAdmin):
     """Read-only: keys are created by the workspace (or the command), never here. The hash is
     not shown; revoking goes through the service, audited with the operator as actor."""
 
@@ -151,14 +152,6 @@ class IngestKeyAdmin(admin.ModelAdmin):
     readonly_fields = fields
     actions = ["revoke"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="key")
     def masked_key(self, obj: IngestKey) -> str:

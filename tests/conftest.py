@@ -130,6 +130,17 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
     context.close()
 
 
+def sign_in(page: Any, email: str) -> None:
+    """Sign in through the login form and wait until the workspace header is shown."""
+    from playwright.sync_api import expect
+
+    page.goto("/account/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("header").get_by_test_id("current-workspace")).to_be_visible()
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save a full-page screenshot under artifacts/ (git-ignored) for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)

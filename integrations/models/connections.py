@@ -23,7 +23,6 @@ class Health(models.TextChoices):
     """What the latest check says about a connection."""
 
     PENDING = "pending", "Not checked yet"
-    CHECKING = "checking", "Checking"
     HEALTHY = "healthy", "Healthy"
     # The check could not finish (Segment rate-limited, unreachable, odd answer): try later.
     DEGRADED = "degraded", "Check incomplete"
@@ -80,10 +79,6 @@ class Connection(models.Model):
     @property
     def masked_key(self) -> str:
         return f"{MASK} {self.write_key_last4}"
-
-    @property
-    def is_readable(self) -> bool:
-        return self.health != Health.UNREADABLE
 
     @sensitive_variables("write_key")
     def set_write_key(self, write_key: str) -> None:

@@ -11,18 +11,11 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
-from tests.conftest import PASSWORD, make_user, screenshot
+from tests.conftest import make_user, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 390, "height": 844}
-
-
-def sign_in(page: Any, email: str) -> None:
-    page.goto("/account/login/")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def open_workspace_switcher(page: Any) -> Any:

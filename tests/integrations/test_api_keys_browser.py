@@ -13,20 +13,12 @@ from playwright.sync_api import expect
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations.ingest_keys import ingest_key_authenticate, ingest_key_create, ingest_key_revoke
-from tests.conftest import PASSWORD, screenshot
+from tests.conftest import screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
-
-
-def sign_in(page: Any, email: str) -> None:
-    page.goto("/account/login/")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("header").get_by_test_id("current-workspace")).to_be_visible()
 
 
 def both_sizes(page: Any, name: str) -> None:

@@ -16,7 +16,7 @@ from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import services
 from integrations.models import Outcome, Verification
-from tests.conftest import PASSWORD, new_write_key, screenshot
+from tests.conftest import new_write_key, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,14 +25,6 @@ DESKTOP = {"width": 1280, "height": 860}
 # A check crosses the broker to the worker and makes two calls to the emulator.
 CHECK_TIMEOUT_MS = 10_000
 HEALTHY_EU = "Key recognised by Segment · region EU confirmed · test event accepted"
-
-
-def sign_in(page: Any, email: str) -> None:
-    page.goto("/account/login/")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("header").get_by_test_id("current-workspace")).to_be_visible()
 
 
 def field(page: Any, name: str) -> Any:
