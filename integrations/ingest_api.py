@@ -178,7 +178,7 @@ def _record_rejections(ingest_key: IngestKey, source: str, rejected: list[tuple[
 
 def _message_id(item: Any) -> str:
     value = item.get("messageId") if isinstance(item, dict) else None
-    return value[:100] if isinstance(value, str) else ""
+    return value.replace("\x00", "")[:100] if isinstance(value, str) else ""
 
 
 def _excerpt(item: Any) -> str:
@@ -187,7 +187,7 @@ def _excerpt(item: Any) -> str:
     try:
         return orjson.dumps(item).decode()[:1000]
     except TypeError:
-        return repr(item)[:1000]
+        return repr(item)[:1000]  # repr escapes NUL, which PostgreSQL text refuses
 
 
 def _answer(status: int, payload: dict[str, Any]) -> HttpResponse:

@@ -61,8 +61,11 @@ def normalise(raw: Any, *, received_at: datetime, call: str | None = None, envel
     body = orjson.dumps(event)
     if len(body) > MAX_EVENT_BYTES:
         raise Invalid("event_too_large", f"The event is {len(body):,} bytes; Segment accepts at most 32 KB.")
-    return Message(type=event_type, message_id=event["messageId"], body=body, name=_label(event)[:200],
-                   user_id=str(event.get("userId") or event.get("anonymousId") or "")[:200], received_at=received_at)
+    # name and user_id are search columns; PostgreSQL text cannot hold NUL (the body keeps it).
+    user_id = str(event.get("userId") or event.get("anonymousId") or "")
+    return Message(type=event_type, message_id=event["messageId"], body=body,
+                   name=_label(event).replace("\x00", "")[:200], user_id=user_id.replace("\x00", "")[:200],
+                   received_at=received_at)
 
 
 def _merged(raw: dict[str, Any], envelope: dict[str, Any]) -> dict[str, Any]:
@@ -100,8 +103,9 @@ def _present(value: Any) -> bool:
 def _message_id(value: Any) -> str:
     if value is None or value == "":
         return str(uuid.uuid4())
-    if not isinstance(value, str) or len(value) > MAX_MESSAGE_ID:
-        raise Invalid("invalid_message_id", "messageId must be a string of at most 100 characters.")
+    if not isinstance(value, str) or len(value) > MAX_MESSAGE_ID or "\x00" in value:
+        raise Invalid("invalid_message_id",
+                      "messageId must be a string of at most 100 characters, without NUL characters.")
     return value
 
 

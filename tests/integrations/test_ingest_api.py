@@ -86,6 +86,15 @@ def test_one_bad_event_does_not_cost_the_good_ones(client: Client, ingest_key: s
     assert RejectedEvent.objects.filter(workspace=workspace).count() == 3
 
 
+def test_nul_characters_never_reach_a_text_column(client: Client, ingest_key: str) -> None:
+    batch = [track(0, userId="u\x00x", event="Na\x00me"), track(1, messageId="m\x00id")]
+    answer = post(client, "batch", json.dumps({"batch": batch}).encode(), ingest_key).json()
+    assert answer["accepted"] == 1 and answer["rejected"][0]["reason"] == "invalid_message_id"
+    stored = Event.objects.get()
+    assert (stored.user_id, stored.name) == ("ux", "Name")
+    assert orjson.loads(bytes(stored.body))["userId"] == "u\x00x"  # the event itself is kept whole
+
+
 @pytest.mark.parametrize(("body", "error"), [
     (b"{not json", "invalid_json"),
     (orjson.dumps({"batch": [track(n) for n in range(2501)]}), "batch_too_many_events"),
