@@ -29,7 +29,13 @@ class Event(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No database-level foreign key: PostgreSQL checks one with a per-row trigger that share-
+    # locks the workspace row, which at ingest rates costs as much as the insert itself and
+    # makes concurrent appends contend on that row. Every append first locks the workspace's
+    # stream row, which does have the constraint, so no event can outlive its workspace;
+    # deleting a workspace still deletes its events (Django's on_delete).
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+", db_index=False,
+                                  db_constraint=False)
     seq = models.BigIntegerField()
     message_id = models.CharField(max_length=100)
     type = models.CharField(max_length=8)
