@@ -17,6 +17,7 @@ from accounts.models import User, Workspace
 from integrations import relay, services
 from integrations.models import Connection, DeadLetter, Event, Health
 from integrations.relay.delivery import RELAY_NAMESPACE
+from integrations.relay.log import events_append
 from integrations.relay.messages import normalise
 from tests.conftest import new_write_key
 
@@ -127,16 +128,27 @@ def test_a_poison_event_is_bisected_out_and_dead_lettered(segment: Any, celery_w
                                                           workspace: Workspace) -> None:
     connection, key = connect(segment, alice, workspace, "Production")
     relay.track(workspace, "Before", user_id="u1")
-    # Valid at ingest (just under 32 KB), too large once the relay adds its context for Segment.
-    overhead = len(normalise({"type": "track", "event": "Huge", "userId": "u1", "properties": {"blob": ""},
-                              "messageId": str(uuid.uuid4())}, received_at=timezone.now()).body)
-    blob = "x" * (32 * 1024 - overhead - 60)
-    relay.track(workspace, "Huge", user_id="u1", properties={"blob": blob})
+    # Ingest refuses what Segment would, so a poison event has to be planted in the log, as an
+    # event accepted under older rules would sit there: 40 KB, which Segment answers with 400.
+    huge = normalise({"type": "track", "event": "Huge", "userId": "u1"}, received_at=timezone.now())
+    poison = huge._replace(body=huge.body[:-1] + b',"properties":{"blob":"' + b"x" * 40_000 + b'"}}')
+    with transaction.atomic():
+        events_append(workspace_id=workspace.pk, messages=[poison])
     relay.track(workspace, "After", user_id="u1")
     wait_for(lambda: delivered(connection) == 3)
     assert [e["event"] for e in arrived(segment, key)] == ["Before", "After"]
     dead = DeadLetter.objects.get(connection=connection)
     assert dead.name == "Huge" and dead.status == 400 and dead.seq == 2
+    assert bytes(dead.body) == poison.body
+
+
+def test_an_event_too_large_for_segment_once_relayed_is_refused_when_emitted(db: None, workspace: Workspace) -> None:
+    # Just under 32 KB as emitted; over it with the context Tributary adds for Segment.
+    blob = "x" * (32 * 1024 - 200)
+    with pytest.raises(relay.Invalid) as refused:
+        relay.track(workspace, "Huge", user_id="u1", properties={"blob": blob})
+    assert refused.value.reason == "event_too_large" and "as sent to Segment" in refused.value.detail
+    assert Event.objects.count() == 0
 
 
 def test_an_unreadable_key_pauses_and_events_wait(segment: Any, celery_worker: Any, alice: User,
