@@ -14,13 +14,11 @@ import base64
 import binascii
 import gzip
 import logging
-import time
 import zlib
 from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -28,8 +26,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from integrations.ingest_keys import ingest_key_authenticate
 from integrations.models import IngestKey, RejectedEvent
+from integrations.ratelimit import hits_this_second
 from integrations.relay.log import events_append
-from integrations.relay.messages import TYPES, Invalid, Message, normalise
+from integrations.relay.messages import TYPES, Invalid, Message, Normaliser, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +82,12 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]
     if len(items) > MAX_BATCH_EVENTS:
         raise Refused(400, "batch_too_many_events",
                       f"The batch has {len(items):,} events; send at most {MAX_BATCH_EVENTS:,} per request.")
-    received_at = timezone.now()
-    envelope = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
+    normalise = Normaliser(received_at=timezone.now(), envelope=body, sent_at=body.get("sentAt"))
     valid: list[Message] = []
     rejected: list[tuple[int | None, Any, Invalid]] = []
     for index, item in enumerate(items):
         try:
-            valid.append(normalise(item, received_at=received_at, envelope=envelope, sent_at=body.get("sentAt")))
+            valid.append(normalise(item))
         except Invalid as invalid:
             rejected.append((index, item, invalid))
     appended = events_append(workspace_id=ingest_key.workspace_id, messages=valid)
@@ -153,14 +151,7 @@ def _authenticate(request: HttpRequest, body: dict[str, Any]) -> IngestKey:
 def _rate_limit(ingest_key: IngestKey) -> None:
     """A fixed one-second window per key, in the shared cache."""
     limit = settings.INGEST_REQUESTS_PER_SECOND
-    window = int(time.time())
-    counter = f"ingest-rate:{ingest_key.pk}:{window}"
-    cache.add(counter, 0, timeout=5)
-    try:
-        count = cache.incr(counter)
-    except ValueError:  # expired between add and incr
-        count = 1
-    if count > limit:
+    if hits_this_second(f"ingest:{ingest_key.pk}") > limit:
         raise Refused(429, "rate_limited", f"More than {limit} requests a second for this ingest key.",
                       retry_after=1)
 

@@ -7,6 +7,7 @@ audit rows carry the name and that hint, never the key. Pages, the admin and the
 from __future__ import annotations
 
 from datetime import timedelta
+from time import monotonic
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -26,6 +27,12 @@ NAME_MAX_LENGTH = IngestKey._meta.get_field("name").max_length or 80
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 # Far longer than any key we issue; anything longer is not worth hashing.
 MAX_KEY_LENGTH = 200
+# Each process keeps a key it found for this long, so a busy sender costs no lookup per
+# request: a revoked key stops working in the revoking process at once, everywhere else
+# within this many seconds.
+RECENT_SECONDS = 5.0
+RECENT_MAX = 10_000
+_recent: dict[str, tuple[float, IngestKey]] = {}
 
 
 @sensitive_variables("key")
@@ -57,6 +64,7 @@ def ingest_key_revoke(*, actor: Actor, ingest_key: IngestKey) -> IngestKey:
             ingest_key.refresh_from_db(fields=["revoked_at"])
             return ingest_key
         ingest_key.revoked_at = now
+        _recent.pop(ingest_key.key_hash, None)
         audit_record(actor=actor, action=AuditAction.INGEST_KEY_REVOKED, workspace=ingest_key.workspace,
                      target=ingest_key, details=describe(ingest_key))
     return ingest_key
@@ -84,10 +92,18 @@ def ingest_key_authenticate(raw_key: str) -> IngestKey | None:
     """
     if not isinstance(raw_key, str) or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > MAX_KEY_LENGTH:
         return None
-    ingest_key = (IngestKey.objects.active().select_related("workspace")
-                  .filter(key_hash=IngestKey.hash(raw_key)).first())
-    if ingest_key is not None:
-        _touch(ingest_key)
+    key_hash = IngestKey.hash(raw_key)
+    now = monotonic()
+    found_at, ingest_key = _recent.get(key_hash, (0.0, None))
+    if ingest_key is None or now - found_at > RECENT_SECONDS:
+        ingest_key = IngestKey.objects.active().select_related("workspace").filter(key_hash=key_hash).first()
+        if ingest_key is None:
+            _recent.pop(key_hash, None)
+            return None
+        if len(_recent) >= RECENT_MAX:
+            _recent.clear()
+        _recent[key_hash] = (now, ingest_key)
+    _touch(ingest_key)
     return ingest_key
 
 
