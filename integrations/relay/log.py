@@ -130,10 +130,14 @@ def _already_logged(workspace_id: int, column: str, values: set[str]) -> set[str
     # estimated at the average workspace's size, so the (workspace, value) index always wins;
     # LATERAL … LIMIT 1 keeps each value a separate probe.
     with pg.cursor() as cursor:
-        cursor.execute(f"SELECT t.value FROM unnest(%s::text[]) AS t(value) CROSS JOIN LATERAL "  # noqa: S608
-                       f"(SELECT FROM {Event._meta.db_table} e WHERE e.workspace_id = (SELECT %s::bigint) "
-                       f"AND e.{column} = t.value LIMIT 1) AS hit", [list(values), workspace_id])
+        cursor.execute(already_logged_sql(column), [list(values), workspace_id])
         return {row[0] for row in cursor.fetchall()}
+
+
+def already_logged_sql(column: str) -> str:
+    return (f"SELECT t.value FROM unnest(%s::text[]) AS t(value) CROSS JOIN LATERAL "  # noqa: S608 (names from the model)
+            f"(SELECT FROM {Event._meta.db_table} e WHERE e.workspace_id = (SELECT %s::bigint) "
+            f"AND e.{column} = t.value LIMIT 1) AS hit")
 
 
 def queue_delivery(connection_id: int, *, countdown: float | None = None) -> bool:
