@@ -53,6 +53,8 @@ def print_table(results: Results) -> None:
         ("  same, spread over 4 workspaces", _count(get("ingest_spread")), "(diagnostic)", "", "", None),
         ("end-to-end events/s, 1 connection", _count(e2e1), f"≥ {TARGET_END_TO_END:,}", _count(lib_rate),
          _ratio(e2e1, lib_rate), None if e2e1 is None else e2e1 >= TARGET_END_TO_END),
+        ("  same, 500-event requests", _count(get("e2e_one_large")), "(diagnostic)", _count(lib_rate),
+         _ratio(get("e2e_one_large"), lib_rate), None),
         ("source events/s, 3 connections", _count(e2e3), f"≥ {TARGET_SOURCE_EVENTS:,}", _count(lib_rate),
          _ratio(e2e3, lib_rate), None if e2e3 is None else e2e3 >= TARGET_SOURCE_EVENTS),
         ("latency p50 at 2,000 events/s", _ms(get("p50")), "", _ms(lib_p50), _ratio(get("p50"), lib_p50), None),
