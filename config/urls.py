@@ -5,7 +5,7 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from accounts.urls import workspace_urlpatterns
-from integrations import ingest_api
+from integrations import ingest_api, metrics
 
 admin.site.site_header = "Tributary operations"
 admin.site.site_title = "Tributary admin"
@@ -14,6 +14,7 @@ admin.site.index_title = "Operations"
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("healthz", account_views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("account/", include("accounts.urls")),
     path("workspaces/new/", account_views.workspace_create, name="workspace_create"),
     path("w/<slug:slug>/", include(workspace_urlpatterns)),

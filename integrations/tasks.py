@@ -49,7 +49,8 @@ def notify_connection_paused(connection_id: int) -> None:
 @shared_task
 def relay_retention() -> None:
     """Hourly: dead-letter what waited past the maximum age, then trim the delivered log."""
-    from integrations.relay.retention import events_expire, events_trim
+    from integrations.relay.retention import deliveries_trim, events_expire, events_trim
 
     events_expire()
     events_trim()
+    deliveries_trim()

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from integrations import views
+from integrations.views import connections as views
+from integrations.views import dead_letters, debugger, deliveries, imports
 
 app_name = "integrations"
 
@@ -21,3 +22,6 @@ urlpatterns = [
     path("settings/api-keys/new/", views.ingest_key_create, name="ingest_key_create"),
     path("settings/api-keys/<int:pk>/revoke/", views.ingest_key_revoke, name="ingest_key_revoke"),
 ]
+
+# Each area's pages keep their routes next to their views.
+urlpatterns += deliveries.urlpatterns + dead_letters.urlpatterns + debugger.urlpatterns + imports.urlpatterns

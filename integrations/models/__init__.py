@@ -10,16 +10,23 @@ from integrations.models.connections import (
     Trigger,
     Verification,
 )
+from integrations.models.deliveries import AttemptOutcome, DeliveryAttempt, DeliveryCount
 from integrations.models.events import DeadLetter, Event, EventStream, RejectedEvent
+from integrations.models.imports import ImportJob, ImportStatus
 from integrations.models.ingest import IngestKey
 
 __all__ = [
     "MASK",
+    "AttemptOutcome",
     "Connection",
     "DeadLetter",
+    "DeliveryAttempt",
+    "DeliveryCount",
     "Event",
     "EventStream",
     "Health",
+    "ImportJob",
+    "ImportStatus",
     "IngestKey",
     "Outcome",
     "Region",

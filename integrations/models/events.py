@@ -94,10 +94,16 @@ class DeadLetter(models.Model):
     status = models.PositiveIntegerField(null=True, blank=True)
     response = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The event's time in the log, so dead letters can be chosen by when the event happened.
+    received_at = models.DateTimeField(null=True, blank=True)
+    # Replays asked for by people: how many, and when the last one was accepted by Segment.
+    replays = models.PositiveIntegerField(default=0)
+    replayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["connection", "seq"], name="dead_letter_unique_seq")]
+        indexes = [models.Index(fields=["connection", "-created_at"], name="dead_letter_connection_time")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.name} ({self.reason})".strip()

@@ -29,12 +29,21 @@ from datetime import datetime, timedelta
 import orjson
 from django.conf import settings
 from django.db import connection as db
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from integrations.crypto import CredentialUnreadable
-from integrations.models import Connection, DeadLetter, Event, EventStream, Health
+from integrations.models import (
+    AttemptOutcome,
+    Connection,
+    DeadLetter,
+    Event,
+    EventStream,
+    Health,
+)
 from integrations.relay import pg
+from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.log import queue_delivery
 from integrations.relay.messages import SENT_MESSAGE_ID_BYTES
 from integrations.segment import client
@@ -61,6 +70,7 @@ class Pending:
     seq: int
     message_id: str
     body: bytes
+    received_at: datetime
     wire: bytes = b""
 
 
@@ -154,8 +164,8 @@ def _next_batch(connection: Connection) -> list[Pending]:
     namespace = connection_namespace(connection.pk)
     batch: list[Pending] = []
     size = len(ENVELOPE_OVERHEAD)
-    for seq, message_id, body in rows:
-        pending = Pending(seq, message_id, body)
+    for seq, message_id, body, received_at in rows:
+        pending = Pending(seq, message_id, body, received_at)
         pending.wire = wire(pending.body, sent_message_id(namespace, message_id))
         if batch and size + len(pending.wire) + 1 > MAX_BYTES:
             break
@@ -164,18 +174,18 @@ def _next_batch(connection: Connection) -> list[Pending]:
     return batch
 
 
-def _read(workspace_id: int, after: int) -> list[tuple[int, str, bytes]]:
-    """(seq, messageId, body) of the next MAX_EVENTS seqs after `after`, in log order."""
+def _read(workspace_id: int, after: int) -> list[tuple[int, str, bytes, datetime]]:
+    """(seq, messageId, body, received_at) of the next MAX_EVENTS seqs after `after`, in log order."""
     # seqs are dense, so a bounded range keeps the plan an index range scan whatever the
     # backlog or the planner's statistics.
     if db.vendor != "postgresql":
-        return [(seq, message_id, bytes(body)) for seq, message_id, body in
+        return [(seq, message_id, bytes(body), received_at) for seq, message_id, body, received_at in
                 Event.objects.filter(workspace_id=workspace_id, seq__gt=after, seq__lte=after + MAX_EVENTS)
-                .order_by("seq").values_list("seq", "message_id", "body")]
+                .order_by("seq").values_list("seq", "message_id", "body", "received_at")]
     # Only the rows that fit in one batch (the running total of what each adds to the sent
     # body), and binary results, so bodies arrive as bytes rather than hex text.
     with pg.cursor() as cursor:
-        cursor.execute(f"SELECT seq, message_id, body FROM (SELECT seq, message_id, body, "  # noqa: S608
+        cursor.execute(f"SELECT seq, message_id, body, received_at FROM (SELECT seq, message_id, body, received_at, "  # noqa: S608
                        f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
                        f"FROM {Event._meta.db_table} WHERE workspace_id = %s AND seq > %s AND seq <= %s) AS w "
                        "WHERE upto <= %s ORDER BY seq",
@@ -204,41 +214,83 @@ def wire(body: bytes, message_id: bytes) -> bytes:
 
 
 def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:
-    started = time.monotonic()
-    try:
-        answer = client.post(connection.region, write_key, "batch", batch_body(batch))
-    except client.SegmentUnreachable as unreachable:
-        _back_off(connection, None, f"network: {unreachable.reason}")
+    """Send one batch and act on the answer; True when the position moved."""
+    answer = _post(connection, write_key, batch)
+    if answer is None:
         return False
-    _log(connection, batch, answer.status, started)
     if answer.status == 200:
-        _advance(connection, batch[-1].seq)
         return True
     if answer.status in REJECTED:
-        _bisect(connection, write_key, batch, answer)
-        return True
-    if answer.status in RETRYABLE or (answer.status >= 500 and answer.status not in (501, 505)):
+        return _bisect(connection, write_key, batch, answer)
+    if _retryable(answer.status):
         _back_off(connection, answer.retry_after, f"HTTP {answer.status}")
         return False
     _pause(connection, Health.FAILING, f"Segment refused the key (HTTP {answer.status}). Check the key and run a check.")
     return False
 
 
-def _bisect(connection: Connection, write_key: str, batch: list[Pending], answer: client.Answer) -> None:
-    """Split a refused batch until the refused events stand alone; they become dead letters."""
+def _post(connection: Connection, write_key: str, batch: list[Pending]) -> client.Answer | None:
+    """One request to Segment, recorded as an attempt; on a 200 the position moves past the
+    batch in the same transaction. None when Segment did not answer (the wait is set)."""
+    started_at, started = timezone.now(), time.monotonic()
+    body = batch_body(batch)
+    sent = Sent(batch[0].seq, batch[-1].seq, len(batch), len(body))
+    attempt = connection.failures + 1
+    try:
+        answer = client.post(connection.region, write_key, "batch", body)
+    except client.SegmentUnreachable as unreachable:
+        attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
+                       status=None, outcome=AttemptOutcome.RETRYING, attempt=attempt,
+                       reply=f"No answer from Segment ({unreachable.reason}).")
+        _back_off(connection, None, f"network: {unreachable.reason}")
+        return None
+    _log(connection, batch, answer.status, started)
+    outcome = _outcome(answer.status)
+    with transaction.atomic():
+        if outcome == AttemptOutcome.DELIVERED:
+            _advance(connection, batch[-1].seq)
+        now = timezone.now()
+        attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
+                       status=answer.status, outcome=outcome, reply=answer.body, attempt=attempt,
+                       latencies=[(now - p.received_at).total_seconds() for p in batch]
+                       if outcome == AttemptOutcome.DELIVERED else ())
+    return answer
+
+
+def _outcome(status: int) -> AttemptOutcome:
+    if status == 200:
+        return AttemptOutcome.DELIVERED
+    if status in REJECTED:
+        return AttemptOutcome.REJECTED
+    return AttemptOutcome.RETRYING if _retryable(status) else AttemptOutcome.REFUSED
+
+
+def _retryable(status: int) -> bool:
+    return status in RETRYABLE or (status >= 500 and status not in (501, 505))
+
+
+def _bisect(connection: Connection, write_key: str, batch: list[Pending], refusal: client.Answer) -> bool:
+    """Split a refused batch until the refused events stand alone; they become dead letters.
+    Each half is a recorded attempt; a half answered with anything but 200 or a refusal
+    stops the split and waits like any retryable failure (the position stays before it).
+    False when it stopped so."""
     if len(batch) == 1:
-        _dead_letter(connection, batch[0], "rejected", answer)
-        _advance(connection, batch[0].seq)
-        return
+        with transaction.atomic():
+            _dead_letter(connection, batch[0], refusal)
+            _advance(connection, batch[0].seq)
+        return True
     middle = len(batch) // 2
     for half in (batch[:middle], batch[middle:]):
-        half_answer = client.post(connection.region, write_key, "batch", batch_body(half))
-        if half_answer.status == 200:
-            _advance(connection, half[-1].seq)
-        elif half_answer.status in REJECTED:
-            _bisect(connection, write_key, half, half_answer)
-        else:
-            raise client.SegmentUnreachable(f"HTTP {half_answer.status} while bisecting")
+        answer = _post(connection, write_key, half)
+        if answer is None:
+            return False
+        if answer.status in REJECTED:
+            if not _bisect(connection, write_key, half, answer):
+                return False
+        elif answer.status != 200:
+            _back_off(connection, answer.retry_after, f"HTTP {answer.status} while splitting a refused batch")
+            return False
+    return True
 
 
 def batch_body(batch: list[Pending]) -> bytes:
@@ -250,6 +302,7 @@ def _advance(connection: Connection, seq: int) -> None:
     Connection.objects.filter(pk=connection.pk, delivered_seq__lt=seq).update(
         delivered_seq=seq, failures=0, next_attempt_at=None)
     connection.delivered_seq = max(connection.delivered_seq, seq)
+    connection.failures = 0
 
 
 def _back_off(connection: Connection, retry_after: int | None, why: str) -> None:
@@ -270,12 +323,19 @@ def _pause(connection: Connection, health: Health, reason: str) -> None:
     connection_pause(connection_id=connection.pk, health=health, reason=reason)
 
 
-def _dead_letter(connection: Connection, pending: Pending, reason: str, answer: client.Answer) -> None:
+def _dead_letter(connection: Connection, pending: Pending, refusal: client.Answer) -> None:
     kind, name = Event.objects.filter(workspace_id=connection.workspace_id, seq=pending.seq).values_list(
         "type", "name").get()
-    DeadLetter.objects.get_or_create(connection=connection, seq=pending.seq, defaults={
+    _, created = DeadLetter.objects.get_or_create(connection=connection, seq=pending.seq, defaults={
         "message_id": pending.message_id, "type": kind, "name": name, "body": pending.body,
-        "reason": reason, "status": answer.status, "response": answer.body[:300]})
+        "received_at": pending.received_at, "reason": "rejected", "status": refusal.status,
+        "response": refusal.body[:300]})
+    if created:
+        failures_record(connection_id=connection.pk, at=timezone.now(), events=1)
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
 
 
 def _log(connection: Connection, batch: list[Pending], status: int, started: float) -> None:

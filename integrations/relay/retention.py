@@ -3,6 +3,7 @@
 `events_expire`: an event still undelivered to a connection after RELAY_MAX_EVENT_AGE_HOURS
 becomes a dead letter for that connection (its body is copied), the connection's position
 moves past it, and an audit row says how many; nothing is dropped without a trace.
+`deliveries_trim`: attempts and counts past the 30 days the dashboard shows are deleted.
 `events_trim`: events that every connection of the workspace has passed, and that are older
 than RELAY_RETENTION_HOURS (the window in which a resent messageId is still recognised), are
 deleted in bounded batches.
@@ -19,10 +20,12 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction
-from integrations.models import Connection, DeadLetter, Event, EventStream
+from integrations.models import Connection, DeadLetter, DeliveryAttempt, DeliveryCount, Event, EventStream
+from integrations.relay.accounting import failures_record
 
 logger = logging.getLogger(__name__)
 CHUNK = 5_000
+DELIVERY_HISTORY_DAYS = 31
 
 
 def events_expire() -> int:
@@ -68,13 +71,21 @@ def _expire_chunk(connection: Connection, cutoff: datetime) -> int:
         if received_at >= cutoff:
             break
         letters.append(DeadLetter(connection_id=connection.pk, seq=seq, message_id=message_id, type=kind, name=name,
-                                  body=bytes(body), reason="expired",
+                                  body=bytes(body), received_at=received_at, reason="expired",
                                   response=f"Not delivered within {settings.RELAY_MAX_EVENT_AGE_HOURS} hours."))
     if letters:
         with transaction.atomic():
             DeadLetter.objects.bulk_create(letters, ignore_conflicts=True)
             Connection.objects.filter(pk=connection.pk).update(delivered_seq=letters[-1].seq)
+            failures_record(connection_id=connection.pk, at=timezone.now(), events=len(letters))
     return len(letters)
+
+
+def deliveries_trim() -> int:
+    """Forget attempts and counts older than the dashboard shows (30 days, and a day's margin)."""
+    cutoff = timezone.now() - timedelta(days=DELIVERY_HISTORY_DAYS)
+    return (DeliveryAttempt.objects.filter(started_at__lt=cutoff).delete()[0]
+            + DeliveryCount.objects.filter(bucket__lt=cutoff).delete()[0])
 
 
 def events_trim() -> int:

@@ -10,12 +10,21 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import relay, services
-from integrations.models import Connection, DeadLetter, Event, Health
+from integrations.models import (
+    AttemptOutcome,
+    Connection,
+    DeadLetter,
+    DeliveryAttempt,
+    DeliveryCount,
+    Event,
+    Health,
+)
 from integrations.relay.delivery import RELAY_NAMESPACE
 from integrations.relay.log import events_append
 from integrations.relay.messages import normalise
@@ -68,6 +77,11 @@ def test_every_source_gets_every_event_in_order_under_its_own_message_id(
         assert [e["messageId"] for e in events] == [str(uuid.uuid5(namespace, f"emit-{n}")) for n in range(5)]
         assert events[0]["context"]["library"]["name"] == "tributary"
     assert not {e["messageId"] for e in arrived(segment, us_key)} & {e["messageId"] for e in arrived(segment, eu_key)}
+    for connection in (us, eu):
+        attempts = DeliveryAttempt.objects.filter(connection=connection, outcome=AttemptOutcome.DELIVERED)
+        assert sum(a.events for a in attempts) == 5 and all(a.status == 200 and a.bytes > 0 for a in attempts)
+        counts = DeliveryCount.objects.filter(connection=connection)  # one bucket, or two across a boundary
+        assert sum(c.delivered for c in counts) == 5 and sum(sum(c.latency) for c in counts) == 5
 
 
 def test_a_rolled_back_transaction_emits_nothing(segment: Any, celery_worker: Any, alice: User,
@@ -139,7 +153,14 @@ def test_a_poison_event_is_bisected_out_and_dead_lettered(segment: Any, celery_w
     assert [e["event"] for e in arrived(segment, key)] == ["Before", "After"]
     dead = DeadLetter.objects.get(connection=connection)
     assert dead.name == "Huge" and dead.status == 400 and dead.seq == 2
-    assert bytes(dead.body) == poison.body
+    assert bytes(dead.body) == poison.body and dead.received_at is not None
+    # Every request is in the attempt log, and the counts agree with what happened.
+    attempts = list(DeliveryAttempt.objects.filter(connection=connection).order_by("started_at", "id"))
+    assert AttemptOutcome.REJECTED in {a.outcome for a in attempts}
+    assert sum(a.events for a in attempts if a.outcome == AttemptOutcome.DELIVERED) == 2
+    counts = DeliveryCount.objects.filter(connection=connection).aggregate(
+        delivered=Sum("delivered"), failed=Sum("failed"), calls=Sum("api_calls"))
+    assert counts == {"delivered": 2, "failed": 1, "calls": len(attempts)}
 
 
 def test_an_event_too_large_for_segment_once_relayed_is_refused_when_emitted(db: None, workspace: Workspace) -> None:

@@ -1,0 +1,92 @@
+"""Recording what delivery did, as it does it: one DeliveryAttempt per request to Segment,
+and the connection's DeliveryCount for the current 10-minute bucket (events delivered,
+dead-lettered and retried, API calls, bytes, latency histogram).
+
+Callers record inside the transaction that moves the connection's position, so the counts
+and the position never disagree. Only the run holding a connection's lease (or a replay,
+which locks the bucket row too) writes its counts, so the read-modify-write of a bucket is
+done under a row lock rather than with expressions.
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from integrations.models import AttemptOutcome, DeliveryAttempt, DeliveryCount
+from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
+
+REPLY_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one request carried: the seqs it spanned, how many events and bytes."""
+
+    first_seq: int
+    last_seq: int
+    events: int
+    bytes: int
+
+
+def attempt_record(*, connection_id: int, sent: Sent, started_at: datetime, duration_ms: int, status: int | None,
+                   outcome: AttemptOutcome, reply: str, attempt: int = 1, latencies: Iterable[float] = (),
+                   replay: bool = False) -> DeliveryAttempt:
+    """Log one request and add it to the counts: delivered events (with their latencies, in
+    seconds from receipt) for a 200, retried events for a retryable failure."""
+    with transaction.atomic():
+        row = DeliveryAttempt.objects.create(
+            connection_id=connection_id, started_at=started_at, duration_ms=duration_ms, events=sent.events,
+            bytes=sent.bytes, first_seq=sent.first_seq, last_seq=sent.last_seq, status=status, outcome=outcome,
+            reply=reply[:REPLY_LENGTH], attempt=attempt, replay=replay)
+        _add(connection_id, started_at, api_calls=1, bytes=sent.bytes,
+             delivered=sent.events if outcome == AttemptOutcome.DELIVERED else 0,
+             retried=sent.events if outcome == AttemptOutcome.RETRYING else 0,
+             latencies=latencies if outcome == AttemptOutcome.DELIVERED else ())
+    return row
+
+
+def failures_record(*, connection_id: int, at: datetime, events: int) -> None:
+    """Count events that became dead letters."""
+    _add(connection_id, at, failed=events)
+
+
+def histogram(latencies: Iterable[float]) -> list[int]:
+    counts = [0] * (len(LATENCY_BOUNDS) + 1)
+    for seconds in latencies:
+        counts[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+    return counts
+
+
+def histogram_percentile(counts: Sequence[int], quantile: float) -> float | None:
+    """The latency (seconds) below which `quantile` of the counted events fall, interpolated
+    within its bucket; None without events. The open last bucket reports its lower bound."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = quantile * total, 0
+    for index, count in enumerate(counts):
+        if count and seen + count >= rank:
+            low = LATENCY_BOUNDS[index - 1] if index else 0.0
+            if index == len(LATENCY_BOUNDS):
+                return low
+            return low + (LATENCY_BOUNDS[index] - low) * (rank - seen) / count
+        seen += count
+    return LATENCY_BOUNDS[-1]
+
+
+def _add(connection_id: int, at: datetime, *, latencies: Iterable[float] = (), **amounts: int) -> None:
+    with transaction.atomic():
+        row, _ = DeliveryCount.objects.select_for_update().get_or_create(
+            connection_id=connection_id, bucket=bucket_of(at),
+            defaults={"latency": [0] * (len(LATENCY_BOUNDS) + 1)})
+        for field, amount in amounts.items():
+            setattr(row, field, getattr(row, field) + amount)
+        added = histogram(latencies)
+        if any(added):
+            current = row.latency if len(row.latency) == len(added) else [0] * len(added)
+            row.latency = [a + b for a, b in zip(current, added, strict=True)]
+        row.save()
