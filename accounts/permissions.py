@@ -32,7 +32,8 @@ def workspace_view(*, manage: bool = False) -> Callable[[View], View]:
             membership = membership_get_for_user(user=request.user, slug=slug)  # type: ignore[arg-type]
             request.membership = membership  # type: ignore[attr-defined]
             request.workspace = membership.workspace  # type: ignore[attr-defined]
-            request.session[SESSION_WORKSPACE_KEY] = slug
+            if request.session.get(SESSION_WORKSPACE_KEY) != slug:  # no session write per page view
+                request.session[SESSION_WORKSPACE_KEY] = slug
             try:
                 if manage and not membership.can_manage:
                     raise PermissionDenied("Only owners and admins can do this.")

@@ -32,6 +32,10 @@ app.conf.beat_schedule = {
         "task": "integrations.tasks.expire_stale_verifications",
         "schedule": 300.0,
     },
+    "check-delivery-notices": {
+        "task": "integrations.tasks.check_delivery_notices",
+        "schedule": 60.0,
+    },
     "purge-expired-sessions": {
         "task": "accounts.tasks.purge_expired_sessions",
         "schedule": crontab(hour=3, minute=17),

@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from integrations import crypto, ingest_keys, services
-from integrations.models import Connection, IngestKey, Trigger, Verification
+from integrations.models import (
+    Connection,
+    DeliveryAttempt,
+    DeliveryCount,
+    IngestKey,
+    Trigger,
+    Verification,
+)
+from integrations.relay.accounting import histogram_percentile
 
 
 class SharedKeyFilter(admin.SimpleListFilter):
@@ -171,3 +180,116 @@ class IngestKeyAdmin(ReadOnlyAdmin):
             else:
                 already += 1
         self.message_user(request, f"{revoked} key(s) revoked, {already} already revoked.", messages.SUCCESS)
+
+
+# --- deliveries: what was sent to Segment, read-only for everyone --------------------------
+
+
+class CappedPaginator(Paginator):
+    """Counts at most CAP rows: the attempt log can hold millions, and operators narrow it
+    with filters and search rather than paging to the end."""
+
+    CAP = 10_000
+
+    @property
+    def count(self) -> int:  # type: ignore[override]
+        return self.object_list[:self.CAP].count()  # type: ignore[attr-defined,no-any-return]
+
+
+class AttemptStatusFilter(admin.SimpleListFilter):
+    """Segment's status in groups, without a DISTINCT over the whole attempt log."""
+
+    title = "Segment's status"
+    parameter_name = "status"
+    GROUPS = {"200": "200", "400": "400, 413, 422", "401": "401, 403 and other refusals", "429": "429",
+              "5xx": "5xx", "none": "No answer"}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(self.GROUPS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DeliveryAttempt]) -> QuerySet[DeliveryAttempt]:
+        value = self.value()
+        if value in ("200", "429"):
+            return queryset.filter(status=int(value))
+        if value == "400":
+            return queryset.filter(status__in=[400, 413, 422])
+        if value == "401":
+            return queryset.filter(status__gte=401, status__lt=500).exclude(status__in=[408, 410, 413, 422, 429, 460])
+        if value == "5xx":
+            return queryset.filter(status__gte=500)
+        if value == "none":
+            return queryset.filter(status__isnull=True)
+        return queryset
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ReadOnlyAdmin):
+    """Every request made to Segment's batch endpoint: the connection by name and masked key,
+    Segment's status and the start of its answer; never the key."""
+
+    list_display = ["started_at", "connection_name", "workspace", "outcome", "status_shown", "events", "bytes",
+                    "duration_ms", "attempt", "replay", "reply_start"]
+    list_filter = ["outcome", AttemptStatusFilter, "replay"]
+    search_fields = ["connection__name", "connection__workspace__name", "connection__workspace__slug"]
+    list_select_related = ["connection__workspace"]
+    fields = ("connection", "started_at", "duration_ms", "events", "bytes", "first_seq", "last_seq", "status",
+              "outcome", "reply", "attempt", "replay")
+    readonly_fields = fields
+    # Newest first by primary key (indexed); sorting by another column would sort the whole log.
+    ordering = ["-id"]
+    sortable_by = ()
+    show_full_result_count = False
+    paginator = CappedPaginator
+
+    @admin.display(description="connection")
+    def connection_name(self, obj: DeliveryAttempt) -> str:
+        return f"{obj.connection.name} ({obj.connection.masked_key})"
+
+    @admin.display(description="workspace")
+    def workspace(self, obj: DeliveryAttempt) -> str:
+        return obj.connection.workspace.slug
+
+    @admin.display(description="status")
+    def status_shown(self, obj: DeliveryAttempt) -> str:
+        return str(obj.status) if obj.status else "no answer"
+
+    @admin.display(description="reply")
+    def reply_start(self, obj: DeliveryAttempt) -> str:
+        return obj.reply[:80]
+
+
+@admin.register(DeliveryCount)
+class DeliveryCountAdmin(ReadOnlyAdmin):
+    """The 10-minute counts pages and /metrics sum: delivered, dead-lettered, retried, API
+    calls, bytes and the latency histogram's percentiles."""
+
+    list_display = ["bucket", "connection_name", "workspace", "delivered", "failed", "retried", "api_calls", "bytes",
+                    "latency_p50", "latency_p95"]
+    search_fields = ["connection__name", "connection__workspace__name", "connection__workspace__slug"]
+    list_select_related = ["connection__workspace"]
+    fields = ("connection", "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency")
+    readonly_fields = fields
+    ordering = ["-id"]
+    sortable_by = ()
+    show_full_result_count = False
+    paginator = CappedPaginator
+
+    @admin.display(description="connection")
+    def connection_name(self, obj: DeliveryCount) -> str:
+        return f"{obj.connection.name} ({obj.connection.masked_key})"
+
+    @admin.display(description="workspace")
+    def workspace(self, obj: DeliveryCount) -> str:
+        return obj.connection.workspace.slug
+
+    @admin.display(description="latency p50")
+    def latency_p50(self, obj: DeliveryCount) -> str:
+        return _seconds(histogram_percentile(obj.latency, 0.5))
+
+    @admin.display(description="latency p95")
+    def latency_p95(self, obj: DeliveryCount) -> str:
+        return _seconds(histogram_percentile(obj.latency, 0.95))
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:.3f} s"

@@ -54,3 +54,20 @@ def relay_retention() -> None:
     events_expire()
     events_trim()
     deliveries_trim()
+
+
+@shared_task
+def check_delivery_notices() -> None:
+    """Every minute: e-mail owners and admins about dead letters past the threshold and about
+    connections delivering again after a pause or a long failure (each told once, by audit row)."""
+    from integrations.notifications import delivery_notices_check
+
+    delivery_notices_check()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_delivery_notice(audit_event_id: int) -> None:
+    """Send the e-mail an audit row (dead letters notified, recovery notified) decided on."""
+    from integrations.notifications import send_delivery_notice as send
+
+    send(audit_event_id=audit_event_id)

@@ -153,6 +153,12 @@ RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=90)
 RELAY_MAX_EVENT_AGE_HOURS = env.int("RELAY_MAX_EVENT_AGE_HOURS", default=7 * 24)
 RELAY_RETENTION_HOURS = env.int("RELAY_RETENTION_HOURS", default=24)
 
+# Deliveries: owners and admins are e-mailed (at most once a day per connection) and every
+# workspace page shows a banner once a connection has this many dead letters in 24 hours.
+DEAD_LETTER_ALERT_THRESHOLD = env.int("DEAD_LETTER_ALERT_THRESHOLD", default=100)
+# Operators' token for /metrics, sent as `Authorization: Bearer <token>`; unset, /metrics is a 404.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 # Ingest API: requests a second per ingest key before 429 (kept in the cache below).
 INGEST_REQUESTS_PER_SECOND = env.int("INGEST_REQUESTS_PER_SECOND", default=1000)
 # Shared by every process in production (e.g. redis://…/1) so rate limits hold across them.

@@ -239,12 +239,13 @@ def _post(connection: Connection, write_key: str, batch: list[Pending]) -> clien
     try:
         answer = client.post(connection.region, write_key, "batch", body)
     except client.SegmentUnreachable as unreachable:
+        _log(connection, sent, None, started)
         attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
                        status=None, outcome=AttemptOutcome.RETRYING, attempt=attempt,
                        reply=f"No answer from Segment ({unreachable.reason}).")
         _back_off(connection, None, f"network: {unreachable.reason}")
         return None
-    _log(connection, batch, answer.status, started)
+    _log(connection, sent, answer.status, started)
     outcome = _outcome(answer.status)
     with transaction.atomic():
         if outcome == AttemptOutcome.DELIVERED:
@@ -338,7 +339,8 @@ def _ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
-def _log(connection: Connection, batch: list[Pending], status: int, started: float) -> None:
+def _log(connection: Connection, sent: Sent, status: int | None, started: float) -> None:
+    """One line per request; `status` None when Segment did not answer."""
     logger.info("relay.batch_sent", extra={
-        "connection_id": connection.pk, "events": len(batch), "status": status,
+        "connection_id": connection.pk, "events": sent.events, "bytes": sent.bytes, "status": status,
         "duration_ms": round((time.monotonic() - started) * 1000, 1)})

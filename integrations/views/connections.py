@@ -32,6 +32,7 @@ from integrations.selectors import (
     rejected_events_for_workspace,
     verifications_for_connection,
 )
+from integrations.views.deliveries import chart_context, deliveries_context
 
 REJECTED_PAGE_SIZE = 50
 
@@ -68,7 +69,7 @@ def connection_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
-    return render(request, "integrations/connection_detail.html", _detail_context(request, connection))
+    return render(request, "integrations/connection_detail.html", _page_context(request, connection))
 
 
 @workspace_view()
@@ -105,7 +106,7 @@ def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
             attach_errors(form, error)
     connection.refresh_from_db()
     return render(request, "integrations/connection_detail.html",
-                  _detail_context(request, connection, rename_form=form), status=422)
+                  _page_context(request, connection, rename_form=form), status=422)
 
 
 @workspace_view(manage=True)
@@ -124,7 +125,7 @@ def connection_replace_key(request: HttpRequest, pk: int) -> HttpResponse:
             attach_errors(form, error)
     connection.refresh_from_db()
     return render(request, "integrations/connection_detail.html",
-                  _detail_context(request, connection, key_form=form), status=422)
+                  _page_context(request, connection, key_form=form), status=422)
 
 
 @workspace_view(manage=True)
@@ -210,6 +211,12 @@ def _detail_context(request: HttpRequest, connection: Connection, **forms: Any) 
         context["rename_form"] = forms.get("rename_form") or RenameForm(initial={"name": connection.name})
         context["key_form"] = forms.get("key_form") or ReplaceKeyForm(initial={"region": connection.region})
     return context
+
+
+def _page_context(request: HttpRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
+    """The whole connection page: deliveries first, then the check panel and the forms."""
+    return {**_detail_context(request, connection, **forms), **deliveries_context(request, connection),
+            **chart_context(connection)}
 
 
 def _api_keys_page(request: HttpRequest, *, form: IngestKeyForm | None = None, created: IngestKey | None = None,
