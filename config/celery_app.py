@@ -32,6 +32,10 @@ app.conf.beat_schedule = {
         "task": "integrations.tasks.expire_stale_verifications",
         "schedule": 300.0,
     },
+    "sweep-imports": {
+        "task": "integrations.tasks.sweep_imports",
+        "schedule": 15.0,
+    },
     "check-delivery-notices": {
         "task": "integrations.tasks.check_delivery_notices",
         "schedule": 60.0,

@@ -12,10 +12,13 @@ from django.http import HttpRequest, HttpResponse
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from integrations import crypto, ingest_keys, services
+from integrations.imports import import_cancel
 from integrations.models import (
     Connection,
     DeliveryAttempt,
     DeliveryCount,
+    ImportJob,
+    ImportStatus,
     IngestKey,
     Trigger,
     Verification,
@@ -293,3 +296,29 @@ class DeliveryCountAdmin(ReadOnlyAdmin):
 
 def _seconds(value: float | None) -> str:
     return "none" if value is None else f"{value:.3f} s"
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdmin):
+    """Operators see every workspace's imports and their progress; cancelling goes through the
+    service, audited with the operator as actor. The files' paths are not shown."""
+
+    list_display = ["file_name", "workspace", "status", "format", "size", "lines_total", "lines_invalid",
+                    "events_stored", "created_at", "finished_at"]
+    list_filter = ["status", "format"]
+    search_fields = ["file_name", "workspace__name", "workspace__slug"]
+    list_select_related = ["workspace"]
+    fields = ("workspace", "created_by", "file_name", "format", "size", "status", "import_valid_only", "lines_total",
+              "lines_valid", "lines_invalid", "offset_done", "lines_done", "events_stored", "created_at", "started_at",
+              "finished_at", "lease_until", "failure")
+    readonly_fields = fields
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel the selected imports")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
+        cancelled = 0
+        for job in queryset.select_related("workspace").filter(
+                status__in=[ImportStatus.VALIDATING, ImportStatus.VALIDATED, ImportStatus.IMPORTING]):
+            import_cancel(actor=Actor.from_request(request), job=job, reason="cancelled by an operator")
+            cancelled += 1
+        self.message_user(request, f"{cancelled} import(s) cancelled.", messages.SUCCESS)

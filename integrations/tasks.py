@@ -56,6 +56,30 @@ def relay_retention() -> None:
     deliveries_trim()
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def check_import(job_id: int) -> None:
+    """Check (a slice of) an import file line by line; re-queues itself until the file is done."""
+    from integrations.imports import import_check
+
+    import_check(job_id=job_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_import(job_id: int) -> None:
+    """Append (a slice of) an import's valid lines to the log, chunk by chunk, from where it stopped."""
+    from integrations.imports import import_run
+
+    import_run(job_id=job_id)
+
+
+@shared_task
+def sweep_imports() -> None:
+    """Resume imports whose worker died; end stale ones; delete old reports and left-over files."""
+    from integrations.imports import imports_sweep
+
+    imports_sweep()
+
+
 @shared_task
 def check_delivery_notices() -> None:
     """Every minute: e-mail owners and admins about dead letters past the threshold and about

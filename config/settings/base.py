@@ -159,6 +159,13 @@ DEAD_LETTER_ALERT_THRESHOLD = env.int("DEAD_LETTER_ALERT_THRESHOLD", default=100
 # Operators' token for /metrics, sent as `Authorization: Bearer <token>`; unset, /metrics is a 404.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
+# Historical imports: uploaded files and their error reports live here while a job needs them
+# (never under static or media, which the web serves). A job holds a lease while a worker runs
+# it; a worker killed mid-import leaves it behind, and after this long the job is resumed.
+IMPORTS_DIR = Path(env("IMPORTS_DIR", default=str(DATA_DIR / "imports")))
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=2 * 1024**3)
+IMPORT_LEASE_SECONDS = env.int("IMPORT_LEASE_SECONDS", default=60)
+
 # Ingest API: requests a second per ingest key before 429 (kept in the cache below).
 INGEST_REQUESTS_PER_SECOND = env.int("INGEST_REQUESTS_PER_SECOND", default=1000)
 # Shared by every process in production (e.g. redis://…/1) so rate limits hold across them.

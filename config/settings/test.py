@@ -29,6 +29,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if CELERY_BROKER_URL == "filesystem://":
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_scratch / "broker")
 CELERY_BEAT_SCHEDULE_FILENAME = str(_scratch / "celerybeat-schedule")
+# Import files too, so no test (nor its beat) ever sees or tidies var/imports.
+IMPORTS_DIR = _scratch / "imports"
 
 FIELD_ENCRYPTION_KEYS = env.list(
     "FIELD_ENCRYPTION_KEYS", default=["nYlqkUQ8vkg0cG6u2vKJxQmVd5GQy4h2b3Yw8pRz1Jk="]
