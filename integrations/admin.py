@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -12,9 +14,13 @@ from django.http import HttpRequest, HttpResponse
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
 from integrations import crypto, ingest_keys, services
+from integrations.dead_letters.selection import Selection
+from integrations.dead_letters.services import ReplayRefused, dead_letters_replay
 from integrations.imports import import_cancel
 from integrations.models import (
     Connection,
+    DeadLetter,
+    DeadLetterReplay,
     DeliveryAttempt,
     DeliveryCount,
     ImportJob,
@@ -296,6 +302,103 @@ class DeliveryCountAdmin(ReadOnlyAdmin):
 
 def _seconds(value: float | None) -> str:
     return "none" if value is None else f"{value:.3f} s"
+
+
+# --- Dead letters and their replays ---------------------------------------------------------
+
+
+class DeadLetterReasonFilter(admin.SimpleListFilter):
+    """Fixed choices: Django's default would list the column's distinct values, a full scan."""
+
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("rejected", "Rejected by Segment"), ("expired", "Expired")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
+        return queryset.filter(reason=self.value()) if self.value() else queryset
+
+
+class DeadLetterReplayedFilter(admin.SimpleListFilter):
+    title = "replayed"
+    parameter_name = "replayed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Accepted on replay"), ("no", "Not accepted on replay")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(replayed_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    """Read-only. "Replay" queues the same replay as the connection's page (one per connection,
+    at most the cap), audited with the operator as actor."""
+
+    list_display = ["created_at", "connection", "workspace", "type", "name", "reason", "status", "replays",
+                    "replayed_at"]
+    list_filter = [DeadLetterReasonFilter, ("connection__workspace", admin.RelatedFieldListFilter),
+                   DeadLetterReplayedFilter]
+    list_select_related = ["connection__workspace"]
+    show_full_result_count = False
+    fields = ("connection", "workspace", "seq", "message_id", "type", "name", "reason", "status", "response",
+              "created_at", "received_at", "replays", "replayed_at", "event")
+    readonly_fields = fields
+    actions = ["replay"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
+        return super().get_queryset(request).defer("body")
+
+    @admin.display(description="workspace")
+    def workspace(self, obj: DeadLetter) -> str:
+        return str(obj.connection.workspace)
+
+    @admin.display(description="event as stored")
+    def event(self, obj: DeadLetter) -> str:
+        return bytes(obj.body).decode(errors="replace")[:4000]
+
+    @admin.action(description="Replay the selected dead letters")
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        picked: dict[int, list[int]] = {}
+        for pk, connection_id in queryset.order_by().values_list("pk", "connection_id"):
+            picked.setdefault(connection_id, []).append(pk)
+        queued, refused = 0, []
+        for connection in Connection.objects.filter(pk__in=picked).select_related("workspace"):
+            ids = tuple(picked[connection.pk][:settings.DEAD_LETTER_REPLAY_CAP])
+            try:
+                dead_letters_replay(actor=Actor.from_request(request), connection=connection,
+                                    selection=Selection(ids=ids))
+                queued += len(ids)
+            except (ReplayRefused, ValidationError) as problem:
+                text = problem.messages[0] if isinstance(problem, ValidationError) else str(problem)
+                refused.append(f"{connection.name} ({connection.workspace}): {text}")
+        if queued:
+            self.message_user(request, f"Replay of {queued} dead letter(s) queued.", messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, f"Not replayed: {line}", messages.WARNING)
+
+
+@admin.register(DeadLetterReplay)
+class DeadLetterReplayAdmin(ReadOnlyAdmin):
+    """Every replay of dead letters, read-only: who asked, what they chose, how far it got."""
+
+    list_display = ["requested_at", "connection", "workspace", "requested_by", "status", "total", "accepted",
+                    "refused", "not_sent", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["connection__name", "connection__workspace__slug", "requested_by__email"]
+    list_select_related = ["connection__workspace", "requested_by"]
+    show_full_result_count = False
+    fields = ("connection", "workspace", "requested_by", "requested_at", "selection", "status", "total", "accepted",
+              "refused", "not_sent", "failure", "started_at", "updated_at", "finished_at")
+    readonly_fields = fields
+
+    @admin.display(description="workspace")
+    def workspace(self, obj: DeadLetterReplay) -> str:
+        return str(obj.connection.workspace)
+
 
 
 @admin.register(ImportJob)

@@ -57,6 +57,16 @@ def relay_retention() -> None:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
+def replay_dead_letters(replay_id: int) -> None:
+    """Send the dead letters a person chose to replay (a DeadLetterReplay row says which).
+    Safe twice: only the run that claims the queued replay sends, and re-sent events keep
+    their messageIds."""
+    from integrations.dead_letters.replay import dead_letters_replay_run
+
+    dead_letters_replay_run(replay_id=replay_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def check_import(job_id: int) -> None:
     """Check (a slice of) an import file line by line; re-queues itself until the file is done."""
     from integrations.imports import import_check

@@ -153,6 +153,9 @@ RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=90)
 RELAY_MAX_EVENT_AGE_HOURS = env.int("RELAY_MAX_EVENT_AGE_HOURS", default=7 * 24)
 RELAY_RETENTION_HOURS = env.int("RELAY_RETENTION_HOURS", default=24)
 
+# Dead letters one replay sends at most (the oldest in log order); a larger choice is replayed in turns.
+DEAD_LETTER_REPLAY_CAP = env.int("DEAD_LETTER_REPLAY_CAP", default=10_000)
+
 # Deliveries: owners and admins are e-mailed (at most once a day per connection) and every
 # workspace page shows a banner once a connection has this many dead letters in 24 hours.
 DEAD_LETTER_ALERT_THRESHOLD = env.int("DEAD_LETTER_ALERT_THRESHOLD", default=100)

@@ -11,7 +11,14 @@ from integrations.models.connections import (
     Verification,
 )
 from integrations.models.deliveries import AttemptOutcome, DeliveryAttempt, DeliveryCount
-from integrations.models.events import DeadLetter, Event, EventStream, RejectedEvent
+from integrations.models.events import (
+    DeadLetter,
+    DeadLetterReplay,
+    Event,
+    EventStream,
+    RejectedEvent,
+    ReplayStatus,
+)
 from integrations.models.imports import ImportJob, ImportStatus
 from integrations.models.ingest import IngestKey
 
@@ -20,6 +27,7 @@ __all__ = [
     "AttemptOutcome",
     "Connection",
     "DeadLetter",
+    "DeadLetterReplay",
     "DeliveryAttempt",
     "DeliveryCount",
     "Event",
@@ -31,6 +39,7 @@ __all__ = [
     "Outcome",
     "Region",
     "RejectedEvent",
+    "ReplayStatus",
     "Trigger",
     "Verification",
 ]

@@ -7,6 +7,7 @@ transaction commits, so a reader never sees seq N+1 committed while N is still i
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -107,3 +108,43 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.name} ({self.reason})".strip()
+
+
+class ReplayStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class DeadLetterReplay(models.Model):
+    """One replay of a connection's dead letters, asked for by a person or an operator: what
+    was chosen, how far it got, and what Segment made of it. At most one is queued or sending
+    per connection at a time (a partial unique constraint), and a replay whose worker died is
+    recognised by `updated_at` no longer moving."""
+
+    connection = models.ForeignKey("integrations.Connection", on_delete=models.CASCADE,
+                                   related_name="dead_letter_replays")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The person's choice: {"ids": [...]} or the filter's fields; never bodies.
+    selection = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=ReplayStatus.choices, default=ReplayStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    not_sent = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failure = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [models.UniqueConstraint(
+            fields=["connection"], condition=models.Q(status__in=["queued", "sending"]),
+            name="dead_letter_replay_one_at_a_time")]
+
+    def __str__(self) -> str:
+        return f"Replay of {self.total} dead letters ({self.get_status_display()})"

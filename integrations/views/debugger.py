@@ -1,19 +1,102 @@
-"""The event debugger: the workspace's latest events as they arrive, and what each connection sent."""
+"""The event debugger: the workspace's latest events as they arrive, and what each connection sent.
+
+The list polls every 2 s for events newer than its top row and prepends them (paused and
+resumed in the browser); opening an event loads its payload as received and, per connection,
+Received → Sent → Segment replied. Search by event name or user id among the latest events,
+or by messageId in the whole log.
+"""
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_GET
 
 from accounts.permissions import workspace_view
+from integrations import debugger as selectors
+from integrations.debugger import SEARCH_FIELDS, SEARCH_WINDOW, Search
+from integrations.models import Connection, Event
+from integrations.selectors import connections_for_workspace
+
+
+class SearchForm(forms.Form):
+    field = forms.ChoiceField(label="Search by", choices=list(SEARCH_FIELDS.items()), required=False)
+    q = forms.CharField(label="Search for", required=False, max_length=200, strip=True,
+                        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off",
+                                                      "placeholder": "Order Completed, user-42, or a messageId"}))
+
+    def search(self) -> Search:
+        if not self.is_valid():
+            return Search()
+        return Search(field=self.cleaned_data["field"] or "name", text=self.cleaned_data["q"])
 
 
 @workspace_view()
 @require_GET
 def debugger(request: HttpRequest) -> HttpResponse:
-    raise Http404("Not built yet.")
+    workspace = request.workspace  # type: ignore[attr-defined]
+    form = SearchForm(request.GET or None)
+    search = form.search()
+    events = selectors.events_latest(workspace=workspace, search=search)
+    context = {
+        "form": form, "search": search, "window": SEARCH_WINDOW, "field_label": SEARCH_FIELDS.get(search.field, ""),
+        "has_events": bool(events) or selectors.log_end(workspace=workspace) > 0,
+        "site_url": settings.SITE_URL, "nav": "debugger", **_rows(workspace, events),
+    }
+    template = "integrations/_debugger_list.html" if request.htmx else "integrations/debugger.html"  # type: ignore[attr-defined]
+    return render(request, template, context, status=422 if form.errors else 200)
+
+
+@workspace_view()
+@require_GET
+def debugger_events(request: HttpRequest) -> HttpResponse:
+    """Rows newer than `after`, to prepend; 204 (nothing to swap) when none arrived."""
+    workspace = request.workspace  # type: ignore[attr-defined]
+    search = SearchForm(request.GET).search()
+    try:
+        after = max(0, int(request.GET.get("after") or 0))
+    except ValueError:
+        after = 0
+    arrivals = selectors.events_after(workspace=workspace, after=after, search=search)
+    if not arrivals.events:
+        return HttpResponse(status=204)
+    context = {"skipped": arrivals.skipped, "fresh": True, **_rows(workspace, arrivals.events)}
+    return render(request, "integrations/_debugger_rows.html", context)
+
+
+@workspace_view()
+@require_GET
+def debugger_event(request: HttpRequest) -> HttpResponse:
+    """One event opened: as received, and its trail per connection."""
+    workspace = request.workspace  # type: ignore[attr-defined]
+    try:
+        seq = int(request.GET.get("seq") or 0)
+    except ValueError:
+        seq = 0
+    event = selectors.event_get_for_workspace(workspace=workspace, seq=seq)
+    connections = list(connections_for_workspace(workspace=workspace))
+    return render(request, "integrations/_debugger_event.html", {
+        "event": event,
+        "received": selectors.pretty(selectors.payload_as_received(event)),
+        "trails": selectors.event_trails(event=event, connections=connections),
+        "more_connections": max(0, len(connections) - selectors.TRAIL_CONNECTIONS),
+        "max_age_hours": settings.RELAY_MAX_EVENT_AGE_HOURS,
+    })
+
+
+def _rows(workspace: Any, events: list[Event]) -> dict[str, Any]:
+    connections: list[Connection] = list(connections_for_workspace(workspace=workspace).select_related(None).only(
+        "pk", "workspace_id", "name", "created_at", "delivered_seq", "enabled", "paused_reason"))
+    statuses = selectors.row_statuses(events=events, connections=connections)
+    return {"rows": [(event, statuses[event.seq]) for event in events], "connection_count": len(connections)}
 
 
 urlpatterns: list[URLPattern] = [
     path("debugger/", debugger, name="debugger"),
+    path("debugger/events/", debugger_events, name="debugger_events"),
+    path("debugger/event/", debugger_event, name="debugger_event"),
 ]

@@ -1,0 +1,211 @@
+"""The event debugger: the latest events, the poll that brings new ones, an opened event as
+received and per connection (sent form, Segment's answer, or why nothing was sent), search by
+each field, and who may look."""
+from __future__ import annotations
+
+import html
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations import debugger, relay, services
+from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Event
+from integrations.relay.delivery import RELAY_NAMESPACE
+from tests.conftest import new_write_key
+
+
+def url(name: str, workspace: Workspace, query: str = "") -> str:
+    path = reverse(f"integrations:{name}", kwargs={"slug": workspace.slug})
+    return f"{path}?{query}" if query else path
+
+
+def page_text(response: Any) -> str:
+    return html.unescape(response.content.decode())
+
+
+def connect(alice: User, workspace: Workspace, name: str = "Production", segment: Any = None) -> tuple[Connection, str]:
+    key = new_write_key()
+    if segment is not None:
+        segment.register_key(key, "us")
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name=name, region="us",
+                                            write_key=key)
+    return connection, key
+
+
+def sent_id(connection: Connection, message_id: str) -> str:
+    return str(uuid.uuid5(uuid.uuid5(RELAY_NAMESPACE, str(connection.pk)), message_id))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.05)
+
+
+def seqs(response: Any) -> list[int]:
+    return [event.seq for event, _status in response.context["rows"]]
+
+
+def test_the_debugger_lists_the_latest_events_newest_first(db: None, alice_client: Client,
+                                                           workspace: Workspace) -> None:
+    for n in range(60):
+        relay.track(workspace, f"Step {n}", user_id=f"user-{n}")
+    response = alice_client.get(url("debugger", workspace))
+    assert response.status_code == 200
+    assert seqs(response) == list(range(60, 10, -1))  # the latest 50
+    page = page_text(response)
+    assert page.index("Step 59") < page.index("Step 58") and "Step 9<" not in page
+    assert "Live: new events appear within 2 seconds" in page and "Pause" in page
+
+
+def test_the_poll_brings_only_what_arrived_and_says_when_more_came_than_it_shows(
+        db: None, alice_client: Client, workspace: Workspace) -> None:
+    relay.track(workspace, "First", user_id="user-1")
+    assert alice_client.get(url("debugger_events", workspace, "after=1")).status_code == 204  # nothing new
+    relay.track(workspace, "Second", user_id="user-1")
+    fresh = alice_client.get(url("debugger_events", workspace, "after=1"))
+    assert fresh.status_code == 200 and seqs(fresh) == [2] and "is-new" in fresh.content.decode()
+    for n in range(55):
+        relay.track(workspace, f"Burst {n}", user_id="user-1")
+    burst = alice_client.get(url("debugger_events", workspace, "after=2"))
+    assert seqs(burst)[0] == 57 and len(seqs(burst)) == 50
+    assert "5 more events arrived before these and are not listed." in page_text(burst)
+
+
+def test_an_empty_workspace_shows_how_to_send_a_first_event_and_keeps_listening(
+        db: None, alice_client: Client, workspace: Workspace) -> None:
+    page = page_text(alice_client.get(url("debugger", workspace)))
+    assert "Waiting for the first event" in page
+    assert "curl http://testserver/v1/track" in page or "/v1/track" in page
+    assert reverse("integrations:api_keys", kwargs={"slug": workspace.slug}) in page
+    assert 'hx-trigger="every 2s' in page
+
+
+def test_an_opened_event_shows_the_payload_as_received_and_per_source_what_was_sent_and_segments_answer(
+        transactional_db: None, segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    production, key = connect(alice, workspace, segment=segment)
+    staging, staging_key = connect(alice, workspace, "Staging", segment=segment)
+    relay.track(workspace, "Order Completed", user_id="user-42", properties={"revenue": 42.0},
+                message_id="emit-order-1", context={"library": {"name": "analytics-python", "version": "2.4.0"}})
+    wait_for(lambda: all(c.delivered_seq == 1 for c in Connection.objects.all()))
+    client = Client()
+    client.force_login(alice)
+    response = client.get(url("debugger_event", workspace, "seq=1"))
+    received = orjson.loads(response.context["received"])
+    assert received["messageId"] == "emit-order-1"
+    assert received["context"] == {"library": {"name": "analytics-python", "version": "2.4.0"}}
+    assert received["properties"] == {"revenue": 42.0} and received["userId"] == "user-42"
+    page = page_text(response)
+    for connection, write_key in ((production, key), (staging, staging_key)):
+        trail = next(t for t in response.context["trails"] if t.connection == connection)
+        assert trail.state == "delivered" and trail.reply is not None and trail.reply.status == 200
+        sent = orjson.loads(trail.sent)
+        assert sent["messageId"] == sent_id(connection, "emit-order-1")
+        assert sent["context"]["library"]["name"] == "tributary"
+        assert sent["context"]["tributary"]["messageId"] == "emit-order-1"
+        # What the page says was sent is what Segment received.
+        [arrived] = [e["payload"] for e in segment.events(write_key=write_key)
+                     if e["payload"].get("event") == "Order Completed"]
+        assert {k: v for k, v in arrived.items() if k != "sentAt"} == sent
+        assert sent_id(connection, "emit-order-1") in page
+    assert page.count("HTTP 200") == 2 and page.count('{"success": true}') + page.count('{"success":true}') == 2
+
+
+def test_each_source_says_what_happened_to_the_event_delivered_after_a_retry_waiting_dead_or_connected_after(
+        db: None, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    delivered, _ = connect(alice, workspace, "Delivered")
+    waiting, _ = connect(alice, workspace, "Waiting")
+    dead, _ = connect(alice, workspace, "Dead")
+    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-2")
+    event = Event.objects.get(workspace=workspace, seq=1)
+    connect(alice, workspace, "Later")
+    Connection.objects.filter(pk__in=[delivered.pk, dead.pk]).update(delivered_seq=1)
+    start = event.received_at + timedelta(seconds=1)
+    for offset, status, outcome in ((0, 503, AttemptOutcome.RETRYING), (2, 200, AttemptOutcome.DELIVERED)):
+        DeliveryAttempt.objects.create(connection=delivered, started_at=start + timedelta(seconds=offset), events=1,
+                                       bytes=500, first_seq=1, last_seq=1, status=status, outcome=outcome,
+                                       reply="Service Unavailable" if status == 503 else '{"success":true}',
+                                       attempt=1 if status == 503 else 2)
+    DeliveryAttempt.objects.create(connection=waiting, started_at=start, events=1, bytes=500, first_seq=1, last_seq=1,
+                                   status=429, outcome=AttemptOutcome.RETRYING, reply="Too Many Requests")
+    DeadLetter.objects.create(connection=dead, seq=1, message_id="emit-2", type="track", name="Order Completed",
+                              body=bytes(event.body), reason="rejected", status=400, response='{"error":"too big"}',
+                              received_at=event.received_at)
+    response = alice_client.get(url("debugger_event", workspace, "seq=1"))
+    trails = {t.connection.name: t for t in response.context["trails"]}
+    assert trails["Delivered"].state == "delivered" and [a.status for a in trails["Delivered"].attempts] == [503, 200]
+    assert trails["Waiting"].state == "waiting" and trails["Waiting"].reply.status == 429  # type: ignore[union-attr]
+    assert trails["Dead"].state == "dead" and trails["Dead"].dead_letter is not None
+    assert trails["Later"].state == "before"
+    page = page_text(response)
+    assert "2 requests" in page and "try 2" in page
+    assert "Will be sent again" in page and "Dead letter: Segment refused it (HTTP 400)." in page
+    assert "Connected after this event" in page
+    listed = alice_client.get(url("debugger", workspace))
+    assert [status.label for _event, status in listed.context["rows"]] == ["Dead letter"]
+    DeadLetter.objects.all().delete()
+    assert [s.label for _e, s in alice_client.get(url("debugger", workspace)).context["rows"]] == ["Waiting"]
+    Connection.objects.filter(pk=waiting.pk).update(delivered_seq=1)
+    assert [s.label for _e, s in alice_client.get(url("debugger", workspace)).context["rows"]] == ["Sent"]
+
+
+def test_search_by_event_name_user_id_and_message_id(db: None, alice_client: Client, workspace: Workspace,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    relay.track(workspace, "Order Completed", user_id="user-1", message_id="emit-a")
+    relay.track(workspace, "Signed Up", user_id="user-2", message_id="emit-b")
+    relay.identify(workspace, user_id="user-1", traits={"plan": "pro"}, message_id="emit-c")
+    relay.track(workspace, "Order Refunded", user_id="user-3", message_id="emit-d")
+    by_name = alice_client.get(url("debugger", workspace, "field=name&q=order"))
+    assert seqs(by_name) == [4, 1]
+    assert "Searching the latest 10,000 events for event name containing “order”" in page_text(by_name)
+    assert seqs(alice_client.get(url("debugger", workspace, "field=user_id&q=user-1"))) == [3, 1]
+    by_id = alice_client.get(url("debugger", workspace, "field=message_id&q=emit-b"))
+    assert seqs(by_id) == [2] and "in the whole log" in page_text(by_id)
+    assert seqs(alice_client.get(url("debugger", workspace, "field=message_id&q=emit-zzz"))) == []
+    # Name and user id look only at the latest events; a messageId is found however old.
+    monkeypatch.setattr(debugger, "SEARCH_WINDOW", 2)
+    assert seqs(alice_client.get(url("debugger", workspace, "field=name&q=order"))) == [4]
+    assert seqs(alice_client.get(url("debugger", workspace, "field=message_id&q=emit-a"))) == [1]
+    # The poll of a search brings only new matches.
+    relay.track(workspace, "Order Completed", user_id="user-9")
+    relay.track(workspace, "Signed Up", user_id="user-9")
+    assert seqs(alice_client.get(url("debugger_events", workspace, "after=4&field=name&q=order"))) == [5]
+
+
+def test_a_member_uses_the_debugger_and_an_outsider_gets_404_everywhere(
+        db: None, bob_client: Client, charlie_client: Client, charlie_workspace: Workspace,
+        workspace: Workspace) -> None:
+    relay.track(workspace, "Order Completed", user_id="user-1")
+    assert bob_client.get(url("debugger", workspace)).status_code == 200
+    assert bob_client.get(url("debugger_event", workspace, "seq=1")).status_code == 200
+    for name, query in (("debugger", ""), ("debugger_events", "after=0"), ("debugger_event", "seq=1")):
+        assert charlie_client.get(url(name, workspace, query)).status_code == 404, name
+    # Seqs are per workspace: one that exists only in another workspace is not found here.
+    relay.track(charlie_workspace, "Secret", user_id="c-1")
+    relay.track(charlie_workspace, "Secret", user_id="c-2")
+    assert bob_client.get(url("debugger_event", workspace, "seq=2")).status_code == 404
+    assert "Secret" not in bob_client.get(url("debugger", workspace)).content.decode()
+
+
+def test_the_payload_as_received_puts_back_what_tributary_moved(db: None, workspace: Workspace) -> None:
+    relay.page(workspace, "Pricing", anonymous_id="anon-1", message_id="emit-p", context={"ip": "203.0.113.4"})
+    event = Event.objects.get(workspace=workspace, seq=1)
+    received = debugger.payload_as_received(event)
+    assert received["messageId"] == "emit-p" and received["context"] == {"ip": "203.0.113.4"}
+    assert "tributary" not in orjson.dumps(received).decode()
+    assert received["receivedAt"] and received["name"] == "Pricing"
+    stored = orjson.loads(bytes(event.body))
+    assert stored["context"]["library"]["name"] == "tributary" and "messageId" not in stored
+    assert timezone.now() - event.received_at < timedelta(minutes=1)
