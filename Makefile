@@ -18,9 +18,10 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-bench: $(STAMP) ## Benchmarks that print figures (relay: needs PostgreSQL and Redis on 127.0.0.1; BENCH_ARGS=--quick)
+bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need PostgreSQL and Redis on 127.0.0.1; BENCH_ARGS=--quick for the relay, DASHBOARD_BENCH_ARGS="--quick --keep" for the dashboard)
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/relay.py $(BENCH_ARGS)
+	$(BIN)/python bench/dashboard.py $(DASHBOARD_BENCH_ARGS)
 
 emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101)
 	$(BIN)/python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101
