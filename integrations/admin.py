@@ -231,32 +231,38 @@ class AttemptStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-@admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(ReadOnlyAdmin):
-    """Every request made to Segment's batch endpoint: the connection by name and masked key,
-    Segment's status and the start of its answer; never the key."""
+class ConnectionLogAdmin(ReadOnlyAdmin):
+    """What the delivery logs share: a row per connection and moment, found by connection or
+    workspace, newest first by primary key (indexed; sorting by another column would sort the
+    whole log), with a capped count."""
 
-    list_display = ["started_at", "connection_name", "workspace", "outcome", "status_shown", "events", "bytes",
-                    "duration_ms", "attempt", "replay", "reply_start"]
-    list_filter = ["outcome", AttemptStatusFilter, "replay"]
     search_fields = ["connection__name", "connection__workspace__name", "connection__workspace__slug"]
     list_select_related = ["connection__workspace"]
-    fields = ("connection", "started_at", "duration_ms", "events", "bytes", "first_seq", "last_seq", "status",
-              "outcome", "reply", "attempt", "replay")
-    readonly_fields = fields
-    # Newest first by primary key (indexed); sorting by another column would sort the whole log.
     ordering = ["-id"]
     sortable_by = ()
     show_full_result_count = False
     paginator = CappedPaginator
 
     @admin.display(description="connection")
-    def connection_name(self, obj: DeliveryAttempt) -> str:
+    def connection_name(self, obj: DeliveryAttempt | DeliveryCount) -> str:
         return f"{obj.connection.name} ({obj.connection.masked_key})"
 
     @admin.display(description="workspace")
-    def workspace(self, obj: DeliveryAttempt) -> str:
+    def workspace(self, obj: DeliveryAttempt | DeliveryCount) -> str:
         return obj.connection.workspace.slug
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ConnectionLogAdmin):
+    """Every request made to Segment's batch endpoint: the connection by name and masked key,
+    Segment's status and the start of its answer; never the key."""
+
+    list_display = ["started_at", "connection_name", "workspace", "outcome", "status_shown", "events", "bytes",
+                    "duration_ms", "attempt", "replay", "reply_start"]
+    list_filter = ["outcome", AttemptStatusFilter, "replay"]
+    fields = ("connection", "started_at", "duration_ms", "events", "bytes", "first_seq", "last_seq", "status",
+              "outcome", "reply", "attempt", "replay")
+    readonly_fields = fields
 
     @admin.display(description="status")
     def status_shown(self, obj: DeliveryAttempt) -> str:
@@ -268,28 +274,14 @@ class DeliveryAttemptAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeliveryCount)
-class DeliveryCountAdmin(ReadOnlyAdmin):
+class DeliveryCountAdmin(ConnectionLogAdmin):
     """The 10-minute counts pages and /metrics sum: delivered, dead-lettered, retried, API
     calls, bytes and the latency histogram's percentiles."""
 
     list_display = ["bucket", "connection_name", "workspace", "delivered", "failed", "retried", "api_calls", "bytes",
                     "latency_p50", "latency_p95"]
-    search_fields = ["connection__name", "connection__workspace__name", "connection__workspace__slug"]
-    list_select_related = ["connection__workspace"]
     fields = ("connection", "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency")
     readonly_fields = fields
-    ordering = ["-id"]
-    sortable_by = ()
-    show_full_result_count = False
-    paginator = CappedPaginator
-
-    @admin.display(description="connection")
-    def connection_name(self, obj: DeliveryCount) -> str:
-        return f"{obj.connection.name} ({obj.connection.masked_key})"
-
-    @admin.display(description="workspace")
-    def workspace(self, obj: DeliveryCount) -> str:
-        return obj.connection.workspace.slug
 
     @admin.display(description="latency p50")
     def latency_p50(self, obj: DeliveryCount) -> str:
