@@ -120,6 +120,7 @@ class AuditAction(models.TextChoices):
     CONNECTION_CREATED = "connection.created", "Segment connection created"
     CONNECTION_KEY_REPLACED = "connection.key_replaced", "Write key replaced"
     CONNECTION_RENAMED = "connection.renamed", "Segment connection renamed"
+    CONNECTION_REGION_CHANGED = "connection.region_changed", "Region changed"
     CONNECTION_ENABLED = "connection.enabled", "Segment connection enabled"
     CONNECTION_DISABLED = "connection.disabled", "Segment connection disabled"
     CONNECTION_DELETED = "connection.deleted", "Segment connection deleted"

@@ -70,6 +70,22 @@ def connection_replace_key(*, actor: Actor, connection: Connection, write_key: s
     return connection
 
 
+def connection_change_region(*, actor: Actor, connection: Connection, region: str) -> Connection:
+    """Point the stored key at the other region; delivery waits until its check passes."""
+    _validate(name=connection.name, region=region, write_key=None)
+    with transaction.atomic():
+        _require_manager(actor, connection.workspace)
+        if region == connection.region:
+            return connection
+        old_region, connection.region = connection.region, region
+        connection.health = Health.PENDING
+        connection.save(update_fields=["region", "health", "updated_at"])
+        audit_record(actor=actor, action=AuditAction.CONNECTION_REGION_CHANGED, workspace=connection.workspace,
+                     target=connection, details={**_describe(connection), "previous_region": old_region})
+        verification_request(actor=actor, connection=connection, trigger=Trigger.REGION_CHANGED)
+    return connection
+
+
 def connection_rename(*, actor: Actor, connection: Connection, name: str) -> Connection:
     name = name.strip()
     _validate(name=name, region=connection.region, write_key=None)
@@ -148,18 +164,21 @@ def verification_run(*, verification_id: int) -> Verification | None:
     if run is None or run.outcome != Outcome.RUNNING:
         return run
     connection = run.connection
+    # What this run vouches for: the key and region as they are now. A change made while it
+    # runs queues a newer run, and only the newest decides.
+    checked = connection.cleared_token()
     try:
         report = checks.run(write_key=connection.write_key(), region=connection.region)
     except CredentialUnreadable:
         report = checks.Report(health=Health.UNREADABLE, outcome=Outcome.FAILED, summary=UNREADABLE_MESSAGE)
         report.record("credential", "failed", UNREADABLE_MESSAGE)
-    return _record_report(run, report)
+    return _record_report(run, report, checked)
 
 
 UNREADABLE_MESSAGE = "Credential unreadable: paste the key again. Nothing is sent with this connection until then."
 
 
-def _record_report(run: Verification, report: checks.Report) -> Verification | None:
+def _record_report(run: Verification, report: checks.Report, checked: str) -> Verification | None:
     with transaction.atomic():
         locked = Verification.objects.select_for_update().filter(pk=run.pk, outcome=Outcome.RUNNING).first()
         if locked is None:  # another worker finished it first
@@ -174,8 +193,8 @@ def _record_report(run: Verification, report: checks.Report) -> Verification | N
             reason = _pause_reason(report)
             if reason:
                 connection_pause(connection_id=run.connection_id, health=report.health, reason=reason)
-            elif report.health == Health.HEALTHY:
-                connection_resume(connection_id=run.connection_id)
+            elif report.key_known:
+                _clear_for_delivery(run.connection_id, checked)
         actor = Actor(user=locked.requested_by, ip=locked.requested_ip, user_agent=locked.requested_user_agent)
         audit_record(actor=actor, action=AuditAction.CONNECTION_CHECKED, workspace=run.connection.workspace,
                      target=run.connection, details={
@@ -204,6 +223,13 @@ def connection_pause(*, connection_id: int, health: str, reason: str) -> bool:
         transaction.on_commit(lambda: notify_connection_paused.delay(connection_id))
     logger.warning("relay.paused", extra={"connection_id": connection_id, "reason": reason[:300]})
     return True
+
+
+def _clear_for_delivery(connection_id: int, checked: str) -> None:
+    """The check found the key known in its region: deliver with it (resuming a pause)."""
+    if Connection.objects.filter(pk=connection_id).exclude(checked_key=checked).update(checked_key=checked):
+        transaction.on_commit(lambda: connection_wake_now(connection_id=connection_id))
+    connection_resume(connection_id=connection_id)
 
 
 def connection_resume(*, connection_id: int) -> bool:

@@ -152,6 +152,9 @@ def replay_blocker(connection: Connection) -> str:
     if connection.paused_reason:
         return (f"Delivery to this source is paused: {connection.paused_reason} A replay would meet the same "
                 f"problem. Once a check passes, delivery resumes and you can replay.")
+    if connection.awaiting_check:
+        return ("The write key and region have not passed a check yet, and nothing is sent with them until "
+                "one does. Run the check on the connection's page, then replay.")
     return ""
 
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -29,6 +31,14 @@ class Health(models.TextChoices):
     # Segment said no (unknown key, wrong region): the user has to change something.
     FAILING = "failing", "Needs attention"
     UNREADABLE = "unreadable", "Credential unreadable"
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def deliverable(self) -> ConnectionQuerySet:
+        """Connections a delivery run may send for: enabled, not paused, and with a key and
+        region that a check found known to Segment."""
+        return self.filter(enabled=True, paused_reason="",
+                           checked_key=Concat(F("write_key_fingerprint"), Value(":"), F("region")))
 
 
 class Connection(models.Model):
@@ -60,10 +70,19 @@ class Connection(models.Model):
     delivered_seq = models.BigIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # The holder of the lease: a random token per delivery run, matched by every renewal and
+    # the release, so a run whose lease lapsed cannot touch its successor's.
+    lease_owner = models.CharField(max_length=40, blank=True, editable=False)
     failures = models.PositiveIntegerField(default=0)
     paused_reason = models.CharField(max_length=300, blank=True)
     # When a delivery task was last queued and not yet started: at most one waits per connection.
     wake_queued_at = models.DateTimeField(null=True, blank=True)
+    # The key and region (`cleared_token()`) that the latest check found known to Segment.
+    # Delivery runs only while it matches the current key and region, so a new connection, a
+    # replaced key or a changed region sends nothing until its own check says the key is known.
+    checked_key = models.CharField(max_length=80, blank=True, editable=False)
+
+    objects = ConnectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -79,6 +98,16 @@ class Connection(models.Model):
     @property
     def masked_key(self) -> str:
         return f"{MASK} {self.write_key_last4}"
+
+    @property
+    def awaiting_check(self) -> bool:
+        """True while no check has found the current key known in the current region."""
+        return self.checked_key != self.cleared_token()
+
+    def cleared_token(self) -> str:
+        """What `checked_key` holds once a check passes for this key and region (no secret:
+        the fingerprint is a keyed HMAC)."""
+        return f"{self.write_key_fingerprint}:{self.region}"
 
     @sensitive_variables("write_key")
     def set_write_key(self, write_key: str) -> None:
@@ -96,6 +125,7 @@ class Connection(models.Model):
 class Trigger(models.TextChoices):
     CREATED = "created", "Connection created"
     KEY_REPLACED = "key_replaced", "Write key replaced"
+    REGION_CHANGED = "region_changed", "Region changed"
     MANUAL = "manual", "Run from the page"
     SCHEDULED = "scheduled", "Daily check"
     OPERATOR = "operator", "Run by an operator"

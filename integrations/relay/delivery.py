@@ -1,8 +1,9 @@
 """Delivering a connection's backlog to Segment, one batch in flight per connection.
 
 A delivery run:
-  1. claims the connection with a conditional UPDATE (a lease), so no other worker sends for
-     it at the same time, and clears its wake-up flag;
+  1. claims the connection with a short lease (see integrations.relay.lease), so no other
+     worker sends for it at the same time, and clears its wake-up flag; only a connection whose
+     key and region passed a check can be claimed;
   2. reads the next events after the connection's position, in log order, up to 2,500 events
      or 475,000 bytes;
   3. sends them to `/v1/batch` of the connection's region, each under a messageId derived from
@@ -12,7 +13,8 @@ A delivery run:
      the offending events become dead letters; on 408/429/5xx or a network error waits
      (exponential backoff with jitter, or Segment's Retry-After) with the wait stored in
      `next_attempt_at`; on an unreadable key or 401/403 pauses the connection;
-  5. repeats, renewing the lease before each batch, until the backlog is empty or the run's
+  5. repeats, renewing the lease before each batch (which also stops the run when the key,
+     region, pause or enabled state changed), until the backlog is empty or the run's
      time budget is spent, then releases the lease and re-queues itself if anything is left or
      a wake-up arrived meanwhile.
 """
@@ -30,7 +32,7 @@ import orjson
 from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from integrations.crypto import CredentialUnreadable
@@ -44,6 +46,7 @@ from integrations.models import (
 )
 from integrations.relay import pg
 from integrations.relay.accounting import Sent, attempt_record, failures_record
+from integrations.relay.lease import lease_release, lease_renew, lease_take
 from integrations.relay.log import queue_delivery
 from integrations.relay.messages import SENT_MESSAGE_ID_BYTES
 from integrations.segment import client
@@ -75,19 +78,16 @@ class Pending:
 
 
 def connection_deliver(*, connection_id: int) -> None:
-    claimed = _claim(connection_id)
-    if claimed is None:
+    # The keeper renews the lease while this run lives, up to its budget and one request.
+    lease = lease_take(connection_id, keep_for=RUN_BUDGET_SECONDS + settings.SEGMENT_TIMEOUT_SECONDS + 5)
+    if lease is None:
         return
-    connection, held = claimed
-    lease: datetime | None = held
-    renewed = time.monotonic()
+    connection = Connection.objects.get(pk=connection_id)
     try:
-        deadline = renewed + RUN_BUDGET_SECONDS
-        while lease is not None and time.monotonic() < deadline:
-            if time.monotonic() - renewed > settings.RELAY_LEASE_SECONDS / 3:
-                lease, renewed = _renew(connection, lease), time.monotonic()
-                if lease is None:
-                    break
+        deadline = time.monotonic() + RUN_BUDGET_SECONDS
+        # Renewing before each batch also stops the run as soon as its key, region, pause or
+        # enabled state changed: nothing is sent with a key that has not passed its check.
+        while time.monotonic() < deadline and lease_renew(lease):
             sent = _deliver_next_batch(connection)
             if not sent:
                 break
@@ -97,37 +97,15 @@ def connection_deliver(*, connection_id: int) -> None:
                 # PostgreSQL and one to Segment whatever its size).
                 time.sleep(LINGER_SECONDS)
     finally:
-        if lease is not None:
-            _release(connection, lease)
+        lease_release(lease)
+        _requeue(connection)
 
 
-def _claim(connection_id: int) -> tuple[Connection, datetime] | None:
-    """Take the connection's lease. The exact expiry written is the run's token: renewing and
-    releasing match it, so a run that stalled past its lease cannot touch a successor's."""
-    now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    lease = now + timedelta(seconds=settings.RELAY_LEASE_SECONDS)
-    claimed = Connection.objects.filter(free, due, pk=connection_id, enabled=True, paused_reason="").update(
-        lease_until=lease, wake_queued_at=None)
-    connection = Connection.objects.filter(pk=connection_id).first() if claimed else None
-    return (connection, lease) if connection is not None else None
-
-
-def _renew(connection: Connection, lease: datetime) -> datetime | None:
-    """Extend the lease for the next batch; None when another run has taken it over."""
-    renewed = timezone.now() + timedelta(seconds=settings.RELAY_LEASE_SECONDS)
-    if Connection.objects.filter(pk=connection.pk, lease_until=lease).update(lease_until=renewed):
-        return renewed
-    logger.warning("relay.lease_lost", extra={"connection_id": connection.pk})
-    return None
-
-
-def _release(connection: Connection, lease: datetime) -> None:
-    Connection.objects.filter(pk=connection.pk, lease_until=lease).update(lease_until=None)
-    fresh = Connection.objects.filter(pk=connection.pk).values("wake_queued_at", "next_attempt_at",
-                                                               "delivered_seq", "paused_reason", "enabled").first()
-    if not fresh or not fresh["enabled"] or fresh["paused_reason"]:
+def _requeue(connection: Connection) -> None:
+    """After a run: queue the next one if events arrived meanwhile or a retry is due soon."""
+    fresh = Connection.objects.deliverable().filter(pk=connection.pk).values(
+        "wake_queued_at", "next_attempt_at", "delivered_seq").first()
+    if not fresh:
         return
     if fresh["next_attempt_at"]:
         # A short wait is a brief countdown; longer ones are left to the sweeper, since a

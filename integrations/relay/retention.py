@@ -28,6 +28,9 @@ CHUNK = 5_000
 DELIVERY_HISTORY_DAYS = 31
 
 
+RETENTION_LEASE_SECONDS = 120
+
+
 def events_expire() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.RELAY_MAX_EVENT_AGE_HOURS)
     expired = 0
@@ -38,10 +41,13 @@ def events_expire() -> int:
 
 def _expire_for(connection: Connection, cutoff: datetime) -> int:
     now = timezone.now()
-    lease = timedelta(seconds=settings.RELAY_LEASE_SECONDS)
+    # Nothing renews this lease, so it is long enough for any expiry to finish.
+    lease = timedelta(seconds=RETENTION_LEASE_SECONDS)
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     # Take the connection's lease: no delivery run may move its position meanwhile.
-    if not Connection.objects.filter(free, pk=connection.pk).update(lease_until=now + lease):
+    # Its own owner token, so no lapsed delivery run can renew over it.
+    if not Connection.objects.filter(free, pk=connection.pk).update(lease_until=now + lease,
+                                                                   lease_owner="retention"):
         return 0
     try:
         total = 0
@@ -51,7 +57,7 @@ def _expire_for(connection: Connection, cutoff: datetime) -> int:
             if moved < CHUNK:
                 break
     finally:
-        Connection.objects.filter(pk=connection.pk).update(lease_until=None)
+        Connection.objects.filter(pk=connection.pk, lease_owner="retention").update(lease_until=None, lease_owner="")
     if total:
         audit_record(actor=Actor.system(), action=AuditAction.CONNECTION_EVENTS_EXPIRED,
                      workspace=connection.workspace, target=connection,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations.models import Connection, EventStream
@@ -18,11 +18,14 @@ def connections_sweep() -> int:
     now = timezone.now()
     log_end = EventStream.objects.filter(workspace_id=OuterRef("workspace_id")).values("last_seq")[:1]
     # A wake-up that has not led to a run within WAKE_LOST_AFTER is presumed lost (broker
-    # flushed, or it found a dead worker's lease); one merely waiting in a busy queue is not
-    # queued again sooner, so a jammed queue gets at most one more task per connection.
+    # flushed); one merely waiting in a busy queue is not queued again sooner, so a jammed
+    # queue gets at most one more task per connection. A wake-up queued while a lease that has
+    # since lapsed was held found that lease taken and is gone: the dead run's connection is
+    # handed on at once, not WAKE_LOST_AFTER later.
     lost = now - WAKE_LOST_AFTER
-    stuck = (Connection.objects.filter(enabled=True, paused_reason="")
-             .filter(Q(wake_queued_at__isnull=True) | Q(wake_queued_at__lt=lost))
+    lapsed = Q(lease_until__lt=now) & Q(wake_queued_at__lt=F("lease_until"))
+    stuck = (Connection.objects.deliverable()
+             .filter(Q(wake_queued_at__isnull=True) | Q(wake_queued_at__lt=lost) | lapsed)
              .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
              .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
              .annotate(log_end=Subquery(log_end)).filter(delivered_seq__lt=Subquery(log_end)))

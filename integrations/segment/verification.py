@@ -51,6 +51,13 @@ class Report:
     test_message_id: str = ""
     retry_after: int | None = None
 
+    @property
+    def key_known(self) -> bool:
+        """Segment's CDN knows the key and nothing said no to it or its region: delivery may use
+        it. A later step that could not finish (rate limit, timeout) does not make it unknown."""
+        cdn_passed = any(c["check"] == "cdn_lookup" and c["status"] == "passed" for c in self.checks)
+        return cdn_passed and self.health not in (Health.FAILING, Health.UNREADABLE)
+
     def record(self, check: str, status: str, message: str) -> None:
         self.checks.append({"check": check, "status": status, "message": message})
 
