@@ -1,5 +1,6 @@
 // Small behaviours htmx does not cover: closing <details> menus, dismissing flash messages,
-// and telling the person when an in-place update failed instead of doing nothing.
+// telling the person when an in-place update failed instead of doing nothing, copy buttons,
+// and what the Content-Security-Policy keeps out of the markup (hx-on, htmx expressions, style="").
 (function () {
   "use strict";
 
@@ -70,5 +71,164 @@
 
   document.addEventListener("htmx:sendError", function () {
     showError("Tributary could not be reached. Check your connection and try again.");
+  });
+
+  // --- Under the Content-Security-Policy ------------------------------------------------
+  // htmx may not evaluate strings (allowEval is off), and markup may carry no hx-on or style
+  // attributes, so what those did is done here, keyed on data- attributes.
+
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest("[data-live-toggle]");
+    if (toggle) {
+      // Pause or resume the live region around the button; its [data-poll] elements skip their turns.
+      var live = toggle.closest("[data-live]");
+      if (!live) return;
+      var pausing = live.dataset.live === "on";
+      live.dataset.live = pausing ? "off" : "on";
+      toggle.setAttribute("aria-pressed", String(pausing));
+      var label = toggle.querySelector(".toggle-label");
+      if (label) label.textContent = pausing ? "Resume" : "Pause";
+      return;
+    }
+    var clear = event.target.closest("[data-clear-panel]");
+    if (clear) {
+      // A Cancel link that, shown inside its panel, empties the panel instead of navigating.
+      var panel = clear.closest(clear.dataset.clearPanel);
+      if (panel) {
+        event.preventDefault();
+        panel.replaceChildren();
+      }
+    }
+  });
+
+  document.addEventListener("change", function (event) {
+    var all = event.target.closest("input[data-check-all]");
+    if (!all) return;
+    var scope = all.closest("table, form") || document;
+    scope.querySelectorAll(all.dataset.checkAll).forEach(function (box) {
+      box.checked = all.checked;
+    });
+  });
+
+  // Polling elements skip a turn while the tab is hidden or their live region is paused.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt || !elt.hasAttribute("data-poll")) return;
+    if (document.visibilityState === "hidden" || elt.closest("[data-live='off']")) event.preventDefault();
+  });
+
+  // data-after-param="after": ask only for rows newer than the newest one shown.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    var name = elt && elt.getAttribute("data-after-param");
+    if (!name) return;
+    var newest = elt.querySelector(":scope > [data-seq]");
+    event.detail.parameters[name] = newest ? newest.dataset.seq : "0";
+  });
+
+  // data-keep-rows="200": a list that grows at the top drops its oldest rows beyond that.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var list = event.detail.target;
+    var keep = list && parseInt(list.getAttribute("data-keep-rows"), 10);
+    if (!keep) return;
+    var rows = list.querySelectorAll(":scope > .event-row");
+    for (var i = rows.length - 1; i >= keep; i--) rows[i].remove();
+  });
+
+  // Sizes that come from data (progress bars, proportions): CSSOM, which the policy allows.
+  function within(root, selector) {
+    var found = Array.prototype.slice.call(root.querySelectorAll(selector));
+    if (root.matches && root.matches(selector)) found.unshift(root);
+    return found;
+  }
+
+  function applySizes(root) {
+    if (!root || !root.querySelectorAll) return;
+    within(root, "[data-fill]").forEach(function (el) {
+      el.style.width = Math.max(0, Math.min(100, parseFloat(el.dataset.fill) || 0)) + "%";
+    });
+    within(root, "[data-grow]").forEach(function (el) {
+      el.style.flexGrow = String(parseFloat(el.dataset.grow) || 0);
+    });
+  }
+
+  document.addEventListener("htmx:load", function (event) {
+    applySizes(event.target);
+  });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { applySizes(document); });
+  } else {
+    applySizes(document);
+  }
+
+  // --- Copy buttons ------------------------------------------------------------------------
+  // data-copy="text" copies that text; data-copy-from="id" copies the text of that element.
+  // The button says "Copied" for a moment and the status region announces it.
+
+  function announce(text) {
+    var region = document.getElementById("live-status");
+    if (!region) return;
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = text; }, 50);
+  }
+
+  function copyWithSelection(text) {
+    var buffer = document.createElement("textarea");
+    buffer.className = "copy-buffer";
+    buffer.value = text;
+    buffer.setAttribute("readonly", "");
+    document.body.appendChild(buffer);
+    buffer.select();
+    var copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch (error) {
+      copied = false;
+    }
+    buffer.remove();
+    return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).catch(function () { return copyWithSelection(text); });
+    }
+    return copyWithSelection(text);
+  }
+
+  function copySource(button) {
+    if (button.hasAttribute("data-copy-from")) {
+      var source = document.getElementById(button.getAttribute("data-copy-from"));
+      return source ? source.textContent.trim() : "";
+    }
+    return button.getAttribute("data-copy") || "";
+  }
+
+  function showCopied(button, ok) {
+    var label = button.querySelector(".copy-label");
+    window.clearTimeout(button._copyTimer);
+    button.classList.toggle("is-copied", ok);
+    if (label) label.textContent = ok ? "Copied" : "Press Ctrl+C";
+    announce(ok ? "Copied to the clipboard" : "Could not copy: the text is selected, press Ctrl+C or Cmd+C");
+    button._copyTimer = window.setTimeout(function () {
+      button.classList.remove("is-copied");
+      if (label) label.textContent = "Copy";
+    }, 2000);
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy], [data-copy-from]");
+    if (!button) return;
+    var text = copySource(button);
+    if (!text) return;
+    copyText(text).then(
+      function () { showCopied(button, true); },
+      function () {
+        // Nothing could reach the clipboard: select the text so the person can copy it.
+        var source = document.getElementById(button.getAttribute("data-copy-from"));
+        if (source) window.getSelection().selectAllChildren(source);
+        showCopied(button, false);
+      }
+    );
   });
 })();
