@@ -7,17 +7,18 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.models import AuditAction, Membership, Role, User
+from accounts.validation import validate_name
 
 
 class SignUpForm(forms.Form):
-    full_name = forms.CharField(label="Your name", max_length=150)
+    full_name = forms.CharField(label="Your name", max_length=150, validators=[validate_name])
     email = forms.EmailField(label="Work e-mail")
     password = forms.CharField(
         label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
     workspace_name = forms.CharField(
-        label="Workspace name", max_length=100,
+        label="Workspace name", max_length=100, validators=[validate_name],
         help_text="Usually your company's name. You can add more workspaces later.",
     )
 
@@ -50,7 +51,7 @@ class EmailAuthenticationForm(AuthenticationForm):
 
 
 class WorkspaceForm(forms.Form):
-    name = forms.CharField(label="Workspace name", max_length=100)
+    name = forms.CharField(label="Workspace name", max_length=100, validators=[validate_name])
 
 
 def _role_choices(acting: Membership) -> list[tuple[str, str]]:

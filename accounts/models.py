@@ -7,6 +7,8 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.db import models
 from django.utils import timezone
 
+from accounts.validation import validate_name
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -32,7 +34,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A person who signs in with an e-mail address. Belongs to workspaces via Membership."""
 
     email = models.EmailField("e-mail address", unique=True)
-    full_name = models.CharField(max_length=150, blank=True)
+    full_name = models.CharField(max_length=150, blank=True, validators=[validate_name])
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField("operator", default=False, help_text="Can use the admin.")
     date_joined = models.DateTimeField(default=timezone.now)
@@ -57,7 +59,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 class Workspace(models.Model):
     """A tenant: one customer of the platform, with its members and Segment connections."""
 
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[validate_name])
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -103,6 +105,7 @@ class AuditAction(models.TextChoices):
     """Grouped codes: the part before the dot is the group shown in filters."""
 
     SIGNED_UP = "auth.signed_up", "Signed up"
+    SIGN_UP_EXISTING = "auth.sign_up_existing", "Sign-up tried with a registered address"
     LOGGED_IN = "auth.logged_in", "Signed in"
     LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
     LOCKED_OUT = "auth.locked_out", "Locked out after failed sign-ins"
@@ -114,6 +117,7 @@ class AuditAction(models.TextChoices):
     WORKSPACE_RENAMED = "workspace.renamed", "Workspace renamed"
     MEMBER_ADDED = "member.added", "Member added"
     MEMBER_INVITED = "member.invited", "Member invited"
+    MEMBER_INVITATION_ACCEPTED = "member.invitation_accepted", "Invitation accepted"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
     MEMBER_REMOVED = "member.removed", "Member removed"
     ACCESS_DENIED = "access.denied", "Permission denied"

@@ -13,11 +13,17 @@ from django.utils.text import slugify
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, User, Workspace
+from accounts.validation import name_problem
 
 
 def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> User:
     """Create an account and its first workspace, owned by the new user."""
     email = User.objects.normalize_email(email).lower()
+    full_name = full_name.strip()
+    problems = {field: name_problem(value) for field, value in [("full_name", full_name),
+                                                                ("workspace_name", workspace_name)]}
+    if any(problems.values()):
+        raise ValidationError({field: problem for field, problem in problems.items() if problem})
     with transaction.atomic():
         if User.objects.filter(email__iexact=email).exists():
             raise ValidationError({"email": "An account with this e-mail already exists. Sign in instead."})
@@ -31,9 +37,7 @@ def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, wor
 def workspace_create(*, actor: Actor, name: str) -> Workspace:
     """Create a workspace owned by the acting user."""
     assert actor.user is not None, "a workspace needs a person to own it"
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": "Give the workspace a name."})
+    name = _clean_workspace_name(name)
     with transaction.atomic():
         workspace = Workspace.objects.create(name=name, slug=_unique_slug(name))
         Membership.objects.create(workspace=workspace, user=actor.user, role=Role.OWNER)
@@ -45,9 +49,7 @@ def workspace_create(*, actor: Actor, name: str) -> Workspace:
 
 
 def workspace_rename(*, actor: Actor, workspace: Workspace, name: str) -> Workspace:
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": "Give the workspace a name."})
+    name = _clean_workspace_name(name)
     with transaction.atomic():
         _require_manager(actor, workspace)
         old = workspace.name
@@ -144,6 +146,15 @@ def _refuse_if_last_owner(membership: Membership, verb: str) -> None:
         raise ValidationError(
             f"You cannot {verb} the last owner. Make someone else an owner first."
         )
+
+
+def _clean_workspace_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the workspace a name."})
+    if problem := name_problem(name):
+        raise ValidationError({"name": problem})
+    return name
 
 
 def _unique_slug(name: str) -> str:

@@ -15,6 +15,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import Membership
+from accounts.validation import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def send_membership_email(membership_id: int, invited: bool) -> None:
         context["set_password_url"] = settings.SITE_URL + reverse(
             "accounts:password_reset_confirm", args=[uid, token]
         )
-    subject = f"You have been added to {membership.workspace.name} on Tributary"
+    subject = one_line(f"You have been added to {membership.workspace.name} on Tributary")
     body = render_to_string("accounts/email/membership_added.txt", context)
     send_mail(subject, body, None, [user.email])
     logger.info("accounts.membership_email_sent", extra={"membership_id": membership_id, "invited": invited})

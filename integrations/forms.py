@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
+from accounts.validation import validate_name
 from integrations.models import Region
 from integrations.segment.verification import key_format_problem
 
@@ -33,7 +34,8 @@ class WriteKeyField(forms.CharField):
 
 
 class ConnectionForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=80, help_text="For example Production or Staging.")
+    name = forms.CharField(label="Name", max_length=80, help_text="For example Production or Staging.",
+                           validators=[validate_name])
     write_key = WriteKeyField()
     region = forms.ChoiceField(label="Region", choices=Region.choices, initial=Region.US,
                                widget=forms.RadioSelect, help_text=REGION_HELP)
@@ -46,11 +48,11 @@ class ReplaceKeyForm(forms.Form):
 
 
 class RenameForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=80)
+    name = forms.CharField(label="Name", max_length=80, validators=[validate_name])
 
 
 class IngestKeyForm(forms.Form):
     name = forms.CharField(label="Name", max_length=80,
                            help_text="What sends with this key, for example Production or Staging.",
                            error_messages={"required": "Give the key a name: what sends with it."},
-                           widget=forms.TextInput(attrs={"autocomplete": "off"}))
+                           widget=forms.TextInput(attrs={"autocomplete": "off"}), validators=[validate_name])

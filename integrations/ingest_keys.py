@@ -18,6 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, Workspace
+from accounts.validation import name_problem
 from integrations.models import IngestKey
 from integrations.models.ingest import KEY_PREFIX, IngestKeyQuerySet
 
@@ -140,6 +141,8 @@ def _validate_name(name: str) -> str:
     if len(name) > NAME_MAX_LENGTH:
         raise ValidationError({"name": f"Keep the name to {NAME_MAX_LENGTH} characters or fewer "
                                        f"(it has {len(name)})."})
+    if problem := name_problem(name):
+        raise ValidationError({"name": problem})
     return name
 
 

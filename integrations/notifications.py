@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, AuditEvent, Membership, Role
+from accounts.validation import one_line
 from integrations.deliveries import STALE_AFTER, connection_backlog, duration_text
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, DeliveryCount
 from integrations.models.deliveries import bucket_of
@@ -54,7 +55,9 @@ def send_paused_email(*, connection_id: int) -> None:
         return
     context = {"connection": connection, "workspace": connection.workspace, "url": _url("connection", connection)}
     subject = f"Delivery to “{connection.name}” is paused ({connection.workspace.name})"
-    send_mail(subject, render_to_string("integrations/email/connection_paused.txt", context), None, recipients)
+    # one_line: a name stored before names were checked must not make the e-mail fail.
+    send_mail(one_line(subject), render_to_string("integrations/email/connection_paused.txt", context), None,
+              recipients)
 
 
 # --- finding what to tell ---------------------------------------------------------------
@@ -222,7 +225,7 @@ def send_delivery_notice(*, audit_event_id: int) -> bool:
         template = "integrations/email/connection_recovered.txt"
     else:
         return False
-    send_mail(subject, render_to_string(template, context), None, recipients)
+    send_mail(one_line(subject), render_to_string(template, context), None, recipients)
     return True
 
 

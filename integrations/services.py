@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
+from accounts.validation import name_problem
 from integrations.crypto import CredentialUnreadable
 from integrations.models import Connection, EventStream, Health, Outcome, Region, Trigger, Verification
 from integrations.relay.log import connection_wake_now
@@ -291,6 +292,8 @@ def _validate(*, name: str, region: str, write_key: str | None) -> None:
     errors: dict[str, str] = {}
     if not name.strip():
         errors["name"] = "Give the connection a name, for example Production or Staging."
+    elif problem := name_problem(name):
+        errors["name"] = problem
     if region not in Region.values:
         errors["region"] = "Choose US or EU: the region of the Segment workspace that owns the source."
     if write_key is not None:
