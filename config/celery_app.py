@@ -50,7 +50,20 @@ app.conf.beat_schedule = {
 
 @worker_init.connect
 def _refuse_unreadable_secrets(**kwargs: Any) -> None:
-    """A worker that could not decrypt stored write keys must not start."""
+    """A worker that could not decrypt stored write keys must not start: it would mark every
+    healthy connection "Credential unreadable" and pause it.
+
+    Celery's signal dispatch logs an Exception raised by a handler and starts the worker
+    anyway, so the refusal is a SystemExit, which it does not catch: the worker exits with
+    status 1 before it connects to the broker or forks its pool (the prefork children are
+    forked from this process after the check, so they never run without it).
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
     from integrations.checks import ensure_encryption_keys
 
-    ensure_encryption_keys()
+    try:
+        ensure_encryption_keys()
+    except ImproperlyConfigured as problem:
+        # The message names key ids (short hashes) and what to do, never a key.
+        raise SystemExit(f"Celery worker refused to start: {problem}") from None

@@ -31,7 +31,8 @@ def encryption_key_errors() -> list[CheckMessage]:
     return [Error(
         f"Stored write keys are encrypted with key id(s) {', '.join(missing)}, which FIELD_ENCRYPTION_KEYS "
         "does not contain.",
-        hint="Put the retired key back at the end of FIELD_ENCRYPTION_KEYS, run "
+        hint="Give this process the same FIELD_ENCRYPTION_KEYS as the web processes and workers that "
+             "stored them; if a key was retired, put it back at the end of FIELD_ENCRYPTION_KEYS, run "
              "`manage.py rotate_encryption_keys`, then remove it.",
         id="integrations.E002",
     )]

@@ -103,5 +103,5 @@ def test_processes_refuse_to_start_when_a_needed_key_is_missing(settings: Any, a
         ensure_encryption_keys()  # what wsgi, asgi and the Celery worker call at start-up
     from config.celery_app import _refuse_unreadable_secrets
 
-    with pytest.raises(ImproperlyConfigured):
+    with pytest.raises(SystemExit, match="FIELD_ENCRYPTION_KEYS"):  # not logged and ignored, as an Exception is
         _refuse_unreadable_secrets()
