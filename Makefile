@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The exact, hashed set of dependencies every install gets (dev tools included); `make lock` writes it.
+LOCK := requirements/lock.txt
 
-.PHONY: run test lint bench install emulator migrate clean
+.PHONY: run test lint bench install lock emulator migrate clean
 
 run: $(STAMP) .env ## Start web, worker, beat and the Segment emulator (Ctrl-C stops all)
 	$(BIN)/python manage.py migrate --noinput
@@ -12,6 +14,9 @@ run: $(STAMP) .env ## Start web, worker, beat and the Segment emulator (Ctrl-C s
 	$(BIN)/honcho --procfile Procfile.dev start
 
 test: $(STAMP) ## Run the whole suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set)
+ifeq ($(findstring not browser,$(PYTEST_ARGS)),)
+	scripts/ensure-chromium
+endif
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
@@ -26,13 +31,22 @@ bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need Postgre
 emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101)
 	$(BIN)/python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101
 
-install: $(STAMP)
+install: $(STAMP) ## Create .venv with the locked dependencies and the project
 
-$(STAMP): pyproject.toml
+# Only the hashed, locked set, so a fresh install is the set CI tested. `pip check` fails when
+# pyproject.toml asks for something the lock lacks: run `make lock`.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+lock: ## Re-resolve requirements/lock.txt after editing pyproject.toml (LOCK_ARGS=--upgrade takes newer releases)
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command 'make lock' --quiet --output-file $(LOCK) $(LOCK_ARGS)
 
 # Local secrets, generated once per clone and git-ignored. Production sets real ones.
 .env:
