@@ -45,7 +45,7 @@ def test_the_lock_pins_every_dependency_of_pyproject_in_range_and_hashed() -> No
 def test_the_installed_set_is_the_locked_set() -> None:
     from importlib.metadata import distributions
 
-    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in distributions()}
+    installed: dict[str, Version] = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in distributions()}
     pins = locked()
     for name, (version, _) in pins.items():
         if name in installed:  # a marker may leave one out (colorama on Windows)
