@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import Workspace
-from integrations.models import Connection, DeadLetter, DeliveryAttempt, Event, EventStream
+from integrations.models import Connection, DeadLetter, DeliveryAttempt, Event, EventStream, RejectedEvent
 from integrations.relay import delivery
 
 PAGE_SIZE = 50
@@ -147,7 +147,7 @@ class Trail:
     """Received → Sent → Segment replied, for one connection."""
 
     connection: Connection
-    state: str  # before, delivered, waiting, dead
+    state: str  # before, delivered, waiting, dead, replayed (a dead letter a replay delivered)
     message_id: str = ""
     sent: str = ""
     attempts: list[DeliveryAttempt] = field(default_factory=list)
@@ -172,7 +172,7 @@ def event_trails(*, event: Event, connections: Iterable[Connection]) -> list[Tra
                       sent=sent_payload(event, connection), dead_letter=dead.get(connection.pk))
         trail.attempts = attempts_for_event(connection=connection, event=event)
         if trail.dead_letter is not None:
-            trail.state = "dead"
+            trail.state = "replayed" if trail.dead_letter.replayed_at else "dead"
         elif event.seq <= connection.delivered_seq:
             trail.state = "delivered"
         trails.append(trail)
@@ -202,27 +202,180 @@ def attempts_for_event(*, connection: Connection, event: Event) -> list[Delivery
     return carried
 
 
+# --- the list's statuses ----------------------------------------------------------------
+
+
+# Sources given a chip of their own on a row; the rest are summed up in one "+N" chip.
+CHIPS = 4
+# Rows whose statuses one refresh may ask for (the rows on screen; a long list is not).
+REFRESH_ROWS = 100
+
+
+@dataclass(frozen=True)
+class Chip:
+    """Where one event stands for one connection, as the list's small chip shows it."""
+
+    connection: Connection
+    state: str  # delivered, replayed, dead, waiting, before
+    label: str  # Delivered, Delivered (replayed), Dead letter, Sending, Retrying, Paused, Key check, Connected after
+
+    @property
+    def title(self) -> str:
+        return f"{self.connection.name}: {CHIP_TITLES.get(self.label, self.label)}"
+
+
+CHIP_TITLES = {
+    "Paused": "waiting, delivery is paused",
+    "Key check": "waiting for the key check",
+    "Retrying": "waiting to be sent again",
+    "Sending": "about to be sent",
+    "Connected after": "connected after this event, so not sent to it",
+}
+
+
 @dataclass
 class RowStatus:
-    label: str  # Sent, Waiting, Dead letter, No source
-    tone: str  # for the badge: sent, waiting, dead, none
+    """An event's chips, one per enabled connection (the first CHIPS), and how many more."""
+
+    chips: list[Chip]
+    more: int = 0
+    more_title: str = ""
+
+
+def status_connections(*, workspace: Workspace) -> list[Connection]:
+    """The enabled connections, with what their chips need: a disabled one sends nothing and
+    would only add noise to every row."""
+    return list(Connection.objects.filter(workspace=workspace, enabled=True).order_by("name").only(
+        "pk", "workspace_id", "name", "created_at", "delivered_seq", "enabled", "paused_reason", "failures",
+        "next_attempt_at", "checked_key", "write_key_fingerprint", "region"))
+
+
+def _waiting(connection: Connection) -> str:
+    if connection.paused_reason:
+        return "Paused"
+    if connection.awaiting_check:
+        return "Key check"
+    if connection.failures:
+        return "Retrying"
+    return "Sending"
+
+
+def chip_for(event_seq: int, received_at: Any, connection: Connection, dead: DeadLetter | None) -> Chip:
+    """1. a connection created after the event never sends it; 2. a dead letter is the
+    event's end there, unless a replay was accepted since; 3. otherwise the connection's
+    position says whether it has been sent; 4. if not, why it waits."""
+    if connection.created_at > received_at:
+        return Chip(connection, "before", "Connected after")
+    if dead is not None:
+        if dead.replayed_at is not None:
+            return Chip(connection, "replayed", "Delivered (replayed)")
+        return Chip(connection, "dead", "Dead letter")
+    if event_seq <= connection.delivered_seq:
+        return Chip(connection, "delivered", "Delivered")
+    return Chip(connection, "waiting", _waiting(connection))
 
 
 def row_statuses(*, events: list[Event], connections: list[Connection]) -> dict[int, RowStatus]:
-    """A one-word status per listed event, from the connections' positions and one query for
-    the dead letters among the listed seqs."""
+    """The chips of each listed event: the connections' positions (already read) and one
+    probe of the (connection, seq) unique index for the dead letters among the listed seqs."""
+    shown = connections[:CHIPS]
     seqs = [e.seq for e in events]
-    dead = set(DeadLetter.objects.filter(connection_id__in=[c.pk for c in connections], seq__in=seqs)
-               .values_list("seq", flat=True)) if seqs and connections else set()
+    dead: dict[tuple[int, int], DeadLetter] = {}
+    if seqs and shown:
+        for letter in DeadLetter.objects.filter(connection_id__in=[c.pk for c in shown], seq__in=seqs).only(
+                "id", "connection_id", "seq", "replayed_at"):
+            dead[(letter.connection_id, letter.seq)] = letter
     statuses = {}
     for event in events:
-        relevant = [c for c in connections if c.created_at <= event.received_at]
-        if not relevant:
-            statuses[event.seq] = RowStatus("No source", "none")
-        elif event.seq in dead:
-            statuses[event.seq] = RowStatus("Dead letter", "dead")
-        elif any(event.seq > c.delivered_seq for c in relevant):
-            statuses[event.seq] = RowStatus("Waiting", "waiting")
-        else:
-            statuses[event.seq] = RowStatus("Sent", "sent")
+        chips = [chip_for(event.seq, event.received_at, c, dead.get((c.pk, event.seq))) for c in shown]
+        more = connections[CHIPS:]
+        statuses[event.seq] = RowStatus(chips, len(more), _more_title(event, more))
     return statuses
+
+
+def _more_title(event: Event, more: list[Connection]) -> str:
+    if not more:
+        return ""
+    sent = sum(1 for c in more if c.created_at <= event.received_at and event.seq <= c.delivered_seq)
+    return f"{len(more)} more source{'s' if len(more) != 1 else ''}: {sent} past this event. Open it for each one."
+
+
+def events_by_seq(*, workspace: Workspace, seqs: Iterable[int]) -> list[Event]:
+    """The listed events a refresh asks about (at most REFRESH_ROWS), by the (workspace, seq) index."""
+    wanted = sorted(set(seqs), reverse=True)[:REFRESH_ROWS]
+    if not wanted:
+        return []
+    return list(Event.objects.filter(workspace=workspace, seq__in=wanted).only("id", "seq", "received_at")
+                .order_by("-seq"))
+
+
+# --- rejected events in the list ---------------------------------------------------------
+
+
+@dataclass
+class RejectedRow:
+    """A refused event shown among the accepted ones: when, why in words, and what little of
+    the event its stored excerpt tells."""
+
+    rejected: RejectedEvent
+    type: str = ""
+    name: str = ""
+    user: str = ""
+
+    @property
+    def received_at(self) -> Any:
+        return self.rejected.received_at
+
+
+def _rejected_row(rejected: RejectedEvent) -> RejectedRow:
+    row = RejectedRow(rejected)
+    try:
+        item = orjson.loads(rejected.excerpt)  # trimmed at 1,000 characters: may not parse
+    except orjson.JSONDecodeError:
+        item = None
+    if isinstance(item, dict):
+        kind = item.get("type")
+        row.type = kind if isinstance(kind, str) else ""
+        name = item.get("event") or item.get("name")
+        row.name = name if isinstance(name, str) else ""
+        user = item.get("userId") or item.get("anonymousId")
+        row.user = str(user) if isinstance(user, (str, int)) else ""
+    if not row.type:
+        row.type = rejected.source.rstrip("/").rsplit("/", 1)[-1][:8]
+    row.type, row.name, row.user = row.type[:8], row.name[:200], row.user[:200]
+    return row
+
+
+def _rejected(workspace: Workspace) -> QuerySet[RejectedEvent]:
+    return RejectedEvent.objects.filter(workspace=workspace).only(
+        "id", "workspace_id", "received_at", "source", "reason", "message_id", "excerpt")
+
+
+def rejected_since(*, workspace: Workspace, since: Any = None, after: Any = None,
+                   limit: int = PAGE_SIZE) -> list[RejectedRow]:
+    """The latest refused events, newest first, by the (workspace, received_at) index:
+    received at or after `since` (the oldest listed event's time), or strictly after `after`
+    (the newest refused event the page shows)."""
+    rejected = _rejected(workspace)
+    if since is not None:
+        rejected = rejected.filter(received_at__gte=since)
+    if after is not None:
+        rejected = rejected.filter(received_at__gt=after)
+    return [_rejected_row(r) for r in rejected.order_by("-received_at", "-id")[:limit]]
+
+
+def rejected_cursor(*, workspace: Workspace) -> Any:
+    """When the newest refused event was received: the list asks only for later ones."""
+    return _rejected(workspace).order_by("-received_at", "-id").values_list("received_at", flat=True).first()
+
+
+def merged(events: list[Event], rejected: list[RejectedRow]) -> list[Event | RejectedRow]:
+    """Accepted and refused events in one list, newest first: the events keep their log
+    order (receive times may cross it by a hair) and each refused one goes in by its time."""
+    rows: list[Event | RejectedRow] = []
+    waiting = list(rejected)
+    for event in events:
+        while waiting and waiting[0].received_at > event.received_at:
+            rows.append(waiting.pop(0))
+        rows.append(event)
+    return rows + waiting

@@ -59,6 +59,33 @@ class Event(models.Model):
         return f"{self.type} {self.name or ''} #{self.seq}".strip()
 
 
+# Why an event was refused, in the words pages show (the Rejected events page and the
+# debugger); the codes are the `Invalid.reason`s of integrations.relay.messages, which the
+# ingest API also answers with. A code not listed here reads as its own words.
+REJECTION_REASONS = {
+    "not_an_object": "Not a JSON object",
+    "unknown_type": "Unknown type",
+    "event_too_large": "Larger than Segment's 32 KB",
+    "missing_previous_id": "Alias without previousId",
+    "missing_user_id": "Alias without userId",
+    "missing_user_or_anonymous_id": "No userId or anonymousId",
+    "missing_event": "Track without an event name",
+    "missing_group_id": "Group without groupId",
+    "invalid_message_id": "Unusable messageId",
+    "invalid_timestamp": "Unreadable timestamp",
+    "integer_too_large": "Integer beyond 64 bits",
+    "not_serialisable": "Cannot be written as JSON",
+    "too_deeply_nested": "Nested too deeply",
+    "invalid_unicode": "Text that is not valid Unicode",
+}
+
+
+def rejection_reason_text(code: str) -> str:
+    """The reason in plain words; an unknown code becomes its own words (`too_many_keys` →
+    "Too many keys"), so a reason added at ingest never shows as a bare code."""
+    return REJECTION_REASONS.get(code) or code.replace("_", " ").strip().capitalize() or "Refused"
+
+
 class RejectedEvent(models.Model):
     """An event refused at ingest, kept (trimmed) so the workspace can see why, like
     Segment's schema violations."""
@@ -78,6 +105,10 @@ class RejectedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} at {self.received_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def reason_text(self) -> str:
+        return rejection_reason_text(self.reason)
 
 
 class DeadLetter(models.Model):

@@ -7,6 +7,7 @@ or by messageId in the whole log.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -14,12 +15,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, path
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
 from accounts.permissions import workspace_view
 from integrations import debugger as selectors
-from integrations.debugger import SEARCH_FIELDS, SEARCH_WINDOW, Search
-from integrations.models import Connection, Event
+from integrations.debugger import SEARCH_FIELDS, SEARCH_WINDOW, RejectedRow, Search
+from integrations.models import Event
 from integrations.selectors import connections_for_workspace
 
 
@@ -42,10 +44,16 @@ def debugger(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET or None)
     search = form.search()
     events = selectors.events_latest(workspace=workspace, search=search)
+    rejected: list[RejectedRow] = []
+    if not search.active:  # refused events have no name, user id or seq to search by
+        since = events[-1].received_at if len(events) == selectors.PAGE_SIZE else None
+        rejected = selectors.rejected_since(workspace=workspace, since=since)
     context = {
         "form": form, "search": search, "window": SEARCH_WINDOW, "field_label": SEARCH_FIELDS.get(search.field, ""),
         "has_events": bool(events) or selectors.log_end(workspace=workspace) > 0,
-        "site_url": settings.SITE_URL, "nav": "debugger", **_rows(workspace, events),
+        "rejected_after": _cursor_text(rejected[0].received_at if rejected
+                                       else selectors.rejected_cursor(workspace=workspace)),
+        "site_url": settings.SITE_URL, "nav": "debugger", **_rows(workspace, events, rejected),
     }
     template = "integrations/_debugger_list.html" if request.htmx else "integrations/debugger.html"  # type: ignore[attr-defined]
     return render(request, template, context, status=422 if form.errors else 200)
@@ -62,10 +70,31 @@ def debugger_events(request: HttpRequest) -> HttpResponse:
     except ValueError:
         after = 0
     arrivals = selectors.events_after(workspace=workspace, after=after, search=search)
-    if not arrivals.events:
+    rejected_after = parse_datetime(request.GET.get("rejected_after") or "")
+    rejected: list[RejectedRow] = []
+    if not search.active and rejected_after is not None:
+        rejected = selectors.rejected_since(workspace=workspace, after=rejected_after)
+    if not arrivals.events and not rejected:
         return HttpResponse(status=204)
-    context = {"skipped": arrivals.skipped, "fresh": True, **_rows(workspace, arrivals.events)}
+    context = {"skipped": arrivals.skipped, "fresh": True, **_rows(workspace, arrivals.events, rejected),
+               "rejected_after": _cursor_text(rejected[0].received_at) if rejected else ""}
     return render(request, "integrations/_debugger_rows.html", context)
+
+
+@workspace_view()
+@require_GET
+def debugger_statuses(request: HttpRequest) -> HttpResponse:
+    """The chips of the rows on screen (`seq`, repeated), each swapped into its row out of
+    band: polled every 2 s while the list is live, so a row moves from Sending to Delivered
+    without a reload. 204 when no row is asked about."""
+    workspace = request.workspace  # type: ignore[attr-defined]
+    wanted = [int(value) for value in request.GET.getlist("seq")[:selectors.REFRESH_ROWS] if value.isdigit()]
+    events = selectors.events_by_seq(workspace=workspace, seqs=wanted)
+    if not events:
+        return HttpResponse(status=204)
+    statuses = selectors.row_statuses(events=events, connections=selectors.status_connections(workspace=workspace))
+    return render(request, "integrations/_debugger_statuses.html",
+                  {"rows": [(event, statuses[event.seq]) for event in events]})
 
 
 @workspace_view()
@@ -88,15 +117,24 @@ def debugger_event(request: HttpRequest) -> HttpResponse:
     })
 
 
-def _rows(workspace: Any, events: list[Event]) -> dict[str, Any]:
-    connections: list[Connection] = list(connections_for_workspace(workspace=workspace).select_related(None).only(
-        "pk", "workspace_id", "name", "created_at", "delivered_seq", "enabled", "paused_reason"))
+def _rows(workspace: Any, events: list[Event], rejected: list[RejectedRow]) -> dict[str, Any]:
+    """The rows, newest first, each with its chips (a refused event has none)."""
+    connections = selectors.status_connections(workspace=workspace)
     statuses = selectors.row_statuses(events=events, connections=connections)
-    return {"rows": [(event, statuses[event.seq]) for event in events], "connection_count": len(connections)}
+    rows = [(row, statuses[row.seq] if isinstance(row, Event) else None)
+            for row in selectors.merged(events, rejected)]
+    return {"rows": rows, "connection_count": len(connections)}
+
+
+def _cursor_text(moment: datetime | None) -> str:
+    """The newest refused event's time, which the poll sends back as `rejected_after`; with
+    none yet, a time before any, so the first one to come is shown."""
+    return (moment or datetime(2000, 1, 1, tzinfo=UTC)).isoformat()
 
 
 urlpatterns: list[URLPattern] = [
     path("debugger/", debugger, name="debugger"),
     path("debugger/events/", debugger_events, name="debugger_events"),
     path("debugger/event/", debugger_event, name="debugger_event"),
+    path("debugger/statuses/", debugger_statuses, name="debugger_statuses"),
 ]

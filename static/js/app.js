@@ -126,6 +126,25 @@
     event.detail.parameters[name] = newest ? newest.dataset.seq : "0";
   });
 
+  // data-visible-seqs="#list": ask about the rows of that list now on screen (their data-seq,
+  // as repeated `seq` parameters, at most 100), so a refresh stays small however long the list.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var elt = event.detail.elt;
+    var selector = elt && elt.getAttribute("data-visible-seqs");
+    if (!selector) return;
+    var list = document.querySelector(selector);
+    var seqs = [];
+    var bottom = window.innerHeight || document.documentElement.clientHeight;
+    if (list) {
+      list.querySelectorAll(":scope > [data-seq]").forEach(function (row) {
+        if (seqs.length >= 100) return;
+        var box = row.getBoundingClientRect();
+        if (box.bottom > 0 && box.top < bottom) seqs.push(row.dataset.seq);
+      });
+    }
+    event.detail.parameters.seq = seqs;
+  });
+
   // data-keep-rows="200": a list that grows at the top drops its oldest rows beyond that.
   document.addEventListener("htmx:afterSwap", function (event) {
     var list = event.detail.target;

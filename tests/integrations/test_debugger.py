@@ -3,12 +3,14 @@ received and per connection (sent form, Segment's answer, or why nothing was sen
 each field, and who may look."""
 from __future__ import annotations
 
+import base64
 import html
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -19,7 +21,9 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import debugger, relay, services
-from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Event
+from integrations.ingest_keys import ingest_key_create
+from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Event, RejectedEvent
+from integrations.models.events import rejection_reason_text
 from integrations.relay.delivery import RELAY_NAMESPACE
 from tests.conftest import new_write_key
 
@@ -40,6 +44,18 @@ def connect(alice: User, workspace: Workspace, name: str = "Production", segment
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name=name, region="us",
                                             write_key=key)
     return connection, key
+
+
+def checked(*connections: Connection) -> None:
+    """As if a check had found each connection's key known: delivery may run for it."""
+    for connection in connections:
+        Connection.objects.filter(pk=connection.pk).update(checked_key=connection.cleared_token())
+
+
+def chips(response: Any) -> list[dict[str, str]]:
+    """Each listed event's chips, as {source name: label}, in list order."""
+    return [{chip.connection.name: chip.label for chip in status.chips} for _event, status in response.context["rows"]
+            if status is not None]
 
 
 def sent_id(connection: Connection, message_id: str) -> str:
@@ -128,6 +144,7 @@ def test_each_source_says_what_happened_to_the_event_delivered_after_a_retry_wai
     delivered, _ = connect(alice, workspace, "Delivered")
     waiting, _ = connect(alice, workspace, "Waiting")
     dead, _ = connect(alice, workspace, "Dead")
+    checked(delivered, waiting, dead)
     relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-2")
     event = Event.objects.get(workspace=workspace, seq=1)
     connect(alice, workspace, "Later")
@@ -151,14 +168,83 @@ def test_each_source_says_what_happened_to_the_event_delivered_after_a_retry_wai
     assert trails["Later"].state == "before"
     page = page_text(response)
     assert "2 requests" in page and "try 2" in page
-    assert "Will be sent again" in page and "Dead letter: Segment refused it (HTTP 400)." in page
+    assert "Will be sent again" in page and ": Segment refused it (HTTP 400)." in page
     assert "Connected after this event" in page
-    listed = alice_client.get(url("debugger", workspace))
-    assert [status.label for _event, status in listed.context["rows"]] == ["Dead letter"]
+    # The list: one chip per source, each saying where the event stands there.
+    Connection.objects.filter(pk=waiting.pk).update(failures=1)
+    assert chips(alice_client.get(url("debugger", workspace))) == [
+        {"Dead": "Dead letter", "Delivered": "Delivered", "Later": "Connected after", "Waiting": "Retrying"}]
     DeadLetter.objects.all().delete()
-    assert [s.label for _e, s in alice_client.get(url("debugger", workspace)).context["rows"]] == ["Waiting"]
     Connection.objects.filter(pk=waiting.pk).update(delivered_seq=1)
-    assert [s.label for _e, s in alice_client.get(url("debugger", workspace)).context["rows"]] == ["Sent"]
+    assert chips(alice_client.get(url("debugger", workspace))) == [
+        {"Dead": "Delivered", "Delivered": "Delivered", "Later": "Connected after", "Waiting": "Delivered"}]
+
+
+def test_a_paused_source_waits_alone_and_a_disabled_one_is_left_out(
+        db: None, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    web, _ = connect(alice, workspace, "Web")
+    paused, _ = connect(alice, workspace, "Warehouse")
+    connect(alice, workspace, "New key")
+    off, _ = connect(alice, workspace, "Switched off")
+    checked(web, paused, off)
+    Connection.objects.filter(pk=paused.pk).update(paused_reason="Segment refused the write key (HTTP 401).")
+    Connection.objects.filter(pk=off.pk).update(enabled=False)
+    for n in range(3):
+        relay.track(workspace, f"Step {n}", user_id="user-1")
+    Connection.objects.filter(pk=web.pk).update(delivered_seq=2)
+    listed = chips(alice_client.get(url("debugger", workspace)))
+    assert listed == [{"New key": "Key check", "Warehouse": "Paused", "Web": "Sending"}] + [
+        {"New key": "Key check", "Warehouse": "Paused", "Web": "Delivered"}] * 2
+    page = page_text(alice_client.get(url("debugger", workspace)))
+    assert "Switched off" not in page and "Warehouse: waiting, delivery is paused" in page
+    assert "New key: waiting for the key check" in page
+    # The opened event says why in full.
+    detail = page_text(alice_client.get(url("debugger_event", workspace, "seq=3")))
+    assert "until a check finds it known to Segment" in detail and "delivery is paused" in detail
+
+
+def test_a_dead_letter_a_replay_delivered_reads_delivered_replayed_and_keeps_its_history(
+        db: None, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    connection, _ = connect(alice, workspace, "Production")
+    checked(connection)
+    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-r")
+    event = Event.objects.get(workspace=workspace, seq=1)
+    Connection.objects.filter(pk=connection.pk).update(delivered_seq=1)
+    letter = DeadLetter.objects.create(connection=connection, seq=1, message_id="emit-r", type="track",
+                                       name="Order Completed", body=bytes(event.body), reason="rejected", status=400,
+                                       response='{"error":"bad"}', received_at=event.received_at)
+    assert chips(alice_client.get(url("debugger", workspace))) == [{"Production": "Dead letter"}]
+    DeadLetter.objects.filter(pk=letter.pk).update(replays=2, replayed_at=timezone.now())
+    assert chips(alice_client.get(url("debugger", workspace))) == [{"Production": "Delivered (replayed)"}]
+    detail = alice_client.get(url("debugger_event", workspace, "seq=1"))
+    assert [t.state for t in detail.context["trails"]] == ["replayed"]
+    text = page_text(detail)
+    assert "Delivered (replayed)" in text and "Dead letter since" in text
+    assert "Segment refused it (HTTP 400). Replayed 2 times; Segment accepted it" in text
+
+
+def test_the_status_refresh_swaps_the_chips_of_the_rows_asked_about_in_a_few_queries(
+        db: None, alice_client: Client, alice: User, workspace: Workspace,
+        django_assert_max_num_queries: Any) -> None:
+    first, _ = connect(alice, workspace, "First")
+    second, _ = connect(alice, workspace, "Second")
+    checked(first, second)
+    for n in range(60):
+        relay.track(workspace, f"Step {n}", user_id="user-1")
+    Connection.objects.filter(pk=first.pk).update(delivered_seq=60)
+    assert alice_client.get(url("debugger_statuses", workspace)).status_code == 204  # no row on screen
+    query = "&".join(f"seq={n}" for n in range(60, 10, -1))
+    alice_client.get(url("debugger_statuses", workspace, query))  # sessions and the like, warmed
+    with django_assert_max_num_queries(8):
+        response = alice_client.get(url("debugger_statuses", workspace, query))
+    body = response.content.decode()
+    assert response.status_code == 200 and body.count('hx-swap-oob="true"') == 50
+    assert 'id="event-status-60"' in body and 'id="event-status-10"' not in body
+    assert [list(status_chips.values()) for status_chips in chips(response)][:1] == [["Delivered", "Sending"]]
+    # Rows are asked about by seq within this workspace only, and at most REFRESH_ROWS at once.
+    many = "&".join(f"seq={n}" for n in range(1, 500))
+    assert len(alice_client.get(url("debugger_statuses", workspace, many)).context["rows"]) == 60
+    assert alice_client.get(url("debugger_statuses", workspace, "seq=abc&seq=-1")).status_code == 204
 
 
 def test_search_by_event_name_user_id_and_message_id(db: None, alice_client: Client, workspace: Workspace,
@@ -190,7 +276,9 @@ def test_a_member_uses_the_debugger_and_an_outsider_gets_404_everywhere(
     relay.track(workspace, "Order Completed", user_id="user-1")
     assert bob_client.get(url("debugger", workspace)).status_code == 200
     assert bob_client.get(url("debugger_event", workspace, "seq=1")).status_code == 200
-    for name, query in (("debugger", ""), ("debugger_events", "after=0"), ("debugger_event", "seq=1")):
+    assert bob_client.get(url("debugger_statuses", workspace, "seq=1")).status_code == 200
+    for name, query in (("debugger", ""), ("debugger_events", "after=0"), ("debugger_event", "seq=1"),
+                        ("debugger_statuses", "seq=1")):
         assert charlie_client.get(url(name, workspace, query)).status_code == 404, name
     # Seqs are per workspace: one that exists only in another workspace is not found here.
     relay.track(charlie_workspace, "Secret", user_id="c-1")
@@ -209,3 +297,51 @@ def test_the_payload_as_received_puts_back_what_tributary_moved(db: None, worksp
     stored = orjson.loads(bytes(event.body))
     assert stored["context"]["library"]["name"] == "tributary" and "messageId" not in stored
     assert timezone.now() - event.received_at < timedelta(minutes=1)
+
+
+def ingest(client: Client, key: str, body: dict[str, Any]) -> Any:
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    return client.post("/v1/batch", data=orjson.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=auth)
+
+
+def test_refused_events_are_listed_as_rejected_in_words_linked_to_the_rejected_events_page(
+        db: None, client: Client, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    ingest(client, key, {"batch": [{"type": "track", "event": "Signed Up", "userId": "user-1"},
+                                   {"type": "track", "event": "Order Completed", "messageId": "m-anon"}]})
+    listed = alice_client.get(url("debugger", workspace))
+    rows = [row for row, _status in listed.context["rows"]]
+    assert [getattr(row, "seq", "rejected") for row in rows] == ["rejected", 1]
+    page = page_text(listed)
+    rejected = RejectedEvent.objects.get(workspace=workspace)
+    link = reverse("integrations:rejected_events", kwargs={"slug": workspace.slug}) + f"#rejected-{rejected.pk}"
+    assert f'href="{link}"' in page and "Refused: No userId or anonymousId" in page
+    assert "missing_user_or_anonymous_id" not in page and "Order Completed" in page
+    cursor = listed.context["rejected_after"]
+    # The poll brings refused events newer than the newest shown, and moves the cursor on.
+    assert alice_client.get(url("debugger_events", workspace, f"after=1&rejected_after={quote(cursor)}")).status_code == 204
+    ingest(client, key, {"batch": [{"type": "launch", "userId": "user-2"}]})
+    fresh = alice_client.get(url("debugger_events", workspace, f"after=1&rejected_after={quote(cursor)}"))
+    text = page_text(fresh)
+    assert fresh.status_code == 200 and "Refused: Unknown type" in text and "Refused: No userId" not in text
+    assert 'id="debugger-rejected-after"' in text and fresh.context["rejected_after"] > cursor
+    # The Rejected events page uses the same words, and keeps the code for API users.
+    settings_page = page_text(alice_client.get(reverse("integrations:rejected_events", kwargs={"slug": workspace.slug})))
+    assert "No userId or anonymousId" in settings_page and "Unknown type" in settings_page
+    assert f'id="rejected-{rejected.pk}"' in settings_page
+
+
+def test_a_reason_code_without_words_reads_as_its_own_words() -> None:
+    assert rejection_reason_text("missing_event") == "Track without an event name"
+    assert rejection_reason_text("too_many_properties") == "Too many properties"
+    assert rejection_reason_text("") == "Refused"
+    assert RejectedEvent(reason="too_deeply_nested").reason_text == "Nested too deeply"
+
+
+def test_a_first_refused_event_reaches_a_list_that_had_none(
+        db: None, client: Client, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    cursor = alice_client.get(url("debugger", workspace)).context["rejected_after"]
+    ingest(client, key, {"batch": [{"type": "identify", "traits": {"plan": "pro"}}]})
+    fresh = alice_client.get(url("debugger_events", workspace, f"after=0&rejected_after={quote(cursor)}"))
+    assert "Refused: No userId or anonymousId" in page_text(fresh)
