@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
+from accounts import services
+from accounts.audit import Actor
 from accounts.models import AuditAction, Membership, Role, User
 from accounts.validation import validate_name
 
@@ -23,10 +28,9 @@ class SignUpForm(forms.Form):
     )
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this e-mail already exists. Sign in instead.")
-        return email
+        # A registered address is not refused here: saying so would tell anyone who owns
+        # which address. The service e-mails its owner instead (services.sign_up_taken).
+        return str(self.cleaned_data["email"]).lower()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -48,6 +52,40 @@ class EmailAuthenticationForm(AuthenticationForm):
         **AuthenticationForm.error_messages,
         "invalid_login": "That e-mail and password do not match an account. Check both and try again.",
     }
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's, except that an account without a usable password gets the link too.
+
+    Such an account is an invitation nobody has claimed yet (membership_add makes them), and
+    this is how its owner claims it when the invitation's link has expired or was lost.
+    """
+
+    def get_users(self, email: str) -> Iterator[User]:
+        wanted = _folded(email)
+        for user in User.objects.filter(email__iexact=email.strip(), is_active=True):
+            # As Django does: compare again after Unicode case folding, so a look-alike
+            # address that the database's case-insensitive match lets through is skipped.
+            if _folded(user.email) == wanted:
+                yield user
+
+
+class ChoosePasswordForm(auth_forms.SetPasswordForm):  # type: ignore[type-arg]
+    """The form behind an e-mailed link: saving goes through the service, which tells a
+    claimed invitation from a reset."""
+
+    def __init__(self, user: User, *args: Any, actor: Actor, **kwargs: Any) -> None:
+        super().__init__(user, *args, **kwargs)
+        self.actor = actor
+
+    def save(self, commit: bool = True) -> User:
+        return services.password_set_from_link(
+            actor=self.actor, user=self.user, password=self.cleaned_data["new_password1"]
+        )
+
+
+def _folded(email: str) -> str:
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
 class WorkspaceForm(forms.Form):

@@ -13,11 +13,20 @@ from django.utils.text import slugify
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, User, Workspace
+from accounts.tasks import send_membership_email, send_sign_up_notice
 from accounts.validation import name_problem
 
 
+class EmailRegistered(ValidationError):
+    """Sign-up with an address that already has an account. The page must not say so."""
+
+
 def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> User:
-    """Create an account and its first workspace, owned by the new user."""
+    """Create an account and its first workspace, owned by the new user.
+
+    Raises EmailRegistered if the address has an account, invited or not: the sign-up page
+    then calls `sign_up_taken`, and commands and fixtures see the refusal.
+    """
     email = User.objects.normalize_email(email).lower()
     full_name = full_name.strip()
     problems = {field: name_problem(value) for field, value in [("full_name", full_name),
@@ -26,11 +35,54 @@ def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, wor
         raise ValidationError({field: problem for field, problem in problems.items() if problem})
     with transaction.atomic():
         if User.objects.filter(email__iexact=email).exists():
-            raise ValidationError({"email": "An account with this e-mail already exists. Sign in instead."})
+            raise EmailRegistered({"email": "An account with this e-mail already exists. Sign in instead."})
         user = User.objects.create_user(email, password, full_name=full_name)
         acting = Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
         audit_record(actor=acting, action=AuditAction.SIGNED_UP, target=user)
         workspace_create(actor=acting, name=workspace_name)
+    return user
+
+
+def sign_up_taken(*, actor: Actor, email: str) -> None:
+    """Someone signed up with an address that has an account: e-mail its owner, and show the
+    same "check your inbox" page whoever asked, so the page reveals nothing.
+
+    An invitee who never chose a password gets a link to claim the account (choose one); a
+    registered person is told they already have an account, with links to sign in or reset.
+    Nothing about the account changes until the link is used.
+    """
+    user = User.objects.filter(email__iexact=User.objects.normalize_email(email).strip(), is_active=True).first()
+    if user is None:  # deactivated: nobody to tell
+        return
+    with transaction.atomic():
+        audit_record(actor=actor, action=AuditAction.SIGN_UP_EXISTING, target=user,
+                     details={"email": user.email, "invited": not user.has_usable_password()})
+        transaction.on_commit(lambda: send_sign_up_notice.delay(user.pk))
+
+
+def password_set_from_link(*, actor: Actor, user: User, password: str) -> User:
+    """Set the password chosen through an e-mailed link (reset, invitation or claim).
+
+    An account without a usable password is an invitation not yet taken: its first password
+    accepts it, recorded once in each workspace it was invited to (or once for the account if
+    it has been removed from all of them since). Otherwise this is a password reset.
+    """
+    acting = Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
+    with transaction.atomic():
+        accepting = not user.has_usable_password()
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        if not accepting:
+            audit_record(actor=acting, action=AuditAction.PASSWORD_RESET, target=user)
+            return user
+        memberships = list(Membership.objects.filter(user=user).select_related("workspace"))
+        for membership in memberships:
+            audit_record(actor=acting, action=AuditAction.MEMBER_INVITATION_ACCEPTED,
+                         workspace=membership.workspace, target=membership,
+                         details={"email": user.email, "role": membership.role})
+        if not memberships:
+            audit_record(actor=acting, action=AuditAction.MEMBER_INVITATION_ACCEPTED, target=user,
+                         details={"email": user.email})
     return user
 
 
@@ -65,8 +117,6 @@ def workspace_rename(*, actor: Actor, workspace: Workspace, name: str) -> Worksp
 def membership_add(*, actor: Actor, workspace: Workspace, email: str, role: str) -> Membership:
     """Add a person by e-mail. Someone without an account is invited: an account is made
     with no usable password and the e-mail carries a link to choose one."""
-    from accounts.tasks import send_membership_email
-
     email = User.objects.normalize_email(email).strip().lower()
     with transaction.atomic():
         acting = _require_manager(actor, workspace)

@@ -14,10 +14,11 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from accounts.models import Membership
+from accounts.models import Membership, User
 from accounts.validation import one_line
 
 logger = logging.getLogger(__name__)
+
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_membership_email(membership_id: int, invited: bool) -> None:
@@ -36,16 +37,43 @@ def send_membership_email(membership_id: int, invited: bool) -> None:
         "workspace_url": settings.SITE_URL + reverse("workspace_home", args=[membership.workspace.slug]),
     }
     if invited:
-        uid = urlsafe_base64_encode(force_bytes(user.pk))
-        token = default_token_generator.make_token(user)
-        context["set_password_url"] = settings.SITE_URL + reverse(
-            "accounts:password_reset_confirm", args=[uid, token]
-        )
+        context["set_password_url"] = _set_password_url(user)
     subject = one_line(f"You have been added to {membership.workspace.name} on Tributary")
     body = render_to_string("accounts/email/membership_added.txt", context)
     send_mail(subject, body, None, [user.email])
     logger.info("accounts.membership_email_sent", extra={"membership_id": membership_id, "invited": invited})
 
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_sign_up_notice(user_id: int) -> None:
+    """Tell the owner of an address that someone signed up with it (services.sign_up_taken).
+
+    An invitee who never chose a password gets a link to claim the account; anyone else is
+    reminded they have an account. Re-running sends it again, as a second sign-up would.
+    """
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return
+    claiming = not user.has_usable_password()
+    context = {
+        "user": user,
+        "claiming": claiming,
+        "workspaces": [m.workspace.name for m in Membership.objects.filter(user=user).select_related("workspace")],
+        "site_url": settings.SITE_URL,
+        "sign_in_url": settings.SITE_URL + reverse("accounts:login"),
+        "reset_url": settings.SITE_URL + reverse("accounts:password_reset"),
+    }
+    if claiming:
+        context["set_password_url"] = _set_password_url(user)
+    subject = "Claim your Tributary account" if claiming else "You already have a Tributary account"
+    send_mail(subject, render_to_string("accounts/email/sign_up_existing.txt", context), None, [user.email])
+    logger.info("accounts.sign_up_notice_sent", extra={"user_id": user_id, "claiming": claiming})
+
+
+def _set_password_url(user: User) -> str:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return settings.SITE_URL + reverse("accounts:password_reset_confirm", args=[uid, token])
 
 
 @shared_task

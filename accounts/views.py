@@ -20,8 +20,10 @@ from accounts import services
 from accounts.audit import Actor, audit_record
 from accounts.forms import (
     AuditFilterForm,
+    ChoosePasswordForm,
     EmailAuthenticationForm,
     MemberAddForm,
+    PasswordResetForm,
     RoleForm,
     SignUpForm,
     WorkspaceForm,
@@ -43,8 +45,13 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        actor = Actor.from_request(request)
         try:
-            user = services.user_sign_up(actor=Actor.from_request(request), **form.cleaned_data)
+            user = services.user_sign_up(actor=actor, **form.cleaned_data)
+        except services.EmailRegistered:
+            # The same page whether the address is an unclaimed invitation or a full account.
+            services.sign_up_taken(actor=actor, email=form.cleaned_data["email"])
+            return redirect("accounts:signup_sent")
         except ValidationError as error:
             attach_errors(form, error)
         else:
@@ -73,6 +80,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetForm
     template_name = "accounts/password_reset.html"
     email_template_name = "accounts/email/password_reset.txt"
     subject_template_name = "accounts/email/password_reset_subject.txt"
@@ -90,11 +98,10 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     # Invitees arrive here too: after choosing a password they are signed in straight away.
     post_reset_login = True
     post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
+    form_class = ChoosePasswordForm  # saves through services.password_set_from_link
 
-    def form_valid(self, form: Any) -> HttpResponse:
-        audit_record(actor=Actor(user=form.user, ip=self.request.META.get("REMOTE_ADDR")),
-                     action=AuditAction.PASSWORD_RESET, target=form.user)
-        return super().form_valid(form)
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "actor": Actor.from_request(self.request)}
 
 
 @login_required
