@@ -178,12 +178,11 @@ def running_stack(options: StackOptions, env: dict[str, str]) -> Iterator[Stack]
 
 
 def _web_command(options: StackOptions) -> list[str]:
-    # gthread, not the default sync worker: sync workers close the connection after every
-    # response, and every SDK (and our senders) relies on keep-alive.
-    return [str(BIN / "gunicorn"), options.wsgi, "--bind", f"127.0.0.1:{options.web_port}",
-            "--worker-class", "gthread", "--workers", str(options.web_workers),
-            "--threads", str(options.web_threads), "--keep-alive", "75", "--backlog", "2048",
-            "--worker-tmp-dir", "/dev/shm", "--log-level", "warning"]
+    # Production's gunicorn settings (gthread, keep-alive, the access log) with the bench's own
+    # address, worker and thread counts; command-line options win over the file.
+    return [str(BIN / "gunicorn"), "--config", str(REPO_ROOT / "config" / "gunicorn.conf.py"), options.wsgi,
+            "--bind", f"127.0.0.1:{options.web_port}", "--workers", str(options.web_workers),
+            "--threads", str(options.web_threads), "--log-level", "warning"]
 
 
 def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Service:
