@@ -16,8 +16,8 @@ Import pass (status IMPORTING):
   1. take the lease and read records from `offset_done`;
   2. per chunk of CHUNK_LINES records, normalise the valid ones (a line without messageId
      gets one derived from the job and its line number, so a chunk run twice dedupes) and, in
-     ONE transaction, append them to the log and move `offset_done`, `lines_done` and
-     `events_stored`, conditional on the lease: a worker killed mid-chunk leaves neither
+     ONE transaction, append them to the log and move `offset_done`, `lines_done` (valid
+     lines imported) and `events_stored`, conditional on the lease: a worker killed mid-chunk leaves neither
      behind, and the next run resumes exactly there;
   3. at the end: DONE; the file is deleted, its error report kept.
 """
@@ -322,12 +322,12 @@ def _import_chunk(run: Run, records: list[Record]) -> None:
     with transaction.atomic():
         stored = events_append(workspace_id=job.workspace_id, messages=messages).stored if messages else 0
         if not _held(run, ImportStatus.IMPORTING).update(
-                offset_done=records[-1].end, lines_done=F("lines_done") + len(records),
+                offset_done=records[-1].end, lines_done=F("lines_done") + len(messages),
                 events_stored=F("events_stored") + stored, lease_until=lease, updated_at=timezone.now()):
             raise LeaseLost  # the chunk's events are rolled back with it
     run.lease = lease
     job.offset_done = records[-1].end
-    job.lines_done += len(records)
+    job.lines_done += len(messages)  # the valid lines imported: progress counts them, not the skipped ones
     job.events_stored += stored
 
 

@@ -204,8 +204,8 @@ class Progress:
 
     phase: str  # "checking", "importing" or "" when nothing runs
     percent: float
-    done: int  # lines checked or imported
-    total: int | None  # lines in the file, once known
+    done: int  # lines checked, or valid lines imported
+    total: int | None  # lines in the file once known; while importing, the valid ones
     rate: float | None  # lines a second
     eta_seconds: int | None
     elapsed_seconds: float | None = None
@@ -256,7 +256,7 @@ def import_progress(job: ImportJob, *, now: datetime | None = None) -> Progress:
         rate = job.lines_total / elapsed if elapsed > 0 and job.lines_total else None
         return Progress("checking", min(percent, 99.9), job.lines_total, None, rate, eta, elapsed)
     if job.status in (ImportStatus.IMPORTING, ImportStatus.DONE):
-        total = job.lines_total
+        total = job.lines_valid  # only the valid lines are imported; `lines_done` counts those
         end = job.finished_at if job.status == ImportStatus.DONE and job.finished_at else now
         elapsed = (end - (job.started_at or end)).total_seconds()
         rate = job.lines_done / elapsed if elapsed > 0 and job.lines_done else None

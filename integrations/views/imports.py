@@ -87,7 +87,8 @@ def _upload(request: HttpRequest, handler: ImportUploadHandler) -> HttpResponse:
             attach_errors(form, error)
         else:
             handler.adopted.add(stored.stored_path)
-            messages.success(request, f"“{job.file_name}” uploaded. Checking every line now…")
+            # Only what stays true: the panel says where the check stands and follows it.
+            messages.success(request, f"“{job.file_name}” uploaded.")
             return redirect("integrations:import", slug=workspace.slug, pk=job.pk)
     if handler.too_large:
         form.errors.pop(FIELD, None)
@@ -120,8 +121,8 @@ def progress(request: HttpRequest, pk: int) -> HttpResponse:
 def start(request: HttpRequest, pk: int) -> HttpResponse:
     job = import_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
     try:
+        # No message: the panel says "Importing", counts the valid lines and turns to the end.
         import_start(actor=Actor.from_request(request), job=job)
-        messages.success(request, f"Importing the {job.lines_valid:,} valid line{'s' if job.lines_valid != 1 else ''}…")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     return redirect("integrations:import", slug=job.workspace.slug, pk=job.pk)

@@ -108,7 +108,7 @@ class Command(BaseCommand):
     def _print_import(self, job: ImportJob) -> None:
         if self._due():
             progress = import_progress(job)
-            self.stdout.write(f"Imported {job.lines_done:,} of {job.lines_total:,} lines ({progress.percent_whole}%), "
+            self.stdout.write(f"Imported {job.lines_done:,} of {job.lines_valid:,} valid lines ({progress.percent_whole}%), "
                               f"{progress.rate_text}; {progress.eta_text}")
 
     def _print_check_result(self, job: ImportJob) -> None:
