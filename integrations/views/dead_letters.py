@@ -171,8 +171,7 @@ def dead_letters_replay(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
     if request.htmx:  # type: ignore[attr-defined]
         return _panel(request, connection, replay=replay)
-    total = replay.record.total
-    messages.success(request, f"Replay of {total:,} dead letter{'s' if total != 1 else ''} queued.")
+    # No flash message: the page's panel shows the replay, queued, then sending, then its result.
     return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
 
 

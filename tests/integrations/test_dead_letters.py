@@ -64,6 +64,9 @@ def connect(alice: User, workspace: Workspace, segment: Any = None, name: str = 
         segment.register_key(key, "us")
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name=name, region="us",
                                             write_key=key)
+    # As if its check had passed: nothing is sent with a key before one does.
+    connection.checked_key = connection.cleared_token()
+    Connection.objects.filter(pk=connection.pk).update(checked_key=connection.checked_key)
     return connection, key
 
 
@@ -184,9 +187,13 @@ def test_a_member_sees_the_list_but_cannot_replay_or_discard(db: None, bob_clien
                                                              bob: User, workspace: Workspace) -> None:
     connection, _ = connect(alice, workspace)
     letter = plant(connection, ["Order Completed"])[0]
+    Connection.objects.filter(pk=connection.pk).update(paused_reason="Segment refused the write key (HTTP 401).")
     page = bob_client.get(url("dead_letters", connection)).content.decode()
     assert "Order Completed" in page and "Owners and admins replay and discard" in page
     assert 'name="ids"' not in page and "Replay all" not in page
+    # Nothing tells a member how to replay: no blocker to clear, no replay advice, a note instead.
+    assert 'data-testid="dead-letter-member-note"' in page and "Replays are not possible right now" not in page
+    assert "A replay sends each event" not in page
     assert bob_client.get(url("dead_letters_confirm", connection, "action=replay")).status_code == 403
     assert bob_client.post(url("dead_letters_replay", connection), {}).status_code == 403
     assert bob_client.post(url("dead_letters_discard", connection), {"picked": "1", "ids": [letter.pk]}).status_code == 403
@@ -414,7 +421,8 @@ def test_a_replay_whose_worker_stopped_is_marked_failed_when_someone_looks_and_n
     assert (stopped.status, stopped.accepted, stopped.not_sent) == ("failed", 1, 3)
     assert stopped.failure == "The worker stopped; run the replay again." and stopped.finished_at is not None
     assert "Replay stopped: 1 accepted, 0 refused, 3 not sent." in page
-    assert "The worker stopped; run the replay again." in page and 'hx-trigger="every 1s"' not in page
+    assert "The worker stopped; run the replay again." in page
+    assert '<div id="dead-letter-panel" class="dl-panel" aria-live="polite">' in page  # no longer polling
 
     again = dead_letters_replay(actor=Actor(user=alice), connection=connection, selection=Selection())
     assert DeadLetterReplay.objects.get(pk=again.pk).status == "queued"
