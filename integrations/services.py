@@ -25,6 +25,9 @@ from integrations.segment import verification as checks
 logger = logging.getLogger(__name__)
 
 
+KEY_FIELDS = ("write_key_encrypted", "write_key_key_id", "write_key_last4", "write_key_fingerprint")
+
+
 class ChecksThrottled(Exception):
     def __init__(self, seconds: int) -> None:
         super().__init__(f"Too many checks for this connection: try again in {seconds} s.")
@@ -63,7 +66,9 @@ def connection_replace_key(*, actor: Actor, connection: Connection, write_key: s
         connection.health = Health.PENDING
         connection.key_replaced_at = timezone.now()
         _refuse_duplicates(connection)
-        connection.save()
+        # Only what this change owns: the relay's position and lease move under it meanwhile, and
+        # writing back the stale copies would rewind delivery or restore a finished run's lease.
+        connection.save(update_fields=[*KEY_FIELDS, "region", "health", "key_replaced_at", "updated_at"])
         details = {**_describe(connection), "previous_key": f"•••• {old_last4}", "previous_region": old_region}
         audit_record(actor=actor, action=AuditAction.CONNECTION_KEY_REPLACED, workspace=connection.workspace,
                      target=connection, details=details)

@@ -121,13 +121,29 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+CSP_VIOLATION_MARKS = ("Content Security Policy", "Refused to")
+# Chromium's own console message names the directive only; this one also names the element.
+CSP_REPORTER = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+  "Content Security Policy violation: " + e.violatedDirective + " at " + e.sourceFile + ":" + e.lineNumber
+  + " sample=" + JSON.stringify(e.sample) + " element=" + (e.target && e.target.outerHTML || "").slice(0, 300)));"""
+
+
 @pytest.fixture
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """A tab on the live server. Any Content-Security-Policy violation it reports (console or
+    uncaught error) fails the test at teardown, so every browser test also checks the policy."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
     context.set_default_timeout(10_000)
+    context.add_init_script(CSP_REPORTER)
     tab = context.new_page()
+    reports: list[str] = []
+    tab.on("console", lambda message: reports.append(f"console.{message.type}: {message.text}"))
+    tab.on("pageerror", lambda error: reports.append(f"page error: {error}"))
     yield tab
     context.close()
+    violations = [report for report in reports if any(mark in report for mark in CSP_VIOLATION_MARKS)]
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations), pytrace=False)
 
 
 def sign_in(page: Any, email: str) -> None:
@@ -169,6 +185,16 @@ def segment(emulator: Any, settings: Any) -> Any:
     settings.SEGMENT_CDN = f"{emulator.cdn_url}/v1"
     settings.SEGMENT_TIMEOUT_SECONDS = 1.0
     return emulator
+
+
+def mark_checked(connection: Any) -> Any:
+    """As a passing check leaves a connection: its key known, delivery allowed. For tests about
+    something else; tests of the check itself run it (tests/integrations/relay/test_check_gate.py)."""
+    from integrations.models import Connection, Health
+
+    Connection.objects.filter(pk=connection.pk).update(checked_key=connection.cleared_token(), health=Health.HEALTHY)
+    connection.refresh_from_db()
+    return connection
 
 
 def new_write_key() -> str:

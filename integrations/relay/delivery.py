@@ -46,7 +46,7 @@ from integrations.models import (
 )
 from integrations.relay import pg
 from integrations.relay.accounting import Sent, attempt_record, failures_record
-from integrations.relay.lease import lease_release, lease_renew, lease_take
+from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
 from integrations.relay.log import queue_delivery
 from integrations.relay.messages import SENT_MESSAGE_ID_BYTES
 from integrations.segment import client
@@ -83,12 +83,11 @@ def connection_deliver(*, connection_id: int) -> None:
     if lease is None:
         return
     connection = Connection.objects.get(pk=connection_id)
+    lease.checked_key = connection.cleared_token()
     try:
         deadline = time.monotonic() + RUN_BUDGET_SECONDS
-        # Renewing before each batch also stops the run as soon as its key, region, pause or
-        # enabled state changed: nothing is sent with a key that has not passed its check.
-        while time.monotonic() < deadline and lease_renew(lease):
-            sent = _deliver_next_batch(connection)
+        while time.monotonic() < deadline:
+            sent = _deliver_next_batch(connection, lease)
             if not sent:
                 break
             if sent < LINGER_BELOW_EVENTS:
@@ -122,10 +121,16 @@ def _requeue(connection: Connection) -> None:
         queue_delivery(connection.pk)
 
 
-def _deliver_next_batch(connection: Connection) -> int:
-    """Send one batch; how many events it held when the run should go on, else 0."""
+def _deliver_next_batch(connection: Connection, lease: Lease) -> int:
+    """Send one batch; how many events it held when the run should go on, else 0.
+
+    The lease is renewed after the batch is read and before it is sent, on the condition that
+    the key and region this run holds are still the connection's and still checked: a key
+    replaced, a region changed, a pause or a disable stops the run before its next request, and
+    whatever it sends was in the log before that change committed.
+    """
     batch = _next_batch(connection)
-    if not batch:
+    if not batch or not lease_renew(lease):
         return 0
     try:
         write_key = connection.write_key()

@@ -3,9 +3,10 @@ worker's connection is taken over within seconds.
 
 A lease is `lease_until` (when it lapses) and `lease_owner` (a random token per run). It is
 short (RELAY_LEASE_SECONDS, 6 s by default) and kept alive two ways:
-  1. before each batch the run renews it with a conditional UPDATE that also requires the
-     connection to be still deliverable (enabled, not paused, key and region checked), so a
-     replaced key, a changed region, a pause or a disable stops the run before its next batch;
+  1. before sending each batch the run renews it with a conditional UPDATE that also requires
+     the connection to be still deliverable (enabled, not paused) with the key and region the
+     run holds, checked; so a replaced key, a changed region, a pause or a disable stops the run
+     before its next request;
   2. while the run waits on Segment (up to the request timeout) or lingers between batches,
      one keeper thread per process renews every lease the process holds every third of the
      lease.
@@ -39,6 +40,9 @@ class Lease:
     owner: str
     # monotonic time after which the keeper stops renewing (the run's budget and one request)
     keep_until: float
+    # The key and region the run sends with (`Connection.cleared_token()`): renewals fail once
+    # they are no longer the connection's checked ones.
+    checked_key: str = ""
 
 
 def lease_seconds() -> timedelta:
@@ -75,8 +79,10 @@ def lease_release(lease: Lease) -> None:
 
 
 def _extend(lease: Lease) -> bool:
-    return bool(Connection.objects.deliverable().filter(pk=lease.connection_id, lease_owner=lease.owner)
-                .update(lease_until=timezone.now() + lease_seconds()))
+    held = Connection.objects.deliverable().filter(pk=lease.connection_id, lease_owner=lease.owner)
+    if lease.checked_key:
+        held = held.filter(checked_key=lease.checked_key)
+    return bool(held.update(lease_until=timezone.now() + lease_seconds()))
 
 
 class Keeper:
