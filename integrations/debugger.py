@@ -341,7 +341,8 @@ def _rejected_row(rejected: RejectedEvent) -> RejectedRow:
         user = item.get("userId") or item.get("anonymousId")
         row.user = str(user) if isinstance(user, (str, int)) else ""
     if not row.type:
-        row.type = rejected.source.rstrip("/").rsplit("/", 1)[-1][:8]
+        # The call it came in ("http:track", "/v1/track"), which names its type.
+        row.type = rejected.source.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
     row.type, row.name, row.user = row.type[:8], row.name[:200], row.user[:200]
     return row
 

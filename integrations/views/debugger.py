@@ -107,7 +107,8 @@ def debugger_event(request: HttpRequest) -> HttpResponse:
     except ValueError:
         seq = 0
     event = selectors.event_get_for_workspace(workspace=workspace, seq=seq)
-    connections = list(connections_for_workspace(workspace=workspace))
+    # Like the rows' chips, only the enabled sources: a disabled one sends nothing.
+    connections = list(connections_for_workspace(workspace=workspace).filter(enabled=True))
     return render(request, "integrations/_debugger_event.html", {
         "event": event,
         "received": selectors.pretty(selectors.payload_as_received(event)),

@@ -6,19 +6,25 @@ dry-run, replayed in place (under their original messageIds) and discarded.
 Screenshots land in artifacts/ for people to look at."""
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
+from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import relay, services
+from integrations.dead_letters.selection import Selection
+from integrations.dead_letters.services import dead_letters_replay
+from integrations.ingest_keys import ingest_key_create
 from integrations.models import Connection, DeadLetter, DeadLetterReplay, Health
 from integrations.relay.delivery import RELAY_NAMESPACE
 from tests.conftest import ARTIFACTS, new_write_key, screenshot, sign_in
@@ -213,3 +219,90 @@ def test_a_replay_whose_worker_stopped_reads_stopped_and_the_owner_can_replay_ag
     expect(page.get_by_test_id("replay-status")).to_contain_text("Replay queued…")
     expect(rows.first).to_have_attribute("data-status", "queued")
     expect(rows).to_have_count(3)
+
+
+def chip(page: Any, seq: int, source: str) -> Any:
+    return page.locator(f"details.event-row[data-seq='{seq}'] .chip[data-connection='{source}']")
+
+
+def test_each_row_follows_each_source_live_until_a_paused_one_catches_up(
+        page: Any, alice: User, workspace: Workspace, segment: Any, celery_worker: Any) -> None:
+    web_key, warehouse_key = new_write_key(), new_write_key()
+    segment.register_key(web_key, "us")  # the warehouse's key is not known to Segment yet
+    web = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Web", region="us",
+                                     write_key=web_key)
+    warehouse = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Warehouse",
+                                           region="us", write_key=warehouse_key)
+    off = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Switched off",
+                                     region="us", write_key=new_write_key())
+    services.connection_set_enabled(actor=Actor(user=alice), connection=off, enabled=False)
+    wait_for(lambda: Connection.objects.get(pk=web.pk).health == Health.HEALTHY)
+    wait_for(lambda: Connection.objects.get(pk=warehouse.pk).paused_reason != "")
+
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/debugger/")
+    page.evaluate("window.notReloaded = true")
+    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-live-1")
+    row = page.locator("details.event-row[data-seq='1']")
+    expect(row).to_be_visible(timeout=LIVE_MS)
+    # One chip per enabled source: Web delivers, the paused Warehouse waits, the disabled one is left out.
+    expect(chip(page, 1, "Web")).to_have_attribute("data-state", "delivered", timeout=LIVE_MS)
+    expect(chip(page, 1, "Web")).to_contain_text("Delivered")
+    expect(chip(page, 1, "Warehouse")).to_have_attribute("data-state", "waiting")
+    expect(chip(page, 1, "Warehouse")).to_contain_text("Paused")
+    expect(row.locator(".chip[data-connection='Switched off']")).to_have_count(0)
+    both_sizes(page, "debugger-03-per-source")
+
+    # The key becomes known and its check passes: the same row turns Delivered in place.
+    segment.register_key(warehouse_key, "us")
+    services.verification_request(actor=Actor(user=alice), connection=Connection.objects.get(pk=warehouse.pk),
+                                  trigger="manual")
+    expect(chip(page, 1, "Warehouse")).to_have_attribute("data-state", "delivered", timeout=20_000)
+    expect(chip(page, 1, "Warehouse")).to_contain_text("Delivered")
+    assert page.evaluate("window.notReloaded === true")
+    assert any(e["payload"]["messageId"] == sent_id(warehouse, "emit-live-1")
+               for e in segment.events(write_key=warehouse_key, limit=1_000))
+
+    # Segment refuses an event for Web: a dead letter; a replay delivers it, and the row says so.
+    segment.set_fault(web_key, status=400)
+    relay.track(workspace, "Checkout Started", user_id="user-7", message_id="emit-live-2")
+    expect(chip(page, 2, "Web")).to_have_attribute("data-state", "dead", timeout=20_000)
+    expect(chip(page, 2, "Web")).to_contain_text("Dead letter")
+    segment.clear_faults(web_key)
+    dead_letters_replay(actor=Actor(user=alice), connection=Connection.objects.get(pk=web.pk), selection=Selection())
+    expect(chip(page, 2, "Web")).to_contain_text("Delivered (replayed)", timeout=20_000)
+    page.locator("details.event-row[data-seq='2'] summary").click()
+    trail = page.locator("details.event-row[data-seq='2'] [data-testid=trail][data-connection='Web']")
+    expect(trail.get_by_test_id("trail-state")).to_have_text("Delivered (replayed)")
+    expect(trail.get_by_test_id("trail-history")).to_contain_text("Segment refused it (HTTP 400)")
+    expect(trail.get_by_test_id("trail-history")).to_contain_text("Segment accepted it")
+    assert page.evaluate("window.notReloaded === true")
+    both_sizes(page, "debugger-04-replayed")
+
+
+def test_a_refused_event_shows_in_the_debugger_as_rejected_and_links_to_its_reason(
+        page: Any, alice: User, workspace: Workspace) -> None:
+    key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    relay.track(workspace, "Signed Up", user_id="user-1")
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/debugger/")
+    expect(page.locator("details.event-row[data-seq='1']")).to_be_visible()
+    answer = Client().post("/v1/batch", data=orjson.dumps({"batch": [
+        {"type": "track", "event": "Order Completed", "properties": {"total": 12}}]}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{key}:".encode()).decode())
+    assert answer.json()["rejected"][0]["reason"] == "missing_user_or_anonymous_id"
+    rejected = page.get_by_test_id("rejected-row")
+    expect(rejected).to_be_visible(timeout=LIVE_MS)
+    expect(rejected).to_contain_text("Order Completed")
+    expect(rejected.get_by_test_id("rejected-reason")).to_have_text("Refused: No userId or anonymousId")
+    expect(rejected.locator(".chip")).to_have_text("Rejected")
+    expect(page.locator("#debugger-events > .event-row").first).to_have_attribute("data-testid", "rejected-row")
+    both_sizes(page, "debugger-05-rejected")
+    rejected.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Rejected events", level=1)).to_be_visible()
+    listed = page.get_by_test_id("rejected-event")
+    expect(listed).to_have_count(1)
+    expect(listed.get_by_test_id("rejected-reason")).to_have_text("No userId or anonymousId")
+    assert page.evaluate("location.hash").startswith("#rejected-")
+    both_sizes(page, "rejected-events-01-words")

@@ -201,6 +201,7 @@ def test_a_paused_source_waits_alone_and_a_disabled_one_is_left_out(
     # The opened event says why in full.
     detail = page_text(alice_client.get(url("debugger_event", workspace, "seq=3")))
     assert "until a check finds it known to Segment" in detail and "delivery is paused" in detail
+    assert "Switched off" not in detail
 
 
 def test_a_dead_letter_a_replay_delivered_reads_delivered_replayed_and_keeps_its_history(
