@@ -106,6 +106,11 @@ def test_an_owner_uploads_watches_the_check_imports_the_valid_lines_and_sees_it_
     assert checking == sorted(checking), f"the check's bar went backwards: {checking}"
 
     expect(page.get_by_test_id("lines-invalid")).to_have_text("30")
+    # Nothing still says the check is running: the messages followed the job in place.
+    main = page.locator("main")
+    expect(main).to_contain_text("“orders-2024.jsonl” uploaded.")
+    expect(main).not_to_contain_text("Checking every line")
+    expect(main).not_to_contain_text("Checking lines…")
     expect(page.get_by_test_id("import-errors")).to_contain_text("Historical events need a timestamp")
     expect(page.get_by_test_id("import-errors")).to_contain_text("800")
     with page.expect_download() as download:
@@ -118,6 +123,8 @@ def test_an_owner_uploads_watches_the_check_imports_the_valid_lines_and_sees_it_
     expect(page.get_by_role("heading", name="Importing")).to_be_visible()
     page.wait_for_function("() => +document.querySelector('[data-testid=import-progress]')?.getAttribute('aria-valuenow') >= 20")
     expect(page.get_by_test_id("import-eta")).to_contain_text("left")
+    # It counts the valid lines being imported, not every line of the file.
+    expect(page.get_by_test_id("import-count")).to_have_text(re.compile(r"^[\d,]+ of 23,970 valid lines imported$"))
     both_sizes(page, "import-05-importing")
     importing = watch_progress(page, until=ImportStatus.DONE)
     assert any(0 < value < 100 for value in importing), f"the import's bar never moved: {importing}"
@@ -125,6 +132,8 @@ def test_an_owner_uploads_watches_the_check_imports_the_valid_lines_and_sees_it_
     expect(page.get_by_role("heading", name="Imported", exact=True)).to_be_visible()
     expect(page.get_by_test_id("events-stored")).to_have_text("23,970")
     expect(page.locator("#import-panel .alert-success")).to_contain_text("23,970 events imported")
+    for gone in ("Importing the", "Importing events…", "Stop importing", "left"):
+        expect(main).not_to_contain_text(gone)
     both_sizes(page, "import-06-done")
     assert Event.objects.count() == 23_970
 
