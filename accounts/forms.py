@@ -115,6 +115,20 @@ class RoleForm(forms.Form):
     role = forms.ChoiceField(label="Role", choices=Role.choices)
 
 
+# The audit filter's words for the action groups (the part of each code before the dot).
+GROUP_LABELS = {
+    "auth": "Sign-ins and passwords",
+    "access": "Permission denied",
+    "connection": "Connections",
+    "dead_letter": "Dead letters",
+    "import": "Imports",
+    "ingest_key": "Ingest keys",
+    "member": "Members",
+    "system": "System",
+    "workspace": "Workspace",
+}
+
+
 class AuditFilterForm(forms.Form):
     group = forms.ChoiceField(label="Action", required=False)
     actor = forms.TypedChoiceField(label="Actor", required=False, coerce=int, empty_value=None)
@@ -123,5 +137,7 @@ class AuditFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         group, actor = self.fields["group"], self.fields["actor"]
         assert isinstance(group, forms.ChoiceField) and isinstance(actor, forms.ChoiceField)
-        group.choices = [("", "All actions")] + [(g, g.capitalize()) for g in AuditAction.groups()]
+        group.choices = [("", "All actions")] + [
+            (g, GROUP_LABELS.get(g, g.replace("_", " ").capitalize())) for g in AuditAction.groups()
+        ]
         actor.choices = [("", "Anyone")] + [(m.user_id, m.user.email) for m in members]

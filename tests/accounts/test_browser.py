@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
-from tests.conftest import make_user, screenshot, sign_in
+from tests.conftest import ARTIFACTS, make_user, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -144,3 +144,37 @@ def test_a_plain_member_sees_the_members_but_no_controls_to_manage_them(page: An
 
     page.set_viewport_size(PHONE)
     screenshot(page, "10-members-plain-member-phone")
+
+
+def test_the_audit_log_reads_in_sentences_with_its_source_in_view_at_1280_and_on_a_phone(
+    page: Any, alice: User, workspace: Any,
+) -> None:
+    from tests.accounts.audit_rows import seed_audit_rows
+
+    seed_audit_rows(workspace, alice)
+    sign_in(page, "alice@example.com")
+    page.goto(f"/w/{workspace.slug}/settings/audit/")
+    table = page.locator("#audit-table")
+    expect(table.locator("tr", has_text="Import finished")).to_contain_text("import #3 (orders-2026-11.jsonl)")
+    expect(table.locator("tr", has_text="Import finished")).to_contain_text("skipped 7 invalid lines")
+    expect(table.locator("tr", has_text="Owners told delivery recovered")).to_contain_text(
+        "until 2 Dec 2026 14:03 UTC")
+    expect(table.locator("tr", has_text="Connection check run")).to_contain_text("Chrome 131 on Linux")
+    # Every Source cell lies inside the window and the table needs no sideways scrolling.
+    fits = page.evaluate("""() => {
+        const wrap = document.querySelector('#audit-table .table-wrap');
+        const cells = [...document.querySelectorAll('#audit-table td.audit-source')];
+        return {scrolls: wrap.scrollWidth > wrap.clientWidth,
+                outside: cells.filter(c => c.getBoundingClientRect().right > window.innerWidth).length,
+                cells: cells.length};
+    }""")
+    assert fits["cells"] >= 14 and not fits["scrolls"] and fits["outside"] == 0, fits
+    screenshot(page, "11-audit-log-sentences-1280")
+
+    page.set_viewport_size(PHONE)
+    expect(table.locator("tr", has_text="Import finished")).to_be_visible()
+    wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+    assert wide is False, "the phone layout scrolls sideways"
+    screenshot(page, "12-audit-log-sentences-phone")
+    table.locator("tr", has_text="Import finished").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "13-audit-log-sentences-phone-screenful.png"))
