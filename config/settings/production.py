@@ -1,10 +1,12 @@
 """Production settings. Refuses to start without its secrets and hosts."""
 from __future__ import annotations
 
+from contextlib import suppress
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
+from config.settings.base import DATA_DIR, env
 
 DEBUG = False
 # No defaults: a missing variable raises ImproperlyConfigured before anything serves.
@@ -15,6 +17,12 @@ if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("Set DJANGO_ALLOWED_HOSTS to the host names this site answers to.")
 if not FIELD_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("Set FIELD_ENCRYPTION_KEYS to at least one Fernet key.")
+
+# Beat keeps its schedule here and exits at start when the folder is missing (a fresh checkout
+# has no var/). Where the folder cannot be made (a read-only checkout), point TRIBUTARY_DATA_DIR
+# at a writable one; beat then says which path it could not open.
+with suppress(OSError):
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 # HTTPS everywhere, behind a proxy that sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
