@@ -177,6 +177,9 @@ def test_a_member_sees_dead_letters_and_the_debugger_but_nothing_to_change(
     expect(page.locator("#dead-letter-table")).to_contain_text("Owners and admins replay and discard.")
     expect(page.locator("#dead-letter-table").get_by_role("checkbox")).to_have_count(0)
     expect(page.get_by_role("link", name="Replay all…")).to_have_count(0)
+    # Told who can replay, not how a replay would go.
+    expect(page.get_by_test_id("dead-letter-member-note")).to_contain_text("Owners and admins of Alice Analytics replay")
+    expect(page.get_by_text("A replay sends each event")).to_have_count(0)
     both_sizes(page, "dead-letters-05-member")
     page.goto(f"/w/{workspace.slug}/debugger/")
     expect(page.locator("details.event-row")).to_have_count(1)
@@ -186,6 +189,8 @@ def test_a_replay_whose_worker_stopped_reads_stopped_and_the_owner_can_replay_ag
         page: Any, alice: User, workspace: Workspace) -> None:
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=new_write_key())
+    # Its key passed a check (no worker runs one here): replays are not held back for one.
+    Connection.objects.filter(pk=connection.pk).update(checked_key=connection.cleared_token())
     letters = [DeadLetter.objects.create(connection=connection, seq=n, message_id=f"emit-{n}", type="track",
                                          name="Order Completed", body=b'{"type":"track","event":"Order Completed"}',
                                          reason="rejected", status=400, response='{"error":"rejected"}')
