@@ -28,8 +28,12 @@ bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need Postgre
 	$(BIN)/python bench/relay.py $(BENCH_ARGS)
 	$(BIN)/python bench/dashboard.py $(DASHBOARD_BENCH_ARGS)
 
-emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101)
-	$(BIN)/python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101
+# The demo workspace's write keys (create_demo), known to every emulator `make run` (Procfile.dev)
+# or `make emulator` starts: the US one is connected, the EU one is there to paste.
+DEMO_KEYS := --register demoUSproductionWriteKey2026:us --register demoEUstagingWriteKey2026:eu
+
+emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101), knowing the demo keys
+	$(BIN)/python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101 $(DEMO_KEYS)
 
 install: $(STAMP) ## Create .venv with the locked dependencies and the project
 

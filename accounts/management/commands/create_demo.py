@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -14,7 +15,8 @@ from integrations.services import connection_create
 DEMO_EMAIL = "demo@tributary.localhost"
 DEMO_PASSWORD = "tributary-demo"  # local demo only; `make run` never runs in production
 DEMO_WORKSPACE = "Acme Experiments"
-# Registered with the local emulator by Procfile.dev; any other key is "unknown to Segment".
+# Registered with the local emulator by Procfile.dev and `make emulator`; any other key is
+# "unknown to Segment".
 DEMO_KEYS = {
     "us": "demoUSproductionWriteKey2026",
     "eu": "demoEUstagingWriteKey2026",
@@ -40,10 +42,11 @@ class Command(BaseCommand):
                                   name="Production", region="us", write_key=DEMO_KEYS["us"])
         workspace = Membership.objects.filter(user=user).select_related("workspace").first()
         slug = workspace.workspace.slug if workspace else "?"
+        # SITE_URL is where the web answers (runserver's address unless it is set otherwise).
         self.stdout.write(
-            "\n  Tributary is starting on http://127.0.0.1:8000\n"
+            f"\n  Tributary is starting on {settings.SITE_URL}\n"
             f"  Demo login: {DEMO_EMAIL} / {DEMO_PASSWORD}  (workspace: {slug})\n"
-            "  Operator admin: http://127.0.0.1:8000/admin/ with the same login\n"
+            f"  Operator admin: {settings.SITE_URL}/admin/ with the same login\n"
             f"  Try connecting the emulator's EU source: write key {DEMO_KEYS['eu']}, region EU\n"
             "  (any other key plays a key Segment does not know)\n"
         )
