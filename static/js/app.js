@@ -164,7 +164,11 @@
   function applySizes(root) {
     if (!root || !root.querySelectorAll) return;
     within(root, "[data-fill]").forEach(function (el) {
+      // A swapped-in bar starts at its value rather than sliding up from nothing.
+      el.style.transition = "none";
       el.style.width = Math.max(0, Math.min(100, parseFloat(el.dataset.fill) || 0)) + "%";
+      void el.offsetWidth;
+      el.style.transition = "";
     });
     within(root, "[data-grow]").forEach(function (el) {
       el.style.flexGrow = String(parseFloat(el.dataset.grow) || 0);
