@@ -1,18 +1,25 @@
 """Settings → API keys driven through headless Chromium: an owner creates an ingest key, sees
-it once, reloads (it is gone), revokes it; a member sees the list and nothing to change.
+it once, reloads (it is gone), revokes it; a member sees the list and nothing to change. The
+key and the ready-made calls copy to the clipboard, and the calls work pasted as they are.
 
 Screenshots land in artifacts/ for people to look at."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 from typing import Any
 
+import orjson
 import pytest
 from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations.ingest_keys import ingest_key_authenticate, ingest_key_create, ingest_key_revoke
+from integrations.models import Event
 from tests.conftest import screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -112,7 +119,9 @@ def test_a_member_sees_the_keys_and_nothing_to_change(page: Any, alice: User, bo
     expect(page.locator("tr[data-ingest-key='Deploy script']")).to_contain_text("by the system")
     content = page.locator("#content")
     expect(content.locator("form")).to_have_count(0)
-    expect(content.get_by_role("button")).to_have_count(0)
+    # Nothing to change; only copy buttons (the host and four ready-made calls).
+    expect(content.locator("button:not([data-copy-from]):not([data-copy])")).to_have_count(0)
+    expect(content.get_by_role("button", name=re.compile(r"^Copy "))).to_have_count(5)
     both_sizes(page, "api-keys-06-member")
 
 
@@ -122,3 +131,96 @@ def test_a_member_learns_who_creates_keys_when_there_are_none(page: Any, bob: Us
     expect(page.get_by_role("heading", name="No ingest keys yet")).to_be_visible()
     expect(page.locator(".empty-note")).to_contain_text("An owner or admin of Alice Analytics creates ingest keys")
     both_sizes(page, "api-keys-07-empty-member")
+
+
+# --- copy and try ------------------------------------------------------------------------
+
+
+def clipboard(page: Any) -> str:
+    return str(page.evaluate("navigator.clipboard.readText()"))
+
+
+def copy(page: Any, name: str) -> str:
+    """Click the copy button called `name`; wait for it to say so; return the clipboard."""
+    button = page.get_by_role("button", name=name)
+    button.click()
+    expect(button).to_contain_text("Copied")
+    expect(page.locator("#live-status")).to_have_text("Copied to the clipboard")
+    return clipboard(page)
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "HOME": "/tmp", **env})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def wait_for_events(workspace: Workspace, count: int) -> list[Event]:
+    deadline = time.monotonic() + 10
+    while Event.objects.filter(workspace=workspace).count() < count:
+        assert time.monotonic() < deadline, "the events never arrived"
+        time.sleep(0.1)
+    return list(Event.objects.filter(workspace=workspace).order_by("seq"))
+
+
+def test_the_new_key_and_the_ready_calls_copy_and_work_as_pasted(page: Any, alice: User, workspace: Workspace,
+                                                                 settings: Any, live_server: Any) -> None:
+    settings.SITE_URL = live_server.url
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/settings/api-keys/")
+    page.get_by_label("Name").fill("Try it")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_test_id("new-key-value").inner_text().strip()
+
+    assert copy(page, "Copy the key") == key
+    expect(page.get_by_test_id("usage")).to_contain_text("These use the key you just created, “Try it”")
+    both_sizes(page, "api-keys-08-copied")
+
+    # Pasted into a shell as they are, the calls reach this server with the new key.
+    track = copy(page, "Copy the curl call to /v1/track")
+    assert track.startswith(f"curl {live_server.url}/v1/track \\\n") and f"-u '{key}:'" in track
+    assert "accepted" in run(["bash", "-c", track]).stdout
+    batch = copy(page, "Copy the curl call to /v1/batch")
+    assert batch.startswith(f"curl {live_server.url}/v1/batch")
+    run(["bash", "-c", batch])
+    assert [(e.type, e.name) for e in wait_for_events(workspace, 3)] == [
+        ("track", "Order Completed"), ("identify", ""), ("track", "Order Completed")]
+
+    # So does the Python snippet, through Segment's own library.
+    python = copy(page, "Copy the Python settings")
+    assert f'analytics.host = "{live_server.url}"' in python and f'analytics.write_key = "{key}"' in python
+    run([sys.executable, "-c", python])
+    sent = orjson.loads(bytes(wait_for_events(workspace, 4)[-1].body))
+    assert sent["event"] == "Order Completed" and sent["properties"] == {"total": 42.5}
+
+    node = copy(page, "Copy the Node.js settings")
+    assert f'writeKey: "{key}",\n  host: "{live_server.url}",' in node
+    assert copy(page, "Copy the host") == live_server.url
+
+    # After a reload the key is gone from the page; the calls read it from $TRIBUTARY_KEY.
+    page.reload()
+    assert key not in page.content()
+    track = copy(page, "Copy the curl call to /v1/track")
+    assert '-u "$TRIBUTARY_KEY:"' in track
+    run(["bash", "-c", track], TRIBUTARY_KEY=key)
+    python = copy(page, "Copy the Python settings")
+    assert 'analytics.write_key = os.environ["TRIBUTARY_KEY"]' in python
+    run([sys.executable, "-c", python], TRIBUTARY_KEY=key)
+    assert len(wait_for_events(workspace, 6)) == 6
+    assert 'writeKey: process.env.TRIBUTARY_KEY' in copy(page, "Copy the Node.js settings")
+    both_sizes(page, "api-keys-09-calls")
+
+
+def test_copying_falls_back_when_the_clipboard_api_is_missing(page: Any, alice: User, workspace: Workspace,
+                                                              live_server: Any) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    # An older browser, or a page served over plain HTTP from another host: no navigator.clipboard.
+    page.add_init_script("""window.realClipboard = navigator.clipboard;
+        Object.defineProperty(Navigator.prototype, "clipboard", {get: () => undefined});""")
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/settings/api-keys/")
+    page.get_by_role("button", name="Copy the host").click()
+    expect(page.get_by_role("button", name="Copy the host")).to_contain_text("Copied")
+    assert page.evaluate("window.realClipboard.readText()") == page.get_by_test_id("api-host").inner_text()

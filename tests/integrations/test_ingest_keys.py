@@ -235,13 +235,16 @@ def test_an_owner_creates_a_key_and_sees_it_once(alice_client: Client, workspace
     assert response.status_code == 200
     key = response.context["created_key"]
     html = response.content.decode()
-    assert html.count(key) == 1 and "This is the only time the key is shown" in html
+    # In the reveal and in the four ready-made calls beneath it; in no later answer.
+    assert html.count(key) == 5 and "This is the only time the key is shown" in html
+    assert f"-u '{key}:'" in html and '"$TRIBUTARY_KEY:"' not in html
     assert "no-store" in response["Cache-Control"]
     assert ingest_key_authenticate(key) is not None
 
     again = alice_client.get(url("api_keys", workspace)).content.decode()
     assert key not in again and f"trb_…{key[-4:]}" in again and 'data-ingest-key="Production"' in again
     assert "This is the only time the key is shown" not in again
+    assert '-u "$TRIBUTARY_KEY:"' in again and 'os.environ["TRIBUTARY_KEY"]' in again
     assert key not in str(alice_client.session.items()) and key not in str(alice_client.cookies)
 
 
