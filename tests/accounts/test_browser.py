@@ -178,3 +178,21 @@ def test_the_audit_log_reads_in_sentences_with_its_source_in_view_at_1280_and_on
     screenshot(page, "12-audit-log-sentences-phone")
     table.locator("tr", has_text="Import finished").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "13-audit-log-sentences-phone-screenful.png"))
+
+
+def test_signing_up_with_an_invited_address_says_check_your_inbox(page: Any, alice: User, workspace: Any) -> None:
+    from accounts import services
+    from accounts.audit import Actor
+
+    services.membership_add(actor=Actor(user=alice), workspace=workspace, email="dora@example.com", role="member")
+    page.goto("/account/signup/")
+    page.get_by_label("Your name").fill("Dora")
+    page.get_by_label("Work e-mail").fill("Dora@Example.com")
+    page.get_by_label("Password").fill("river-delta-9-estuary")
+    page.get_by_label("Workspace name").fill("Dora's Shop")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Check your inbox", level=1)).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text("already exists")
+    screenshot(page, "14-signup-check-inbox")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "15-signup-check-inbox-phone")
