@@ -1,0 +1,39 @@
+"""Copy buttons next to messageIds, driven through headless Chromium: what lands on the
+clipboard is the id shown, the button says so and the page announces it."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import User, Workspace
+from integrations import relay
+from tests.conftest import screenshot, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def allow_clipboard(page: Any, live_server: Any) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+
+
+def test_an_events_messageid_copies_from_the_debugger(page: Any, alice: User, workspace: Workspace,
+                                                     live_server: Any) -> None:
+    allow_clipboard(page, live_server)
+    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-copy-7f3a")
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/debugger/")
+    row = page.locator("details.event-row[data-seq='1']")
+    row.locator("summary").click()
+    detail = row.get_by_test_id("event-detail")
+    expect(detail.get_by_test_id("event-message-id")).to_have_text("emit-copy-7f3a")
+
+    button = detail.get_by_role("button", name="Copy the messageId")
+    button.click()
+    expect(button).to_contain_text("Copied")
+    expect(page.locator("#live-status")).to_have_text("Copied to the clipboard")
+    assert page.evaluate("navigator.clipboard.readText()") == "emit-copy-7f3a"
+    screenshot(page, "copy-01-debugger-message-id")
+    # The confirmation goes after a moment, ready for the next copy.
+    expect(button).to_have_text("Copy")
