@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, Sum, When
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -26,6 +27,9 @@ from integrations.models import (
     DeliveryCount,
     Event,
     EventStream,
+    Health,
+    Outcome,
+    Verification,
 )
 from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
 from integrations.relay.accounting import histogram_percentile
@@ -40,13 +44,6 @@ LATEST_ATTEMPTS = 5
 ATTEMPTS_PAGE_SIZE = 50
 # Dead letters are counted up to this many; past it the page says "10,000+".
 DEAD_LETTER_COUNT_CAP = 10_000
-
-
-class State:
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    PAUSED = "paused"
-    DISABLED = "disabled"
 
 
 # --- backlog ----------------------------------------------------------------------------
@@ -89,6 +86,8 @@ class Totals:
     retried: int = 0
     api_calls: int = 0
     bytes: int = 0
+    # Of the dead letters of the window, those no replay has delivered (from DeadLetter rows).
+    undelivered: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
 
     @property
@@ -130,80 +129,231 @@ def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
 # --- health -----------------------------------------------------------------------------
 
 
+class State:
+    """The one health word of a connection, as every page shows it."""
+
+    CHECKING = "checking"
+    WAITING = "waiting"
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+    UNREADABLE = "unreadable"
+
+
+WORDS = {State.CHECKING: "Checking", State.WAITING: "Waiting for a check", State.HEALTHY: "Healthy",
+         State.DEGRADED: "Degraded", State.PAUSED: "Paused", State.DISABLED: "Disabled",
+         State.UNREADABLE: "Credential unreadable"}
+HELD = "Events are kept and will be sent once a check passes."
+
+
 @dataclass(frozen=True)
 class Issue:
+    """Why a connection is not healthy and what to do. `action` names the control that fixes
+    it ("region", "replace-key", "check", "enabled", "dead-letters", "attempts"), so the page can
+    link straight to it; only people who can use the control get one."""
+
     reason: str
     next_step: str
+    action: str = ""
+    action_label: str = ""
 
 
 @dataclass(frozen=True)
-class DeliveryHealth:
+class ConnectionHealth:
     state: str
-    title: str
     summary: str
     issues: list[Issue] = field(default_factory=list)
+    # Belongs in the workspace's "needs attention" banner, with this short phrase.
+    alert: bool = False
+    short: str = ""
+    waiting: int = 0
+
+    @property
+    def word(self) -> str:
+        return WORDS[self.state]
+
+    @property
+    def title(self) -> str:  # the word, under the name the deliveries panel used
+        return self.word
+
+    @property
+    def checking(self) -> bool:
+        """A check runs: the page asks for its verdict every second."""
+        return self.state == State.CHECKING
 
 
-def connection_delivery_health(*, connection: Connection, backlog: Backlog, dead_letters_24h: int,
-                               last_attempt: DeliveryAttempt | None, can_manage: bool,
-                               now: datetime) -> DeliveryHealth:
-    """The one place that decides whether a connection's delivery is healthy, degraded,
-    paused or disabled, why, and what the person looking can do next."""
+DeliveryHealth = ConnectionHealth
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What health is derived from, read for one connection (the page) or for all of a
+    workspace's at once (the list and the banner)."""
+
+    connection: Connection
+    verification: Verification | None
+    backlog: Backlog
+    undelivered_24h: int
+    last_attempt: DeliveryAttempt | None = None
+
+
+def connection_health(facts: Facts, *, can_manage: bool, now: datetime,
+                      managers: Callable[[], list[str]] | None = None) -> ConnectionHealth:
+    """The one place that decides a connection's health word, why, and what the person
+    looking can do next. In order: disabled; a check running; the credential unreadable;
+    paused; waiting for a check of the current key and region; then degraded (retrying, an
+    old backlog, dead letters not delivered, a failed check) or healthy. Nothing says
+    Healthy before a check found the current key known in its region."""
+    connection, run = facts.connection, facts.verification
+    ask = _asker(connection, can_manage, managers)
     if not connection.enabled:
-        return _disabled(connection, backlog, can_manage)
+        return _disabled(facts, ask)
+    if run is not None and run.is_running:
+        return _checking(facts)
+    if connection.health == Health.UNREADABLE:
+        return _unreadable(facts, ask)
     if connection.paused_reason:
-        return _paused(connection, backlog, can_manage)
-    issues = []
-    if connection.failures:
-        issues.append(_retrying(connection, last_attempt, now))
+        return _paused(facts, ask)
+    if connection.awaiting_check:
+        return _waiting(facts, ask)
+    return _delivering(facts, ask, now)
+
+
+def _asker(connection: Connection, can_manage: bool,
+           managers: Callable[[], list[str]] | None) -> Callable[[str, str], str]:
+    """The next step for a manager, or who to ask for a member."""
+    def step(for_manager: str, what: str) -> str:
+        if can_manage:
+            return for_manager
+        names = ", ".join((managers or (lambda: managers_of(connection.workspace_id)))()) or "an owner or admin"
+        return f"Owners and admins can {what}: ask {names}."
+    return step
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _held(waiting: int) -> str:
+    if not waiting:
+        return HELD
+    return f"{_plural(waiting, 'event waits', 'events wait')}: nothing is lost. {HELD}"
+
+
+def _disabled(facts: Facts, ask: Callable[[str, str], str]) -> ConnectionHealth:
+    waiting = facts.backlog.waiting
+    held = f" {_plural(waiting, 'event waits', 'events wait')} for it." if waiting else ""
+    summary = (f"Tributary sends nothing to this source while the connection is disabled.{held} Events "
+               f"older than {settings.RELAY_MAX_EVENT_AGE_HOURS // 24} days become dead letters.")
+    step = ask("Enable it in Settings to deliver what waited, in order.", "enable it")
+    return ConnectionHealth(State.DISABLED, summary, [Issue("The connection is disabled.", step, "enabled",
+                                                            "Enable the connection")], waiting=waiting)
+
+
+def _checking(facts: Facts) -> ConnectionHealth:
+    connection, waiting = facts.connection, facts.backlog.waiting
+    if not connection.awaiting_check:
+        summary = "Checking the key with Segment… Delivery continues meanwhile."
+    elif waiting:
+        summary = (f"Checking the key with Segment… {_plural(waiting, 'event waits', 'events wait')} for the "
+                   "verdict and are sent as soon as Segment confirms the key.")
+    else:
+        summary = ("Checking the key with Segment… Nothing is sent with this key until Segment confirms it; "
+                   "events emitted meanwhile are kept and sent after.")
+    return ConnectionHealth(State.CHECKING, summary, waiting=waiting)
+
+
+def _unreadable(facts: Facts, ask: Callable[[str, str], str]) -> ConnectionHealth:
+    step = ask("Paste the write key again under Settings → Replace write key.", "paste the write key again")
+    issue = Issue("Tributary cannot decrypt the stored write key, so nothing is sent with it.", step,
+                  "replace-key", "Replace the write key")
+    return ConnectionHealth(State.UNREADABLE, _held(facts.backlog.waiting), [issue], alert=True,
+                            short="credential unreadable", waiting=facts.backlog.waiting)
+
+
+def _fix_for(run: Verification | None) -> tuple[str, str, str]:
+    """(what to do, the control, its label) after a check that said no."""
+    failed = {c.get("check") for c in (run.check_list() if run else []) if c.get("status") == "failed"}
+    if "region" in failed:
+        return ("change the region (the stored key is checked again there; no need to paste it)",
+                "region", "Change the region")
+    if failed & {"cdn_lookup", "key_format"}:
+        return ("replace the write key with the one of an existing source (it is checked at once)",
+                "replace-key", "Replace the write key")
+    return "correct the write key or region, or fix the source in Segment and run the check again", "check", \
+        "Run the check again"
+
+
+def _paused(facts: Facts, ask: Callable[[str, str], str]) -> ConnectionHealth:
+    fix, action, label = _fix_for(facts.verification)
+    step = ask(f"Next: {fix}.", "correct the write key or region")
+    issue = Issue(facts.connection.paused_reason, step, action, label)
+    return ConnectionHealth(State.PAUSED, f"Nothing is sent. {_held(facts.backlog.waiting)}", [issue], alert=True,
+                            short="delivery is paused", waiting=facts.backlog.waiting)
+
+
+def _waiting(facts: Facts, ask: Callable[[str, str], str]) -> ConnectionHealth:
+    run, waiting = facts.verification, facts.backlog.waiting
+    summary = f"Nothing is sent with this key until a check passes. {_held(waiting)}"
+    if run is None:
+        issue = Issue("No check has run for this key and region yet.",
+                      ask("Run a check.", "run a check"), "check", "Run a check")
+        return ConnectionHealth(State.WAITING, summary, [issue], waiting=waiting)
+    if run.outcome == Outcome.PASSED:
+        issue = Issue("The last check passed for an earlier key or region.",
+                      ask("Run the check again.", "run the check again"), "check", "Run the check again")
+        return ConnectionHealth(State.WAITING, summary, [issue], waiting=waiting)
+    if run.outcome == Outcome.INCOMPLETE:
+        when = f"in {run.retry_after} s (Segment asked to wait)" if run.retry_after else "in a few minutes"
+        step = ask(f"Run the check again {when}; nothing is known to be wrong with the key.", "run the check again")
+        issue = Issue(f"The check could not finish: {run.summary or 'Segment did not answer.'}", step, "check",
+                      "Run the check again")
+    else:
+        fix, action, label = _fix_for(run)
+        issue = Issue(run.summary or "The check failed.", ask(f"Next: {fix}.", "fix this"), action, label)
+    return ConnectionHealth(State.WAITING, summary, [issue], alert=True,
+                            short="waiting for a check that passes", waiting=waiting)
+
+
+def _delivering(facts: Facts, ask: Callable[[str, str], str], now: datetime) -> ConnectionHealth:
+    connection, backlog, run = facts.connection, facts.backlog, facts.verification
+    issues, shorts = [], []
     age = backlog.age(now)
-    if age is not None and age > STALE_AFTER and not connection.failures:
+    if connection.failures:
+        issues.append(_retrying(connection, facts.last_attempt, now))
+        if age is not None and age > STALE_AFTER:
+            shorts.append(f"retrying for {duration_text(age)}")
+    elif age is not None and age > STALE_AFTER:
         issues.append(Issue(
-            f"The oldest of {backlog.waiting:,} waiting event{'s' if backlog.waiting != 1 else ''} "
-            f"arrived {duration_text(age)} ago.",
+            f"The oldest of {_plural(backlog.waiting, 'waiting event', 'waiting events')} arrived "
+            f"{duration_text(age)} ago.",
             "Look at the attempt log: slow or failing requests hold delivery back. If every request "
             "succeeds, events arrive faster than this source takes them, and the backlog drains once "
-            "the burst is over."))
-    if dead_letters_24h:
+            "the burst is over.", "attempts", "Open the attempt log"))
+        shorts.append(f"oldest waiting event arrived {duration_text(age)} ago")
+    dead = facts.undelivered_24h
+    if dead:
+        them = "them" if dead != 1 else "it"
         issues.append(Issue(
-            f"{dead_letters_24h:,} event{'s' if dead_letters_24h != 1 else ''} became "
-            f"{'dead letters' if dead_letters_24h != 1 else 'a dead letter'} in the last 24 hours: Segment refused "
-            f"{'them' if dead_letters_24h != 1 else 'it'}, or {'they' if dead_letters_24h != 1 else 'it'} waited "
-            "past the maximum age.",
-            "Open the dead letters to see Segment's reason for each; fix the events at their source, "
-            "then replay them."))
+            f"{_plural(dead, 'event that became a dead letter', 'events that became dead letters')} in the last "
+            f"24 hours {'are' if dead != 1 else 'is'} not delivered: Segment refused {them}, or "
+            f"{'they' if dead != 1 else 'it'} waited past the maximum age.",
+            ask("Open the dead letters to see Segment's reason for each; fix the events at their source, "
+                f"then replay {them} (or discard {them}).", "replay or discard them"),
+            "dead-letters", "Open dead letters"))
+        if dead >= settings.DEAD_LETTER_ALERT_THRESHOLD:
+            shorts.append(f"{_plural(dead, 'undelivered dead letter', 'undelivered dead letters')} in 24 hours")
+    if run is not None and run.outcome == Outcome.FAILED:
+        fix, action, label = _fix_for(run)
+        issues.append(Issue(f"The last check failed: {run.summary}", ask(f"Next: {fix}.", "fix this"),
+                            action, label))
+        shorts.append("the last check failed")
     if issues:
-        return DeliveryHealth(State.DEGRADED, "Degraded", "Events still reach Segment, but not all of them "
-                              "or not on time.", issues)
-    return DeliveryHealth(State.HEALTHY, "Healthy", _healthy_summary(backlog, last_attempt, now))
-
-
-def _disabled(connection: Connection, backlog: Backlog, can_manage: bool) -> DeliveryHealth:
-    waiting = f" {backlog.waiting:,} event{'s' if backlog.waiting != 1 else ''} wait for it." if backlog.waiting else ""
-    if can_manage:
-        step = "Enable it under “Sending is off” below to deliver what waited, in order."
-    else:
-        managers = ", ".join(managers_of(connection.workspace_id)) or "an owner or admin"
-        step = f"Owners and admins can enable it: ask {managers}."
-    summary = (f"Tributary sends nothing to this source while the connection is disabled.{waiting} Events "
-               f"older than {settings.RELAY_MAX_EVENT_AGE_HOURS // 24} days become dead letters.")
-    return DeliveryHealth(State.DISABLED, "Disabled", summary, [Issue("The connection is disabled.", step)])
-
-
-def _paused(connection: Connection, backlog: Backlog, can_manage: bool) -> DeliveryHealth:
-    if connection.health == "unreadable":
-        fix, where = "paste the write key again", " under “Replace write key” below"
-    else:
-        fix, where = ("correct the write key or region", " under “Replace write key” below (it is checked at once), "
-                      "or fix the source in Segment and run the check again")
-    if can_manage:
-        step = f"Next: {fix}{where}."
-    else:
-        managers = ", ".join(managers_of(connection.workspace_id)) or "an owner or admin"
-        step = f"Owners and admins can {fix}: ask {managers}."
-    summary = (f"Delivery stopped and new events are kept: {backlog.waiting:,} waiting. They are sent from where "
-               "delivery stopped as soon as a check passes.")
-    return DeliveryHealth(State.PAUSED, "Paused", summary, [Issue(connection.paused_reason, step)])
+        return ConnectionHealth(State.DEGRADED, "Events still reach Segment, but not all of them or not on time.",
+                                issues, alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting)
+    return ConnectionHealth(State.HEALTHY, _healthy_summary(backlog, facts.last_attempt, now),
+                            waiting=backlog.waiting)
 
 
 def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> Issue:
@@ -222,17 +372,37 @@ def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now:
         when = f" Attempt {connection.failures + 1} is due now."
     return Issue(f"Retrying: {answer}.{when}",
                  "Nothing is lost: events wait and go out in order once Segment accepts them. If this lasts, "
-                 "check Segment's status page and the attempt log.")
+                 "check Segment's status page and the attempt log.", "attempts", "Open the attempt log")
 
 
 def _healthy_summary(backlog: Backlog, last_attempt: DeliveryAttempt | None, now: datetime) -> str:
     if backlog.waiting:
         age = backlog.age(now)
         since = f"; the oldest arrived {duration_text(age)} ago" if age is not None else ""
-        return f"{backlog.waiting:,} event{'s' if backlog.waiting != 1 else ''} on the way{since}."
+        return f"{_plural(backlog.waiting, 'event', 'events')} on the way{since}."
     if last_attempt is None:
-        return "No events sent yet. Events emitted from now on reach this source within seconds."
+        return "Segment knows the key. No events sent yet: events emitted from now on reach this source within seconds."
     return "Up to date: every stored event has been delivered."
+
+
+def undelivered_dead_letters(*, connection: Connection, now: datetime) -> dict[str, int]:
+    """Dead letters no replay has delivered yet, by window ("hour", "day", "week"): one read
+    of the partial index on (connection, created_at) that holds only those rows."""
+    starts = {key: now - length for key, _, length in WINDOWS}
+    counts = DeadLetter.objects.filter(connection=connection, replayed_at__isnull=True,
+                                       created_at__gte=min(starts.values())).aggregate(
+        **{key: Count("pk", filter=Q(created_at__gte=start)) for key, start in starts.items()})
+    return {key: counts[key] or 0 for key in starts}
+
+
+def connection_state(*, connection: Connection, can_manage: bool, now: datetime | None = None) -> ConnectionHealth:
+    """The health word at the top of every tab of a connection's page: four bounded reads."""
+    now = now or timezone.now()
+    last = attempts_for_connection(connection=connection).order_by("-started_at", "-id").first()
+    day = DeadLetter.objects.filter(connection=connection, replayed_at__isnull=True,
+                                    created_at__gte=now - timedelta(days=1)).count()
+    facts = Facts(connection, connection.latest_verification, connection_backlog(connection=connection), day, last)
+    return connection_health(facts, can_manage=can_manage, now=now)
 
 
 def managers_of(workspace_id: int) -> list[str]:
@@ -401,9 +571,11 @@ def attempts_page(*, connection: Connection, outcome: str | None = None, before:
 
 
 def dead_letters_count(*, connection: Connection) -> int:
-    """The connection's dead letters, counted up to DEAD_LETTER_COUNT_CAP + 1 (the page
-    shows "10,000+" past the cap), so the count stays one bounded index read."""
-    return DeadLetter.objects.filter(connection=connection).order_by().values("pk")[:DEAD_LETTER_COUNT_CAP + 1].count()
+    """The connection's dead letters that no replay delivered, counted up to
+    DEAD_LETTER_COUNT_CAP + 1 (the page shows "10,000+" past the cap), so the count stays
+    one bounded read of the partial index that holds only those."""
+    return (DeadLetter.objects.filter(connection=connection, replayed_at__isnull=True).order_by()
+            .values("pk")[:DEAD_LETTER_COUNT_CAP + 1].count())
 
 
 # --- everything the deliveries panel shows ----------------------------------------------
@@ -411,30 +583,61 @@ def dead_letters_count(*, connection: Connection) -> int:
 
 @dataclass(frozen=True)
 class Overview:
-    health: DeliveryHealth
+    health: ConnectionHealth
     backlog: Backlog
     backlog_age: timedelta | None
     totals: list[Totals]
     latest: list[DeliveryAttempt]
-    dead_letters: int
+    dead_letters: int  # not delivered by a replay, all time (capped)
     dead_letters_capped: bool
+    undelivered: dict[str, int]  # dead letters not delivered by a replay, per window
     now: datetime
 
 
 def connection_deliveries(*, connection: Connection, can_manage: bool, now: datetime | None = None) -> Overview:
-    """The connection page's deliveries panel, in five bounded reads (six when disabled)."""
+    """The connection's overview and deliveries panel, in six bounded reads."""
     now = now or timezone.now()
     backlog = connection_backlog(connection=connection)
     totals = connection_totals(connection=connection, now=now)
     latest = list(attempts_for_connection(connection=connection).order_by("-started_at", "-id")[:LATEST_ATTEMPTS])
     dead = dead_letters_count(connection=connection)
-    health = connection_delivery_health(connection=connection, backlog=backlog, dead_letters_24h=totals[1].failed,
-                                        last_attempt=latest[0] if latest else None, can_manage=can_manage, now=now)
+    undelivered = undelivered_dead_letters(connection=connection, now=now)
+    for total in totals:
+        total.undelivered = undelivered[total.key]
+    facts = Facts(connection, connection.latest_verification, backlog, undelivered["day"],
+                  latest[0] if latest else None)
+    health = connection_health(facts, can_manage=can_manage, now=now)
     return Overview(health, backlog, backlog.age(now), totals, latest, min(dead, DEAD_LETTER_COUNT_CAP),
-                    dead > DEAD_LETTER_COUNT_CAP, now)
+                    dead > DEAD_LETTER_COUNT_CAP, undelivered, now)
 
 
-# --- the banner -------------------------------------------------------------------------
+# --- the list and the banner ------------------------------------------------------------
+
+
+def workspace_connections_health(*, workspace: Workspace, now: datetime | None = None,
+                                 can_manage: bool = True) -> list[tuple[Connection, ConnectionHealth]]:
+    """Every connection of the workspace with its health, derived like the connection page
+    does, in two reads: the connections with their latest check, the log's end and their
+    oldest waiting event (one (workspace, seq) probe each), then their undelivered dead letters
+    of 24 hours from the partial index. The last attempt is not read: a retrying connection
+    says "the last attempt failed" here, and what Segment answered on its page."""
+    now = now or timezone.now()
+    oldest = Event.objects.filter(workspace_id=workspace.pk, seq=OuterRef("delivered_seq") + 1).values("received_at")[:1]
+    log_end = EventStream.objects.filter(workspace_id=workspace.pk).values("last_seq")[:1]
+    connections = list(Connection.objects.filter(workspace=workspace).select_related("latest_verification")
+                       .annotate(oldest=Subquery(oldest), log_end=Subquery(log_end)).order_by("name"))
+    dead: dict[int, int] = {}
+    if connections:
+        dead = dict(DeadLetter.objects.filter(connection_id__in=[c.pk for c in connections], replayed_at__isnull=True,
+                                              created_at__gte=now - timedelta(days=1))
+                    .values("connection_id").annotate(n=Count("pk")).values_list("connection_id", "n").order_by())
+    found: list[tuple[Connection, ConnectionHealth]] = []
+    for c in connections:
+        waiting = max(0, (c.log_end or 0) - c.delivered_seq)
+        backlog = Backlog(waiting, c.oldest if waiting else None)
+        facts = Facts(c, c.latest_verification, backlog, dead.get(c.pk, 0))
+        found.append((c, connection_health(facts, can_manage=can_manage, now=now, managers=list)))
+    return found
 
 
 @dataclass(frozen=True)
@@ -442,30 +645,14 @@ class Attention:
     connection_id: int
     name: str
     problem: str
+    state: str
 
 
 def workspace_attention(*, workspace: Workspace, now: datetime | None = None) -> list[Attention]:
-    """Connections of the workspace that need someone: paused, retrying for more than
-    STALE_AFTER, or past DEAD_LETTER_ALERT_THRESHOLD dead letters in 24 hours. Two reads: the
-    workspace's connections (with one (workspace, seq) probe each, for those retrying, for the
-    oldest waiting event), and their 24-hour dead-letter sums, read by connection id so the
-    (connection, bucket) index serves it whatever the planner thinks of the workspace."""
-    now = now or timezone.now()
-    oldest = Event.objects.filter(workspace_id=workspace.pk, seq=OuterRef("delivered_seq") + 1).values("received_at")[:1]
-    connections = list(Connection.objects.filter(workspace=workspace).annotate(
-        oldest=Case(When(failures__gt=0, then=Subquery(oldest)), default=None))
-        .values_list("pk", "name", "enabled", "paused_reason", "oldest"))
-    names = {pk: name for pk, name, *_ in connections}
-    found: dict[int, list[str]] = {}
-    for pk, _, enabled, paused_reason, oldest_at in connections:
-        if enabled and paused_reason:
-            found[pk] = ["delivery is paused"]
-        elif enabled and oldest_at is not None and now - oldest_at > STALE_AFTER:
-            found[pk] = [f"retrying for {duration_text(now - oldest_at)}"]
-    dead = (DeliveryCount.objects.filter(connection_id__in=list(names), bucket__gte=bucket_of(now - timedelta(days=1)))
-            .values("connection_id").annotate(failed=Sum("failed"))
-            .filter(failed__gte=settings.DEAD_LETTER_ALERT_THRESHOLD).order_by())
-    for row in dead:
-        found.setdefault(row["connection_id"], []).append(f"{row['failed']:,} dead letters in 24 hours")
-    return sorted((Attention(pk, names[pk], ", ".join(problems)) for pk, problems in found.items()),
-                  key=lambda a: a.name.lower())
+    """Connections of the workspace that need someone, by the same health the connection
+    page shows: paused, credential unreadable, waiting after a check that did not pass,
+    retrying or backed up for more than STALE_AFTER, DEAD_LETTER_ALERT_THRESHOLD or more
+    undelivered dead letters in 24 hours, or a failed check. Two reads."""
+    rows = workspace_connections_health(workspace=workspace, now=now)
+    found = [Attention(c.pk, c.name, h.short, h.state) for c, h in rows if h.alert]
+    return sorted(found, key=lambda a: a.name.lower())

@@ -47,6 +47,13 @@ class ReplaceKeyForm(forms.Form):
                                help_text=REGION_HELP)
 
 
+class RegionForm(forms.Form):
+    """The region alone: the stored key is checked there, without pasting it again."""
+
+    region = forms.ChoiceField(label="Region", choices=Region.choices, widget=forms.RadioSelect,
+                               help_text=REGION_HELP)
+
+
 class RenameForm(forms.Form):
     name = forms.CharField(label="Name", max_length=80, validators=[validate_name])
 

@@ -135,7 +135,13 @@ class DeadLetter(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["connection", "seq"], name="dead_letter_unique_seq")]
-        indexes = [models.Index(fields=["connection", "-created_at"], name="dead_letter_connection_time")]
+        indexes = [
+            models.Index(fields=["connection", "-created_at"], name="dead_letter_connection_time"),
+            # Only the dead letters no replay delivered: health and the banner count these every
+            # few seconds, and replayed ones (kept as history) drop out of the index.
+            models.Index(fields=["connection", "created_at"], name="dead_letter_undelivered",
+                         condition=models.Q(replayed_at__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.name} ({self.reason})".strip()

@@ -1,10 +1,13 @@
-"""Words and marks for connection checks, so templates never show a raw check code."""
+"""Words and marks for connection checks, so templates never show a raw check code, and the
+top of a connection's tabs."""
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
 from django import template
+
+from integrations.deliveries import connection_state
 
 register = template.Library()
 
@@ -40,3 +43,16 @@ def status_word(status: str) -> str:
 def any_check_running(connections: Iterable[Any]) -> bool:
     """True while some connection's latest check is still running: the list keeps polling."""
     return any(c.latest_verification is not None and c.latest_verification.is_running for c in connections)
+
+
+@register.inclusion_tag("integrations/_connection_top.html", takes_context=True)
+def connection_top(context: dict[str, Any], tab: str, heading: bool = True) -> dict[str, Any]:
+    """The top of a connection's tabs: breadcrumb, name, health box and tab bar. Uses the
+    page's `health` when its view derived it already, else derives it (four small reads)."""
+    connection = context["connection"]
+    membership = context.get("membership")
+    health = context.get("health")
+    if health is None:
+        health = connection_state(connection=connection, can_manage=bool(membership and membership.can_manage))
+    return {"connection": connection, "workspace": context.get("workspace"), "membership": membership,
+            "health": health, "tab": tab, "heading": heading}

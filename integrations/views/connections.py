@@ -1,8 +1,10 @@
 """Settings → Integrations: Segment connections of the workspace.
 
-Owners and admins connect, rename, replace keys, enable, disable, delete and run checks;
-members see status only. Check results arrive in place: the status panel polls while a
-check runs.
+Owners and admins connect, rename, replace keys, change regions, enable, disable, delete and
+run checks; members see status only. A connection's page has tabs, each its own URL (Overview,
+Deliveries, Attempts, Dead letters, Checks, Settings), under one top that tells its health
+(integrations.deliveries.connection_health) and polls itself: every second while a check
+runs, so the verdict replaces "Checking…" in place, every 5 seconds otherwise.
 """
 from __future__ import annotations
 
@@ -23,26 +25,28 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.audit import Actor
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
-from integrations import ingest_keys, services
-from integrations.forms import ConnectionForm, IngestKeyForm, RenameForm, ReplaceKeyForm
-from integrations.models import Connection, IngestKey
+from integrations import deliveries, ingest_keys, services
+from integrations.forms import ConnectionForm, IngestKeyForm, RegionForm, RenameForm, ReplaceKeyForm
+from integrations.models import Connection, IngestKey, Outcome
 from integrations.selectors import (
     connection_get_for_workspace,
-    connections_for_workspace,
     rejected_events_for_workspace,
     verifications_for_connection,
 )
-from integrations.views.deliveries import chart_context, deliveries_context
 
 REJECTED_PAGE_SIZE = 50
+# The Settings tab has two region choices (the region alone, and with a new key): their ids differ.
+REGION_IDS = "id_move_%s"
+TABS = ("overview", "deliveries", "attempts", "dead_letters", "checks", "settings")
 
 
 @workspace_view()
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    connections = connections_for_workspace(workspace=request.workspace)  # type: ignore[attr-defined]
+    rows = deliveries.workspace_connections_health(
+        workspace=request.workspace, can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
     template = "integrations/_connection_rows.html" if request.htmx else "integrations/index.html"  # type: ignore[attr-defined]
-    return render(request, template, {"connections": connections, "nav": "integrations"})
+    return render(request, template, {"rows": rows, "connections": [c for c, _ in rows], "nav": "integrations"})
 
 
 @workspace_view(manage=True)
@@ -58,7 +62,8 @@ def connection_create(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             attach_errors(form, error)
         else:
-            messages.success(request, f"“{connection.name}” connected. Checking the key with Segment now…")
+            # What the check finds is told by the page's top, in place; this only says what was done.
+            messages.success(request, f"“{connection.name}” connected.")
             return redirect("integrations:connection", slug=workspace.slug, pk=connection.pk)
     status = 422 if form.errors else 200
     return render(request, "integrations/connection_form.html", {"form": form, "nav": "integrations"},
@@ -68,14 +73,45 @@ def connection_create(request: HttpRequest) -> HttpResponse:
 @workspace_view()
 @require_GET
 def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Overview tab: health and its next step, backlog, latency, the last verdict."""
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
-    return render(request, "integrations/connection_detail.html", _page_context(request, connection))
+    return render(request, "integrations/connection_detail.html", _overview_context(request, connection))
+
+
+@workspace_view()
+@require_GET
+def connection_state(request: HttpRequest, pk: int) -> HttpResponse:
+    """The top's health box alone, polled; on the Overview tab with the overview's body too."""
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    tab = request.GET.get("tab", "")
+    tab = tab if tab in TABS else ""
+    if tab == "overview":
+        context = _overview_context(request, connection)
+    else:
+        context = {"connection": connection, "health": _health(request, connection)}
+    return render(request, "integrations/_connection_state_response.html", {**context, "tab": tab})
+
+
+@workspace_view()
+@require_GET
+def connection_checks(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Checks tab: the latest check's result (run again from here) and the history."""
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    return render(request, "integrations/connection_checks.html", _detail_context(request, connection))
+
+
+@workspace_view()
+@require_GET
+def connection_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """The Settings tab: rename, region, replace key, enable or disable, delete."""
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    return render(request, "integrations/connection_settings.html", _settings_context(request, connection))
 
 
 @workspace_view()
 @require_GET
 def connection_status(request: HttpRequest, pk: int) -> HttpResponse:
-    """The status panel alone: htmx polls it while a check runs."""
+    """The check panel alone: htmx polls it while a check runs; the top follows out of band."""
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
     return render(request, "integrations/_status_panel.html", _detail_context(request, connection))
 
@@ -101,12 +137,12 @@ def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
             services.connection_rename(actor=Actor.from_request(request), connection=connection,
                                        name=form.cleaned_data["name"])
             messages.success(request, f"Renamed to “{connection.name}”.")
-            return redirect("integrations:connection", slug=connection.workspace.slug, pk=connection.pk)
+            return redirect("integrations:connection_settings", slug=connection.workspace.slug, pk=connection.pk)
         except ValidationError as error:
             attach_errors(form, error)
     connection.refresh_from_db()
-    return render(request, "integrations/connection_detail.html",
-                  _page_context(request, connection, rename_form=form), status=422)
+    return render(request, "integrations/connection_settings.html",
+                  _settings_context(request, connection, rename_form=form), status=422)
 
 
 @workspace_view(manage=True)
@@ -119,13 +155,35 @@ def connection_replace_key(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.connection_replace_key(actor=Actor.from_request(request), connection=connection,
                                             **form.cleaned_data)
-            messages.success(request, f"Write key replaced; now {connection.masked_key}. Checking it with Segment…")
+            messages.success(request, f"Write key replaced; now {connection.masked_key}.")
             return redirect("integrations:connection", slug=connection.workspace.slug, pk=connection.pk)
         except ValidationError as error:
             attach_errors(form, error)
     connection.refresh_from_db()
-    return render(request, "integrations/connection_detail.html",
-                  _page_context(request, connection, key_form=form), status=422)
+    return render(request, "integrations/connection_settings.html",
+                  _settings_context(request, connection, key_form=form), status=422)
+
+
+@workspace_view(manage=True)
+@require_POST
+def connection_region(request: HttpRequest, pk: int) -> HttpResponse:
+    """Check the stored key in the other region: no need to paste it again."""
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    form = RegionForm(request.POST, auto_id=REGION_IDS)
+    if form.is_valid():
+        previous = connection.get_region_display()
+        try:
+            services.connection_change_region(actor=Actor.from_request(request), connection=connection,
+                                              region=form.cleaned_data["region"])
+        except ValidationError as error:
+            attach_errors(form, error)
+        else:
+            if connection.get_region_display() != previous:
+                messages.success(request, f"Region changed from {previous} to {connection.get_region_display()}.")
+            return redirect("integrations:connection", slug=connection.workspace.slug, pk=connection.pk)
+    connection.refresh_from_db()
+    return render(request, "integrations/connection_settings.html",
+                  _settings_context(request, connection, region_form=form), status=422)
 
 
 @workspace_view(manage=True)
@@ -135,7 +193,7 @@ def connection_enabled(request: HttpRequest, pk: int) -> HttpResponse:
     enabled = request.POST.get("enabled") == "true"
     services.connection_set_enabled(actor=Actor.from_request(request), connection=connection, enabled=enabled)
     messages.success(request, f"“{connection.name}” {'enabled' if enabled else 'disabled'}.")
-    return redirect("integrations:connection", slug=connection.workspace.slug, pk=connection.pk)
+    return redirect("integrations:connection_settings", slug=connection.workspace.slug, pk=connection.pk)
 
 
 @workspace_view(manage=True)
@@ -199,24 +257,50 @@ def rejected_events(request: HttpRequest) -> HttpResponse:
     return render(request, "integrations/rejected_events.html", {"page": page, "nav": "rejected"})
 
 
-def _detail_context(request: HttpRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
-    can_manage = request.membership.can_manage  # type: ignore[attr-defined]
-    context: dict[str, Any] = {
+@workspace_view()
+@require_GET
+def attention(request: HttpRequest) -> HttpResponse:
+    """The workspace's "needs attention" banner alone: every page polls it, so it leaves after a
+    fix and appears for a newly failing connection without a reload."""
+    workspace = request.workspace  # type: ignore[attr-defined]
+    return render(request, "integrations/_deliveries_banner.html",
+                  {"attention": deliveries.workspace_attention(workspace=workspace), "workspace": workspace})
+
+
+def _health(request: HttpRequest, connection: Connection) -> deliveries.ConnectionHealth:
+    return deliveries.connection_state(connection=connection,
+                                       can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
+
+
+def _overview_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
+    overview = deliveries.connection_deliveries(connection=connection,
+                                                can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
+    run = connection.latest_verification
+    if run is not None and run.is_running:  # the verdict shown is the last one known
+        run = connection.verifications.exclude(outcome=Outcome.RUNNING).select_related("requested_by").first()
+    return {"connection": connection, "overview": overview, "health": overview.health, "verdict": run,
+            "nav": "integrations"}
+
+
+def _detail_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
+    return {
         "connection": connection,
         "verification": connection.latest_verification,
         "history": verifications_for_connection(connection=connection),
+        "health": _health(request, connection),
         "nav": "integrations",
     }
-    if can_manage:
+
+
+def _settings_context(request: HttpRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
+    context: dict[str, Any] = {"connection": connection, "health": _health(request, connection),
+                               "nav": "integrations"}
+    if request.membership.can_manage:  # type: ignore[attr-defined]
         context["rename_form"] = forms.get("rename_form") or RenameForm(initial={"name": connection.name})
         context["key_form"] = forms.get("key_form") or ReplaceKeyForm(initial={"region": connection.region})
+        context["region_form"] = forms.get("region_form") or RegionForm(initial={"region": connection.region},
+                                                                    auto_id=REGION_IDS)
     return context
-
-
-def _page_context(request: HttpRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
-    """The whole connection page: deliveries first, then the check panel and the forms."""
-    return {**_detail_context(request, connection, **forms), **deliveries_context(request, connection),
-            **chart_context(connection)}
 
 
 def _api_keys_page(request: HttpRequest, *, form: IngestKeyForm | None = None, created: IngestKey | None = None,
@@ -240,4 +324,4 @@ def _panel_or_redirect(request: HttpRequest, connection: Connection) -> HttpResp
     if request.htmx:  # type: ignore[attr-defined]
         connection.refresh_from_db()
         return render(request, "integrations/_status_panel.html", _detail_context(request, connection))
-    return redirect("integrations:connection", slug=connection.workspace.slug, pk=connection.pk)
+    return redirect("integrations:connection_checks", slug=connection.workspace.slug, pk=connection.pk)

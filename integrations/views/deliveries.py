@@ -1,4 +1,4 @@
-"""A connection's deliveries: the panel the connection page polls, and the attempt log.
+"""A connection's Deliveries and Attempts tabs: the figures, the chart and the attempt log.
 
 Members see everything here (nothing in it is secret: no key, only Segment's answers);
 what they can do next is said differently from owners and admins.
@@ -30,9 +30,10 @@ class AttemptFilterForm(forms.Form):
 
 
 def deliveries_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
-    """What the connection page and its polled panel need to show deliveries."""
-    return {"connection": connection, "overview": deliveries.connection_deliveries(
-        connection=connection, can_manage=request.membership.can_manage)}  # type: ignore[attr-defined]
+    """What the Deliveries tab and its polled panel need; the top shows the same health."""
+    overview = deliveries.connection_deliveries(connection=connection,
+                                                can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
+    return {"connection": connection, "overview": overview, "health": overview.health, "nav": "integrations"}
 
 
 def chart_context(connection: Connection) -> dict[str, Any]:
@@ -47,9 +48,12 @@ def chart_context(connection: Connection) -> dict[str, Any]:
 @workspace_view()
 @require_GET
 def connection_deliveries(request: HttpRequest, pk: int) -> HttpResponse:
-    """The deliveries panel alone: the connection page polls it every few seconds."""
+    """The Deliveries tab; for htmx the figures panel alone, which the tab polls every 5 s."""
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
-    return render(request, "integrations/_deliveries_panel.html", deliveries_context(request, connection))
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "integrations/_deliveries_panel.html", deliveries_context(request, connection))
+    return render(request, "integrations/connection_deliveries.html",
+                  {**deliveries_context(request, connection), **chart_context(connection)})
 
 
 @workspace_view()

@@ -31,10 +31,14 @@
 
   // On phones the sidebar is a sideways-scrolling strip: start it at the current page.
   function revealCurrentNavLink() {
-    var strip = document.querySelector(".sidebar-inner");
-    var current = strip && strip.querySelector("[aria-current='page']");
-    if (!current || strip.scrollWidth <= strip.clientWidth) return;
-    strip.scrollLeft = current.offsetLeft - (strip.clientWidth - current.offsetWidth) / 2;
+    // The sidebar strip, and a connection's tab bar (also a sideways strip on phones).
+    [".sidebar-inner", ".tab-bar"].forEach(function (selector) {
+      var strip = document.querySelector(selector);
+      var current = strip && strip.querySelector("[aria-current='page']");
+      if (!current || strip.scrollWidth <= strip.clientWidth) return;
+      var left = current.getBoundingClientRect().left - strip.getBoundingClientRect().left + strip.scrollLeft;
+      strip.scrollLeft = left - (strip.clientWidth - current.offsetWidth) / 2;
+    });
   }
 
   if (document.readyState === "loading") {

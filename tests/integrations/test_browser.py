@@ -1,6 +1,8 @@
 """Settings → Integrations → Segment driven through headless Chromium, against the Segment
-emulator and a real Celery worker: connecting a source, watching its check run and finish in
-place, re-running it, replacing the key, disabling, deleting, and what a plain member sees.
+emulator and a real Celery worker: connecting a source, watching the top of its page say
+"Checking" and then the verdict in place, the tabs, re-running the check, replacing the key,
+changing the region without pasting the key, disabling, deleting, the banner following the
+state, and what a plain member sees.
 
 Screenshots land in artifacts/ for people to look at."""
 from __future__ import annotations
@@ -10,13 +12,16 @@ import time
 from typing import Any
 
 import pytest
+from django.db import transaction
+from django.urls import reverse
 from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import services
-from integrations.models import Outcome, Verification
+from integrations import relay, services
+from integrations.models import Connection, Outcome, Verification
 from tests.conftest import new_write_key, screenshot, sign_in
+from tests.integrations.test_deliveries import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -39,6 +44,16 @@ def fill_connect_form(page: Any, *, name: str, write_key: str, region: str) -> N
     page.get_by_role("button", name="Connect and check").click()
 
 
+def tab(page: Any, name: str) -> None:
+    """Open a tab of the connection page from its tab bar."""
+    page.get_by_test_id("connection-tabs").get_by_role("link", name=name, exact=True).click()
+    expect(page.get_by_test_id("connection-tabs").locator("[aria-current='page']")).to_have_text(name)
+
+
+def health_word(page: Any) -> Any:
+    return page.get_by_test_id("connection-state").get_by_test_id("health-word")
+
+
 def finished_message_id(page: Any) -> str:
     """Wait for the running check to finish in place; return its test message id."""
     panel = page.locator("#status-panel")
@@ -57,12 +72,13 @@ def wait_for_checks(workspace: Workspace) -> None:
 
 
 def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_deletes_it(
-    page: Any, alice: User, segment: Any, celery_worker: Any
+    page: Any, alice: User, segment: Any, celery_worker: Any, settings: Any
 ) -> None:
+    settings.SEGMENT_TIMEOUT_SECONDS = 10.0
     key = new_write_key()
     segment.register_key(key, "eu")
-    # Slow Segment down a little for the first check so its running state can be seen.
-    segment.set_fault(key, scope="all", latency_ms=600, count=2)
+    # Slow Segment's key lookup down for the first check so its running state can be seen.
+    segment.set_fault(key, scope="cdn", latency_ms=3000, count=1)
 
     sign_in(page, alice.email)
     page.get_by_role("navigation", name="Alice Analytics").get_by_role("link", name="Integrations").click()
@@ -89,11 +105,22 @@ def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_
     fill_connect_form(page, name="Production", write_key=key, region="EU")
     expect(page).to_have_url(re.compile(r"/settings/integrations/segment/\d+/$"))
     expect(page.get_by_role("heading", name="Production", level=1)).to_be_visible()
-    expect(page.locator(".messages")).to_contain_text("“Production” connected")
-    panel = page.locator("#status-panel")
-    expect(panel).to_contain_text("Checking with Segment…")
+    expect(page.locator(".messages")).to_have_text(re.compile(r"^\s*“Production” connected\.\s*$"))
+    # The top tells the truth while the check runs: checking, asked for every second, and
+    # nothing on the page says Healthy before the check has passed.
+    top = page.get_by_test_id("connection-state")
+    expect(health_word(page)).to_have_text("Checking")
+    expect(top).to_contain_text("Checking the key with Segment…")
+    expect(top).to_have_attribute("hx-trigger", "every 1s")
+    expect(page.locator("#content")).not_to_contain_text("Healthy")
     screenshot(page, "integrations-03-check-running")
 
+    expect(health_word(page)).to_have_text("Healthy", timeout=CHECK_TIMEOUT_MS)
+    expect(top).to_have_attribute("hx-trigger", "every 5s")
+    expect(page.get_by_test_id("last-verdict")).to_contain_text(HEALTHY_EU)
+    expect(page.get_by_test_id("connection-tabs").get_by_role("link")).to_have_count(6)
+    tab(page, "Checks")
+    panel = page.locator("#status-panel")
     message_id = finished_message_id(page)
     expect(panel).to_contain_text("Healthy")
     for label in ("Key format", "Known to Segment", "Region", "Test event"):
@@ -124,7 +151,7 @@ def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_
     expect(history.first).to_contain_text("Run from the page")
     assert page.evaluate("window.tributaryNoReload") is True
 
-    # The list shows the connection with its state and last check.
+    # The list shows the connection with its health word and last check.
     page.get_by_role("link", name="Integrations").first.click()
     row = page.locator("tr[data-connection='Production']")
     expect(row).to_contain_text("EU")
@@ -133,6 +160,7 @@ def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_
     expect(row).to_contain_text("Key recognised by Segment")
     screenshot(page, "integrations-06-list")
     row.get_by_role("link", name="Production").click()
+    tab(page, "Settings")
 
     # Replacing the key: a bad one is refused next to the field, a good one is checked at once.
     replacement = new_write_key()
@@ -142,25 +170,28 @@ def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_
     page.get_by_role("button", name="Replace and check").click()
     expect(field(page, "write_key").locator(".field-error")).to_contain_text("does not look like a Segment write key")
     key_box.fill(replacement)
-    expect(page.get_by_role("radio", name="EU", exact=True)).to_be_checked()
+    expect(page.locator("#replace-key").get_by_role("radio", name="EU", exact=True)).to_be_checked()
     page.get_by_role("button", name="Replace and check").click()
     new_masked = f"•••• {replacement[-4:]}"
     expect(page.locator(".messages")).to_contain_text(f"Write key replaced; now {new_masked}")
     expect(page.locator(".connection-meta")).to_contain_text(new_masked)
     expect(page.locator(".connection-meta")).not_to_contain_text(masked)
+    expect(health_word(page)).to_have_text("Healthy", timeout=CHECK_TIMEOUT_MS)
+    tab(page, "Checks")
     third_id = finished_message_id(page)
     assert segment.events(write_key=replacement, message_id=third_id)
     expect(history.first).to_contain_text("Write key replaced")
     assert replacement not in page.content() and key not in page.content()
 
     # Disable, then enable again.
+    tab(page, "Settings")
     page.get_by_role("button", name="Disable connection").click()
     expect(page.get_by_test_id("enabled-badge")).to_have_text("Disabled")
-    expect(panel).to_contain_text("This connection is disabled")
+    expect(health_word(page)).to_have_text("Disabled")
     screenshot(page, "integrations-07-disabled")
     page.get_by_role("button", name="Enable connection").click()
     expect(page.get_by_test_id("enabled-badge")).to_have_text("Enabled")
-    expect(panel).not_to_contain_text("This connection is disabled")
+    expect(health_word(page)).to_have_text("Healthy")
 
     # Deleting asks first, naming the connection, its region and key.
     page.get_by_role("link", name="Delete connection…").click()
@@ -184,9 +215,19 @@ def test_an_unknown_key_is_reported_as_not_recognised_with_the_later_checks_skip
     page.get_by_role("link", name="Connect Segment").click()
     fill_connect_form(page, name="Staging", write_key=new_write_key(), region="US")
 
+    # The verdict replaces "Checking" at the top: why, what to do, and that events are kept.
+    top = page.get_by_test_id("connection-state")
+    expect(health_word(page)).to_have_text("Paused", timeout=CHECK_TIMEOUT_MS)
+    expect(top).to_contain_text("Segment does not recognise this write key")
+    expect(top).to_contain_text("Events are kept and will be sent once a check passes.")
+    screenshot(page, "integrations-09-unknown-key-top")
+    top.get_by_role("link", name="Replace the write key").click()
+    expect(page).to_have_url(re.compile(r"/settings/#replace-key$"))
+    expect(page.locator("#replace-key").get_by_role("textbox", name="Write key")).to_be_visible()
+
+    tab(page, "Checks")
     panel = page.locator("#status-panel")
-    expect(panel.get_by_test_id("check-summary")).to_contain_text(
-        "Segment does not recognise this write key", timeout=CHECK_TIMEOUT_MS)
+    expect(panel.get_by_test_id("check-summary")).to_contain_text("Segment does not recognise this write key")
     expect(panel).to_contain_text("Needs attention")
     expect(panel.locator(".check-item.is-passed", has_text="Key format")).to_be_visible()
     expect(panel.locator(".check-item.is-failed", has_text="Known to Segment")).to_be_visible()
@@ -195,7 +236,8 @@ def test_an_unknown_key_is_reported_as_not_recognised_with_the_later_checks_skip
     screenshot(page, "integrations-09-unknown-key")
 
     page.get_by_role("link", name="Integrations").first.click()
-    expect(page.locator("tr[data-connection='Staging']")).to_contain_text("Needs attention")
+    expect(page.locator("tr[data-connection='Staging']")).to_contain_text("Paused")
+    expect(page.get_by_test_id("attention-banner")).to_contain_text("Staging: delivery is paused")
 
 
 def test_a_member_sees_the_status_of_connections_but_nothing_to_change(
@@ -215,11 +257,10 @@ def test_a_member_sees_the_status_of_connections_but_nothing_to_change(
     listing = page.locator("#segment-connections")
     expect(listing.locator("tr[data-connection='Production']")).to_contain_text("Healthy", timeout=CHECK_TIMEOUT_MS)
     staging_row = listing.locator("tr[data-connection='Staging']")
-    expect(staging_row).to_contain_text("Needs attention", timeout=CHECK_TIMEOUT_MS)
-    expect(staging_row).to_contain_text("Disabled")
+    expect(staging_row.get_by_test_id("health-word")).to_have_text("Disabled", timeout=CHECK_TIMEOUT_MS)
     expect(staging_row).to_contain_text("does not recognise this write key")
-    # Nothing is running, so the list does not poll.
-    expect(listing).not_to_have_attribute("hx-trigger", re.compile(".*"))
+    # Nothing is running, so the list refreshes itself only every 10 s.
+    expect(listing).to_have_attribute("hx-trigger", "every 10s")
     expect(page.get_by_role("link", name="Connect Segment")).to_have_count(0)
     screenshot(page, "integrations-10-list-member")
     page.set_viewport_size(PHONE)
@@ -227,13 +268,16 @@ def test_a_member_sees_the_status_of_connections_but_nothing_to_change(
     page.set_viewport_size(DESKTOP)
 
     listing.get_by_role("link", name="Production").click()
+    expect(health_word(page)).to_have_text("Healthy")
+    tab(page, "Checks")
     expect(page.locator("#status-panel").get_by_test_id("check-summary")).to_contain_text(HEALTHY_EU)
     expect(page.locator("#status-panel").get_by_test_id("test-message-id")).to_be_visible()
     content = page.locator("#content")
     expect(content.locator("form")).to_have_count(0)
-    expect(content.get_by_role("button")).to_have_count(0)
+    tab(page, "Settings")
+    expect(content.locator("form")).to_have_count(0)
+    expect(content).to_contain_text("Owners and admins of Alice Analytics change these.")
     expect(content.get_by_role("link", name=re.compile("Delete"))).to_have_count(0)
-    expect(content.get_by_role("heading", name="Manage")).to_have_count(0)
     assert key not in page.content()
     screenshot(page, "integrations-11-detail-member")
 
@@ -251,3 +295,139 @@ def test_a_member_sees_who_connects_sources_when_there_are_none(page: Any, bob: 
     screenshot(page, "integrations-13-empty-member")
     page.set_viewport_size(PHONE)
     screenshot(page, "integrations-14-empty-member-phone")
+
+
+def tracked(segment: Any, key: str) -> list[str]:
+    """The names of the track events (not the check's test event) the emulator got for a key."""
+    payloads = [e["payload"] for e in segment.events(write_key=key)]
+    return [p.get("event", "") for p in payloads if p.get("type") == "track" and p.get("event") != "Segment Connection Tested"]
+
+
+def test_a_wrong_region_is_fixed_from_its_message_without_pasting_the_key_and_held_events_follow(
+    page: Any, alice: User, workspace: Workspace, segment: Any, celery_worker: Any, settings: Any
+) -> None:
+    settings.SEGMENT_TIMEOUT_SECONDS = 10.0
+    key, control = new_write_key(), new_write_key()
+    segment.register_key(key, "eu")
+    segment.register_key(control, "us")
+    # A healthy connection of the same workspace: once it has the events, the other one had
+    # every chance to send them too.
+    services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Control", region="us",
+                               write_key=control)
+    wait_for_checks(workspace)
+
+    sign_in(page, alice.email)
+    page.get_by_role("link", name="Integrations").first.click()
+    page.get_by_role("link", name="Connect Segment").click()
+    fill_connect_form(page, name="Production", write_key=key, region="US")
+    top = page.get_by_test_id("connection-state")
+    expect(health_word(page)).to_have_text("Paused", timeout=CHECK_TIMEOUT_MS)
+    expect(top).to_contain_text("Wrong region: this key belongs to a EU source, but the connection is set to US.")
+    expect(top).to_contain_text("Events are kept and will be sent once a check passes.")
+    expect(page.get_by_test_id("attention-banner")).to_contain_text("Production: delivery is paused")
+
+    # Events emitted meanwhile wait: the control connection gets them, this one does not.
+    with transaction.atomic():
+        for n in range(3):
+            relay.track(workspace, "Order Completed", user_id=f"u{n}")
+    wait_for(lambda: len(tracked(segment, control)) == 3)
+    assert tracked(segment, key) == []
+    expect(top).to_contain_text("3 events wait: nothing is lost.", timeout=8_000)  # its next 5 s refresh
+    screenshot(page, "integrations-15-wrong-region")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "integrations-15-wrong-region-phone")
+    page.set_viewport_size(DESKTOP)
+
+    # The message links straight to the region control; the key is not asked for again.
+    top.get_by_role("link", name="Change the region").click()
+    expect(page).to_have_url(re.compile(r"/settings/#region$"))
+    region = page.locator("#region")
+    expect(region.get_by_role("textbox")).to_have_count(0)
+    segment.set_fault(key, scope="cdn", latency_ms=3000, count=1)  # a slow check, to see it run
+    region.get_by_role("radio", name="EU", exact=True).check()
+    region.get_by_role("button", name="Change region and check").click()
+
+    expect(page.locator(".messages")).to_contain_text("Region changed from US to EU.")
+    expect(health_word(page)).to_have_text("Checking")
+    expect(top).to_contain_text("3 events wait for the verdict")
+    expect(top).to_have_attribute("hx-trigger", "every 1s")
+    screenshot(page, "integrations-16-region-checking")
+    assert tracked(segment, key) == []  # still nothing before the verdict
+    expect(health_word(page)).to_have_text("Healthy", timeout=CHECK_TIMEOUT_MS)
+    connection = Connection.objects.get(name="Production")
+    verdict_at = connection.latest_verification.finished_at  # type: ignore[union-attr]
+    wait_for(lambda: len(tracked(segment, key)) == 3)
+    assert {e["region"] for e in segment.events(write_key=key)} == {"eu"}
+    assert verdict_at is not None and connection.region == "eu" and connection.write_key() == key
+    expect(page.locator(".connection-meta")).to_contain_text("EU")
+    expect(page.get_by_test_id("attention-banner")).to_have_count(0, timeout=8_000)
+    screenshot(page, "integrations-17-region-fixed")
+
+
+def test_the_banner_leaves_after_a_fix_and_comes_for_a_new_failure_without_a_reload(
+    page: Any, alice: User, workspace: Workspace, segment: Any
+) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")
+    owner = Actor(user=alice)
+    connection = services.connection_create(actor=owner, workspace=workspace, name="Marketing site", region="us",
+                                            write_key=key)
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+
+    sign_in(page, alice.email)
+    page.get_by_role("link", name="Members").first.click()
+    banner = page.get_by_test_id("attention-banner")
+    expect(banner).to_contain_text("Marketing site: delivery is paused")
+    screenshot(page, "integrations-18-banner")
+    page.evaluate("window.tributaryNoReload = true")
+
+    connection.refresh_from_db()
+    services.connection_change_region(actor=owner, connection=connection, region="eu")
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    expect(banner).to_have_count(0, timeout=8_000)
+
+    staging = services.connection_create(actor=owner, workspace=workspace, name="Staging", region="us",
+                                         write_key=new_write_key())
+    services.verification_run(verification_id=staging.latest_verification.pk)  # type: ignore[union-attr]
+    expect(banner).to_contain_text("Staging: delivery is paused", timeout=8_000)
+    expect(banner).not_to_contain_text("Marketing site")
+    assert page.evaluate("window.tributaryNoReload") is True
+
+
+TABS = ("Overview", "Deliveries", "Attempts", "Dead letters", "Checks", "Settings")
+
+
+def shoot_tabs(page: Any, phase: str) -> None:
+    """Every tab at 1280 and 390 px wide, each asserting its health word first."""
+    for name in TABS:
+        tab(page, name)
+        page.evaluate("window.scrollTo(0, 0)")
+        slug = name.lower().replace(" ", "-")
+        screenshot(page, f"connection-tab-{slug}-{phase}")
+        page.set_viewport_size(PHONE)
+        screenshot(page, f"connection-tab-{slug}-{phase}-phone")
+        page.set_viewport_size(DESKTOP)
+
+
+def test_every_tab_during_and_after_a_check(page: Any, alice: User, workspace: Workspace, segment: Any) -> None:
+    """No worker: the check waits in the queue until the test runs it, so "during" lasts."""
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=key)
+    with transaction.atomic():
+        for n in range(12):
+            relay.track(workspace, "Order Completed", user_id=f"u{n}")
+
+    sign_in(page, alice.email)
+    page.goto(reverse("integrations:connection", kwargs={"slug": workspace.slug, "pk": connection.pk}))
+    expect(health_word(page)).to_have_text("Checking")
+    expect(page.get_by_test_id("connection-state")).to_contain_text("12 events wait for the verdict")
+    shoot_tabs(page, "during")
+    expect(page.locator("#content")).not_to_contain_text("Healthy")
+
+    tab(page, "Overview")
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    expect(health_word(page)).to_have_text("Healthy", timeout=3_000)  # polled every second
+    expect(page.get_by_test_id("last-verdict")).to_contain_text("Key recognised by Segment")
+    shoot_tabs(page, "after")

@@ -18,7 +18,16 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import deliveries, relay, services
-from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, DeliveryCount, Event, Health
+from integrations.models import (
+    AttemptOutcome,
+    Connection,
+    DeadLetter,
+    DeliveryAttempt,
+    DeliveryCount,
+    Event,
+    Health,
+    Outcome,
+)
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.log import events_append
 from integrations.relay.messages import normalise
@@ -36,10 +45,30 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def checked(connection: Connection) -> Connection:
+    """Run the connection's queued check here, against the emulator, as the worker would."""
+    assert connection.latest_verification is not None
+    services.verification_run(verification_id=connection.latest_verification.pk)
+    connection.refresh_from_db()
+    return connection
+
+
 @pytest.fixture
-def connection(alice: User, workspace: Workspace) -> Connection:
-    return services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
-                                      region="us", write_key=new_write_key())
+def connection(alice: User, workspace: Workspace, segment: Any) -> Connection:
+    """A connection whose key the emulator knows, after its first check passed."""
+    key = new_write_key()
+    segment.register_key(key, "us")
+    return checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                              region="us", write_key=key))
+
+
+def dead_letter(connection: Connection, seq: int, *, ago: timedelta = timedelta(0), replayed: bool = False) -> DeadLetter:
+    """A dead letter as delivery leaves it (and counts it), optionally delivered by a replay since."""
+    at = timezone.now() - ago
+    failures_record(connection_id=connection.pk, at=at, events=1)
+    return DeadLetter.objects.create(connection=connection, seq=seq, message_id=f"m{seq}", type="track", name="Huge",
+                                     body=b"{}", reason="refused", status=400, created_at=at,
+                                     replays=1 if replayed else 0, replayed_at=timezone.now() if replayed else None)
 
 
 def record(connection: Connection, *, ago: timedelta = timedelta(0), events: int = 10, status: int | None = 200,
@@ -57,7 +86,7 @@ def figures(page: str) -> dict[str, str]:
 
 
 def state(page: str) -> str:
-    found = re.search(r'data-testid="delivery-state">([^<]+)<', page)
+    found = re.search(r'data-testid="health-word"[^>]*>([^<]+)<', page)
     assert found, "no delivery state on the page"
     return found.group(1)
 
@@ -107,11 +136,11 @@ def test_the_page_counts_what_a_real_worker_delivered_retried_and_dead_lettered(
         segment: Any, celery_worker: Any, alice: User, alice_client: Client, workspace: Workspace,
         settings: Any) -> None:
     connection, key = deliver_with_faults(segment, alice, workspace, settings)
-    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    page = alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
     cells = figures(page)
     batches = [r for r in segment.requests(write_key=key, kind="tracking") if r["path"] == "/v1/batch"]
     assert cells["delivered-hour"] == cells["delivered-day"] == cells["delivered-week"] == "9"
-    assert cells["failed-hour"] == "1"
+    assert cells["failed-hour"] == cells["undelivered-hour"] == "1"
     assert cells["retried-hour"] == "6"  # 3 events in each of the two refused requests
     assert cells["api-calls-hour"] == str(len(batches))
     statuses = [r["status"] for r in batches]
@@ -135,15 +164,79 @@ def test_the_page_counts_what_a_real_worker_delivered_retried_and_dead_lettered(
 # --- health ------------------------------------------------------------------------------
 
 
-def health(connection: Connection, *, can_manage: bool = True) -> deliveries.DeliveryHealth:
+def health(connection: Connection, *, can_manage: bool = True) -> deliveries.ConnectionHealth:
     connection.refresh_from_db()
-    return deliveries.connection_deliveries(connection=connection, can_manage=can_manage).health
+    found = deliveries.connection_deliveries(connection=connection, can_manage=can_manage).health
+    # The top of every tab derives it with fewer reads; it must say the same.
+    assert deliveries.connection_state(connection=connection, can_manage=can_manage) == found
+    return found
 
 
-def test_a_new_connection_is_healthy_and_says_nothing_was_sent_yet(connection: Connection) -> None:
+def test_a_new_connection_says_checking_until_its_check_passes_and_never_healthy_before(
+        alice: User, workspace: Workspace, segment: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "us")
+    new = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production", region="us",
+                                     write_key=key)
+    found = health(new)
+    assert (found.word, found.checking, found.alert) == ("Checking", True, False)
+    assert found.summary.startswith("Checking the key with Segment…")
+    for n in range(12):
+        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+    assert "12 events wait for the verdict" in health(new).summary
+    found = health(checked(new))
+    assert (found.word, found.issues) == ("Healthy", [])
+    assert found.summary == "12 events on the way; the oldest arrived 0 s ago."
+
+
+def test_a_new_connection_is_healthy_once_checked_and_says_nothing_was_sent_yet(connection: Connection) -> None:
     found = health(connection)
-    assert (found.state, found.issues) == ("healthy", [])
+    assert (found.state, found.word, found.issues) == ("healthy", "Healthy", [])
     assert "No events sent yet" in found.summary
+
+
+def test_an_unknown_key_says_why_what_to_do_and_that_events_are_kept(
+        alice: User, workspace: Workspace, segment: Any) -> None:
+    new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
+                                             region="us", write_key=new_write_key()))
+    relay.track(workspace, "Signed Up", user_id="u1")
+    found = health(new)
+    assert (found.word, found.alert, found.short) == ("Paused", True, "delivery is paused")
+    assert "Events are kept and will be sent once a check passes." in found.summary
+    assert found.summary.startswith("Nothing is sent. 1 event waits: nothing is lost.")
+    assert found.issues[0].reason.startswith("Segment does not recognise this write key")
+    assert (found.issues[0].action, found.issues[0].action_label) == ("replace-key", "Replace the write key")
+
+
+def test_a_key_in_the_other_region_links_to_the_region_control(
+        alice: User, workspace: Workspace, segment: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")
+    new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                             region="us", write_key=key))
+    found = health(new)
+    assert found.word == "Paused" and found.issues[0].reason.startswith("Wrong region: this key belongs to a EU source")
+    assert found.issues[0].action == "region" and "no need to paste it" in found.issues[0].next_step
+    services.connection_change_region(actor=Actor(user=alice), connection=new, region="eu")
+    assert health(new).word == "Checking"
+    assert health(checked(new)).word == "Healthy"
+
+
+def test_an_incomplete_check_leaves_the_connection_waiting_and_says_so(
+        alice: User, workspace: Workspace, segment: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "us")
+    segment.set_fault(key, scope="cdn", status=503, count=1)
+    new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                             region="us", write_key=key))
+    assert new.awaiting_check and new.latest_verification is not None
+    assert new.latest_verification.outcome == Outcome.INCOMPLETE
+    found = health(new)
+    assert (found.word, found.alert) == ("Waiting for a check", True)
+    assert found.issues[0].reason.startswith("The check could not finish")
+    assert "Run the check again" in found.issues[0].next_step and found.issues[0].action == "check"
+    assert deliveries.HELD in found.summary
+    assert "ask alice@example.com" in health(new, can_manage=False).issues[0].next_step
 
 
 def test_a_healthy_connection_with_events_on_the_way_counts_them(connection: Connection, workspace: Workspace) -> None:
@@ -159,7 +252,8 @@ def test_a_disabled_connection_says_who_can_enable_it(alice: User, connection: C
     as_member = health(connection, can_manage=False)
     assert as_member.state == "disabled"
     assert "Owners and admins can enable it: ask alice@example.com" in as_member.issues[0].next_step
-    assert "Enable it under" in health(connection).issues[0].next_step
+    assert "Enable it in Settings" in health(connection).issues[0].next_step
+    assert health(connection).alert is False  # disabled on purpose: not for the banner
 
 
 def test_a_paused_connection_gives_its_reason_and_the_fix(connection: Connection) -> None:
@@ -168,11 +262,12 @@ def test_a_paused_connection_gives_its_reason_and_the_fix(connection: Connection
     found = health(connection)
     assert found.state == "paused"
     assert found.issues[0].reason == "Segment does not recognise this write key."
-    assert "Replace write key" in found.issues[0].next_step
+    assert found.issues[0].next_step.startswith("Next: correct the write key or region")
     as_member = health(connection, can_manage=False).issues[0].next_step
     assert as_member == "Owners and admins can correct the write key or region: ask alice@example.com."
     services.connection_pause(connection_id=connection.pk, health=Health.UNREADABLE, reason="Credential unreadable.")
-    assert "paste the write key again" in health(connection).issues[0].next_step
+    unreadable = health(connection)
+    assert unreadable.word == "Credential unreadable" and "Paste the write key again" in unreadable.issues[0].next_step
 
 
 def test_a_retrying_connection_says_what_segment_answered_and_when_it_tries_again(
@@ -206,18 +301,38 @@ def test_an_old_backlog_makes_the_connection_degraded(connection: Connection, wo
 
 
 def test_dead_letters_of_the_last_day_make_the_connection_degraded(connection: Connection) -> None:
-    failures_record(connection_id=connection.pk, at=timezone.now() - timedelta(hours=30), events=4)
+    for seq in range(1, 5):
+        dead_letter(connection, seq, ago=timedelta(hours=30))
     assert health(connection).state == "healthy"  # older than 24 hours
-    failures_record(connection_id=connection.pk, at=timezone.now(), events=2)
+    dead_letter(connection, 5)
+    dead_letter(connection, 6)
     found = health(connection)
-    assert found.state == "degraded" and found.issues[0].reason.startswith("2 events became dead letters")
+    assert found.state == "degraded"
+    assert found.issues[0].reason.startswith("2 events that became dead letters in the last 24 hours are not delivered")
+    assert found.issues[0].action == "dead-letters"
+
+
+def test_dead_letters_a_replay_delivered_count_as_delivered_and_health_recovers(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    first, second = dead_letter(connection, 1), dead_letter(connection, 2)
+    assert health(connection).word == "Degraded"
+    DeadLetter.objects.filter(pk=first.pk).update(replays=1, replayed_at=timezone.now())
+    assert health(connection).issues[0].reason.startswith("1 event that became a dead letter in the last 24 hours is")
+    DeadLetter.objects.filter(pk=second.pk).update(replays=1, replayed_at=timezone.now())
+    assert health(connection).word == "Healthy"
+    page = alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
+    cells = figures(page)
+    # The history is kept (2 became dead letters today) and none is left undelivered.
+    assert (cells["failed-day"], cells["undelivered-day"]) == ("2", "0")
+    assert "could not be delivered" not in page and "Nothing undelivered" in page
+    assert DeadLetter.objects.filter(connection=connection).count() == 2
 
 
 def test_the_page_shows_the_health_it_was_given(alice_client: Client, workspace: Workspace,
                                                 connection: Connection) -> None:
     services.connection_pause(connection_id=connection.pk, health=Health.FAILING, reason="Unknown key.")
     page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
-    assert state(page) == "Paused" and "Unknown key." in page and "delivery-card is-paused" in page
+    assert state(page) == "Paused" and "Unknown key." in page and "state-card is-paused" in page
 
 
 # --- backlog and counts ------------------------------------------------------------------
@@ -277,7 +392,7 @@ def test_the_chart_draws_a_bar_per_day_with_axis_labels_and_a_table(alice_client
                                                                     connection: Connection) -> None:
     record(connection, events=1234)
     record(connection, ago=timedelta(days=2), events=300)
-    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    page = alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
     chart = page[page.index('data-testid="usage-chart"'):]
     assert chart.count('<g class="bar') == 60  # 30 days, two charts
     today = timezone.now().date()
@@ -288,7 +403,7 @@ def test_the_chart_draws_a_bar_per_day_with_axis_labels_and_a_table(alice_client
 
 
 def test_an_idle_chart_says_so(alice_client: Client, workspace: Workspace, connection: Connection) -> None:
-    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    page = alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
     assert "Nothing in 30 days" in page and "No events in the last 30 days." in page
 
 
@@ -369,9 +484,9 @@ def test_the_filter_swaps_only_the_table_for_htmx(alice_client: Client, workspac
 
 def test_the_panel_polls_itself_and_answers_alone(alice_client: Client, workspace: Workspace,
                                                    connection: Connection) -> None:
-    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
     partial = url("connection_deliveries", workspace, pk=connection.pk)
-    assert f'hx-get="{partial}" hx-trigger="every 5s [document.visibilityState === \'visible\']"' in page
+    page = alice_client.get(partial).content.decode()
+    assert f'hx-get="{partial}" hx-trigger="every 5s" data-poll' in page
     record(connection, events=42)
     panel = alice_client.get(partial, HTTP_HX_REQUEST="true").content.decode()
     assert panel.lstrip().startswith("<div id=\"deliveries-panel\"") and "<html" not in panel
@@ -385,11 +500,20 @@ def test_the_page_stays_within_a_fixed_number_of_queries_however_much_history(
         record(connection, ago=timedelta(days=days, minutes=5), events=50)
     failures_record(connection_id=connection.pk, at=timezone.now(), events=3)
     relay.track(workspace, "Signed Up", user_id="u1")
-    with django_assert_max_num_queries(20):
-        assert alice_client.get(url("connection", workspace, pk=connection.pk)).status_code == 200
-    # Signing in, the membership and the session's save take 6 of them; the panel 5 reads.
-    with django_assert_max_num_queries(12):
-        assert alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).status_code == 200
+    dead_letter(connection, 1)
+    # Signing in, the membership and the session's save take 6 of them; the banner 2.
+    for tab in ("connection", "connection_deliveries", "connection_checks", "connection_settings"):
+        with django_assert_max_num_queries(20):
+            assert alice_client.get(url(tab, workspace, pk=connection.pk)).status_code == 200
+    # The polled parts: the figures panel (6 reads), the top (4), the top with the overview (7).
+    with django_assert_max_num_queries(13):
+        assert alice_client.get(url("connection_deliveries", workspace, pk=connection.pk),
+                                HTTP_HX_REQUEST="true").status_code == 200
+    with django_assert_max_num_queries(11):
+        assert alice_client.get(url("connection_state", workspace, pk=connection.pk)).status_code == 200
+    with django_assert_max_num_queries(14):
+        assert alice_client.get(url("connection_state", workspace, pk=connection.pk),
+                                {"tab": "overview"}).status_code == 200
 
 
 # --- who sees what -----------------------------------------------------------------------
@@ -397,7 +521,8 @@ def test_the_page_stays_within_a_fixed_number_of_queries_however_much_history(
 
 def test_an_outsider_gets_404_on_the_deliveries_of_a_connection(charlie_client: Client, workspace: Workspace,
                                                                  connection: Connection) -> None:
-    for name in ("connection", "connection_deliveries", "connection_attempts"):
+    for name in ("connection", "connection_deliveries", "connection_attempts", "connection_state",
+                 "connection_checks", "connection_settings"):
         assert charlie_client.get(url(name, workspace, pk=connection.pk)).status_code == 404
 
 
@@ -405,14 +530,15 @@ def test_another_workspaces_connection_is_a_404_even_to_its_owner(alice_client: 
                                                                   charlie: User, charlie_workspace: Workspace) -> None:
     theirs = services.connection_create(actor=Actor(user=charlie), workspace=charlie_workspace, name="Theirs",
                                         region="us", write_key=new_write_key())
-    for name in ("connection_deliveries", "connection_attempts"):
+    for name in ("connection_deliveries", "connection_attempts", "connection_state", "connection_checks",
+                 "connection_settings"):
         assert alice_client.get(url(name, workspace, pk=theirs.pk)).status_code == 404
 
 
 def test_a_member_sees_the_deliveries_but_no_forms(bob_client: Client, workspace: Workspace,
                                                    connection: Connection) -> None:
     record(connection, events=8)
-    page = bob_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    page = bob_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
     assert figures(page)["delivered-hour"] == "8" and "Replace write key" not in page
     assert bob_client.get(url("connection_attempts", workspace, pk=connection.pk)).status_code == 200
 
@@ -423,14 +549,19 @@ def test_a_member_sees_the_deliveries_but_no_forms(bob_client: Client, workspace
 def banner(client: Client, workspace: Workspace) -> str:
     page = client.get(reverse("members", kwargs={"slug": workspace.slug})).content.decode()
     found = re.search(r'data-testid="attention-banner">(.*?)</div>\s*</div>', page, re.S)
+    polled = client.get(url("attention", workspace)).content.decode()
+    assert (found.group(1) if found else "") in polled  # what the poll brings is what the page showed
     return found.group(1) if found else ""
 
 
 def test_no_banner_while_every_connection_is_fine(alice_client: Client, workspace: Workspace,
                                                    connection: Connection) -> None:
     record(connection)
-    failures_record(connection_id=connection.pk, at=timezone.now(), events=2)
-    assert banner(alice_client, workspace) == ""
+    dead_letter(connection, 1)
+    dead_letter(connection, 2)
+    assert banner(alice_client, workspace) == ""  # Degraded on its page, but below the threshold
+    page = alice_client.get(reverse("members", kwargs={"slug": workspace.slug})).content.decode()
+    assert f'hx-get="{url("attention", workspace)}" hx-trigger="every 5s" data-poll' in page
 
 
 def test_the_banner_names_a_paused_connection_on_every_page_of_its_workspace(
@@ -449,10 +580,26 @@ def test_the_banner_names_a_paused_connection_on_every_page_of_its_workspace(
 def test_the_banner_shows_dead_letters_past_the_threshold(alice_client: Client, workspace: Workspace,
                                                           connection: Connection, settings: Any) -> None:
     settings.DEAD_LETTER_ALERT_THRESHOLD = 5
-    failures_record(connection_id=connection.pk, at=timezone.now() - timedelta(hours=2), events=4)
+    for seq in range(1, 5):
+        dead_letter(connection, seq, ago=timedelta(hours=2))
     assert banner(alice_client, workspace) == ""
-    failures_record(connection_id=connection.pk, at=timezone.now(), events=1)
-    assert "Production</a>: 5 dead letters in 24 hours" in banner(alice_client, workspace)
+    last = dead_letter(connection, 5)
+    assert "Production</a>: 5 undelivered dead letters in 24 hours" in banner(alice_client, workspace)
+    DeadLetter.objects.filter(pk=last.pk).update(replays=1, replayed_at=timezone.now())
+    assert banner(alice_client, workspace) == ""  # a replay delivered one: below the threshold again
+
+
+def test_the_banner_follows_a_fix_and_a_newly_failing_connection(
+        alice: User, alice_client: Client, workspace: Workspace, connection: Connection, segment: Any) -> None:
+    services.connection_pause(connection_id=connection.pk, health=Health.FAILING, reason="Unknown key.")
+    assert "Production</a>: delivery is paused" in banner(alice_client, workspace)
+    services.connection_resume(connection_id=connection.pk)
+    assert banner(alice_client, workspace) == ""
+    staging = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
+                                         region="us", write_key=new_write_key())
+    assert banner(alice_client, workspace) == ""  # checking: no verdict yet
+    checked(staging)
+    assert "Staging</a>: delivery is paused" in banner(alice_client, workspace)
 
 
 def test_the_banner_shows_a_connection_retrying_for_minutes(alice_client: Client, workspace: Workspace,

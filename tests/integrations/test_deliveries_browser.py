@@ -55,12 +55,17 @@ def test_an_owner_watches_deliveries_go_out_reads_the_chart_and_filters_the_atte
     page.get_by_role("navigation", name="Alice Analytics").get_by_role("link", name="Integrations").click()
     page.get_by_role("link", name="Production").first.click()
     expect(page.get_by_role("heading", name="Production", level=1)).to_be_visible()
+    top = page.get_by_test_id("connection-state")
+    expect(top.get_by_test_id("health-word")).to_have_text("Degraded")
+    expect(top).to_contain_text("1 event that became a dead letter in the last 24 hours is not delivered")
+    expect(top.get_by_role("link", name="Open dead letters")).to_be_visible()
+    shot(page, "connection-page-overview")
+    page.get_by_test_id("connection-tabs").get_by_role("link", name="Deliveries").click()
 
     panel = page.locator("#deliveries-panel")
-    expect(panel.get_by_test_id("delivery-state")).to_have_text("Degraded")
-    expect(panel).to_contain_text("1 event became a dead letter in the last 24 hours")
     expect(panel.locator('[data-figure="delivered-hour"]')).to_have_text("9")
     expect(panel.locator('[data-figure="failed-hour"]')).to_have_text("1")
+    expect(panel.locator('[data-figure="undelivered-hour"]')).to_have_text("1")
     expect(panel.locator('[data-figure="retried-hour"]')).to_have_text("6")
     expect(panel.get_by_test_id("latency-p95")).to_have_text(re.compile(r"^\d+ ms$|^\d+\.\d s$"))
     expect(panel.get_by_test_id("dead-letters-link")).to_have_text(re.compile(r"Open dead letters \(1\)"))
@@ -117,27 +122,27 @@ def test_an_owner_watches_deliveries_go_out_reads_the_chart_and_filters_the_atte
 
 
 def test_a_member_sees_a_paused_connection_in_the_banner_and_who_can_fix_it(
-        page: Any, alice: User, bob: User, workspace: Workspace) -> None:
+        page: Any, alice: User, bob: User, workspace: Workspace, segment: Any) -> None:
     from accounts.audit import Actor
     from integrations import services
     from tests.conftest import new_write_key
 
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=new_write_key())
-    services.connection_pause(connection_id=connection.pk, health="failing",
-                              reason="Segment does not recognise this write key.")
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
     relay.track(workspace, "Waiting", user_id="u1")
 
     sign_in(page, bob.email)
     banner = page.get_by_test_id("attention-banner")
     expect(banner).to_contain_text("Production: delivery is paused")
     banner.get_by_role("link", name="Production").click()
-    panel = page.locator("#deliveries-panel")
-    expect(panel.get_by_test_id("delivery-state")).to_have_text("Paused")
-    expect(panel).to_contain_text("Segment does not recognise this write key.")
-    expect(panel).to_contain_text("Owners and admins can correct the write key or region: ask alice@example.com.")
-    expect(panel.get_by_test_id("backlog-waiting")).to_have_text("1")
-    expect(page.get_by_role("heading", name="Manage")).to_have_count(0)
+    top = page.get_by_test_id("connection-state")
+    expect(top.get_by_test_id("health-word")).to_have_text("Paused")
+    expect(top).to_contain_text("Segment does not recognise this write key.")
+    expect(top).to_contain_text("Owners and admins can correct the write key or region: ask alice@example.com.")
+    expect(top.get_by_test_id("fix-link")).to_have_count(0)  # a control the member cannot use
+    expect(page.get_by_test_id("backlog-waiting")).to_have_text("1")
+    expect(page.locator("#content form")).to_have_count(0)
     shot(page, "connection-page-paused-member")
     page.set_viewport_size(PHONE)
     shot(page, "connection-page-paused-member-phone")

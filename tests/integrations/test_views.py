@@ -1,6 +1,7 @@
 """Settings → Integrations pages: who may do what, and what each answer says."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -56,17 +57,102 @@ def test_the_same_key_twice_is_refused_with_the_existing_name(alice_client: Clie
     assert key not in response.content.decode()
 
 
+def test_the_flash_after_connecting_does_not_contradict_the_top(alice_client: Client, workspace: Workspace) -> None:
+    response = alice_client.post(url("connection_create", workspace),
+                                 {"name": "Production", "write_key": new_write_key(), "region": "us"}, follow=True)
+    page = response.content.decode()
+    assert "“Production” connected." in page and "Checking the key with Segment now" not in page
+    assert 'data-testid="health-word">Checking<' in page and "Healthy" not in page
+
+
+TABS = {"connection": "Overview", "connection_deliveries": "Deliveries", "connection_attempts": "Attempts",
+        "dead_letters": "Dead letters", "connection_checks": "Checks", "connection_settings": "Settings"}
+
+
+@pytest.mark.parametrize("name", list(TABS))
+def test_every_tab_is_its_own_page_under_the_same_top(name: str, alice_client: Client, workspace: Workspace,
+                                                      connection: Connection) -> None:
+    page = alice_client.get(url(name, workspace, pk=connection.pk)).content.decode()
+    assert 'data-testid="connection-state"' in page and 'data-testid="connection-tabs"' in page
+    current = re.findall(r'<a class="tab" href="([^"]+)" aria-current="page">([^<]+)</a>', page)
+    assert current == [(url(name, workspace, pk=connection.pk), TABS[name])]
+    for other in TABS:
+        assert f'href="{url(other, workspace, pk=connection.pk)}"' in page
+    assert page.count("<h1") == 1
+
+
+def test_the_top_polls_every_second_while_a_check_runs_then_every_five(
+        alice_client: Client, workspace: Workspace, connection: Connection, segment: Any) -> None:
+    state = url("connection_state", workspace, pk=connection.pk)
+    running = alice_client.get(state, {"tab": "checks"}, HTTP_HX_REQUEST="true").content.decode()
+    assert running.lstrip().startswith('<section id="connection-state"') and "<html" not in running
+    assert f'hx-get="{state}?tab=checks" hx-trigger="every 1s"' in running and "Checking the key with Segment" in running
+    segment.register_key(connection.write_key(), "us")
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    done = alice_client.get(state, {"tab": "overview"}, HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 5s"' in done and ">Healthy<" in done
+    # On the Overview tab the overview's body comes along, out of band, with the verdict.
+    assert '<div id="overview-body" class="stack overview-body" hx-swap-oob="true">' in done
+    assert "Key recognised by Segment" in done
+
+
+def test_changing_the_region_checks_the_stored_key_there(alice_client: Client, workspace: Workspace,
+                                                         connection: Connection) -> None:
+    key = connection.write_key()
+    response = alice_client.post(url("connection_region", workspace, pk=connection.pk), {"region": "eu"})
+    assert response["Location"] == url("connection", workspace, pk=connection.pk)
+    connection.refresh_from_db()
+    assert connection.region == "eu" and connection.write_key() == key and connection.awaiting_check
+    assert connection.latest_verification is not None and connection.latest_verification.trigger == "region_changed"
+    audit = AuditEvent.objects.get(action=AuditAction.CONNECTION_REGION_CHANGED)
+    assert audit.details["previous_region"] == "us" and key not in str(audit.details)
+    page = alice_client.get(response["Location"]).content.decode()
+    assert "Region changed from US to EU." in page
+
+
+def test_a_region_that_is_not_offered_is_refused_next_to_the_field(alice_client: Client, workspace: Workspace,
+                                                                  connection: Connection) -> None:
+    response = alice_client.post(url("connection_region", workspace, pk=connection.pk), {"region": "asia"})
+    assert response.status_code == 422 and "region" in response.context["region_form"].errors
+    connection.refresh_from_db()
+    assert connection.region == "us"
+
+
+def test_a_member_cannot_change_the_region(bob_client: Client, workspace: Workspace, connection: Connection) -> None:
+    assert bob_client.post(url("connection_region", workspace, pk=connection.pk), {"region": "eu"}).status_code == 403
+    connection.refresh_from_db()
+    assert connection.region == "us"
+
+
+def test_the_wrong_region_verdict_links_owners_to_the_region_control(
+        alice: User, alice_client: Client, bob_client: Client, workspace: Workspace, segment: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")
+    wrong = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                       region="us", write_key=key)
+    services.verification_run(verification_id=wrong.latest_verification.pk)  # type: ignore[union-attr]
+    page = alice_client.get(url("connection", workspace, pk=wrong.pk)).content.decode()
+    assert 'data-testid="health-word">Paused<' in page and "Wrong region" in page
+    assert f'href="{url("connection_settings", workspace, pk=wrong.pk)}#region"' in page
+    assert "Events are kept and will be sent once a check passes." in page
+    settings_page = alice_client.get(url("connection_settings", workspace, pk=wrong.pk)).content.decode()
+    assert 'id="region"' in settings_page and 'id="replace-key"' in settings_page
+    member = bob_client.get(url("connection", workspace, pk=wrong.pk)).content.decode()
+    assert "#region" not in member and "ask alice@example.com" in member
+
+
 def test_a_member_sees_status_but_no_forms(bob_client: Client, workspace: Workspace,
                                            connection: Connection) -> None:
     listing = bob_client.get(url("index", workspace))
     assert listing.status_code == 200 and b"Production" in listing.content
     assert url("connection_create", workspace).encode() not in listing.content
-    detail = bob_client.get(url("connection", workspace, pk=connection.pk))
-    assert detail.status_code == 200
-    assert "rename_form" not in detail.context and "key_form" not in detail.context
-    for action in ("connection_rename", "connection_key", "connection_enabled", "connection_delete",
-                   "connection_check"):
-        assert url(action, workspace, pk=connection.pk).encode() not in detail.content
+    for tab in ("connection", "connection_checks", "connection_settings"):
+        detail = bob_client.get(url(tab, workspace, pk=connection.pk))
+        assert detail.status_code == 200
+        assert "rename_form" not in detail.context and "key_form" not in detail.context
+        for action in ("connection_rename", "connection_key", "connection_region", "connection_enabled",
+                       "connection_delete", "connection_check"):
+            assert url(action, workspace, pk=connection.pk).encode() not in detail.content
 
 
 def test_a_member_cannot_change_a_connection_and_the_attempt_is_audited(bob: User, bob_client: Client,
@@ -134,3 +220,4 @@ def test_the_list_shows_each_connection_with_its_state(alice_client: Client, wor
                                                        connection: Connection, settings: Any) -> None:
     page = alice_client.get(url("index", workspace)).content.decode()
     assert "Production" in page and connection.masked_key in page and "US" in page
+    assert 'data-testid="health-word" title="Checking the key with Segment' in page  # the same word as its page
