@@ -57,7 +57,7 @@ def connection_replace_key(*, actor: Actor, connection: Connection, write_key: s
     """A new key (and optionally region) for everything not yet sent; re-checked at once."""
     write_key = write_key.strip()
     region = region or connection.region
-    _validate(name=connection.name, region=region, write_key=write_key)
+    _validate(name=None, region=region, write_key=write_key)
     with transaction.atomic():
         _require_manager(actor, connection.workspace)
         old_last4, old_region = connection.write_key_last4, connection.region
@@ -78,7 +78,7 @@ def connection_replace_key(*, actor: Actor, connection: Connection, write_key: s
 
 def connection_change_region(*, actor: Actor, connection: Connection, region: str) -> Connection:
     """Point the stored key at the other region; delivery waits until its check passes."""
-    _validate(name=connection.name, region=region, write_key=None)
+    _validate(name=None, region=region, write_key=None)
     with transaction.atomic():
         _require_manager(actor, connection.workspace)
         if region == connection.region:
@@ -293,9 +293,13 @@ def _require_manager(actor: Actor, workspace: Workspace) -> None:
 
 
 @sensitive_variables("write_key")
-def _validate(*, name: str, region: str, write_key: str | None) -> None:
+def _validate(*, name: str | None, region: str, write_key: str | None) -> None:
+    """`name` None: the stored name is kept, so it is not judged again (one saved before a rule
+    existed must not block a key or region change)."""
     errors: dict[str, str] = {}
-    if not name.strip():
+    if name is None:
+        pass
+    elif not name.strip():
         errors["name"] = "Give the connection a name, for example Production or Staging."
     elif problem := name_problem(name):
         errors["name"] = problem

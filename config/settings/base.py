@@ -170,7 +170,7 @@ VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 # and every third of this while the run lives). A worker killed mid-batch leaves its lease
 # behind; once it lapses the sweeper hands the connection to another worker, which re-sends
 # under the same messageIds.
-RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=6)
+RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=5)
 
 # An event not delivered to a connection after this long becomes a dead letter for it (kept,
 # counted, audited); the log keeps delivered events this long so resent messageIds are
@@ -196,6 +196,12 @@ IMPORT_LEASE_SECONDS = env.int("IMPORT_LEASE_SECONDS", default=60)
 
 # Ingest API: requests a second per ingest key before 429 (kept in the cache below).
 INGEST_REQUESTS_PER_SECOND = env.int("INGEST_REQUESTS_PER_SECOND", default=1000)
+# Requests with an unknown or revoked ingest key from one client address (IPv6: one /64) in
+# a clock minute before that address gets 429 without a database lookup until the minute ends.
+INGEST_AUTH_FAILURES_PER_MINUTE = env.int("INGEST_AUTH_FAILURES_PER_MINUTE", default=20)
+# How many proxies of ours stand in front of the web processes, each appending to
+# X-Forwarded-For; 0 trusts no header and takes REMOTE_ADDR as the client's address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # Shared by every process in production (e.g. redis://…/1) so rate limits hold across them.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 

@@ -2,7 +2,7 @@
 worker's connection is taken over within seconds.
 
 A lease is `lease_until` (when it lapses) and `lease_owner` (a random token per run). It is
-short (RELAY_LEASE_SECONDS, 6 s by default) and kept alive two ways:
+short (RELAY_LEASE_SECONDS, 5 s by default) and kept alive two ways:
   1. before sending each batch the run renews it with a conditional UPDATE that also requires
      the connection to be still deliverable (enabled, not paused) with the key and region the
      run holds, checked; so a replaced key, a changed region, a pause or a disable stops the run
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def lease_take(connection_id: int, *, keep_for: float) -> Lease | None:
     now = timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    owner = secrets.token_hex(16)
+    owner = _owner_token()
     claimed = Connection.objects.deliverable().filter(free, due, pk=connection_id).update(
         lease_until=now + lease_seconds(), lease_owner=owner, wake_queued_at=None)
     if not claimed:
@@ -62,6 +63,11 @@ def lease_take(connection_id: int, *, keep_for: float) -> Lease | None:
     lease = Lease(connection_id, owner, time.monotonic() + keep_for)
     keeper.hold(lease)
     return lease
+
+
+def _owner_token() -> str:
+    """Unique per run, and naming the process that holds it (host and pid), for operators."""
+    return f"{socket.gethostname()[:16]}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
 def lease_renew(lease: Lease) -> bool:

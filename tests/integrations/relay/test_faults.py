@@ -4,14 +4,17 @@ broker and the Segment emulator over HTTP; what is checked is what arrived in Se
 from __future__ import annotations
 
 import base64
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from django.db import connection as db_connection
 from django.db import transaction
 from django.test import Client
 
@@ -242,3 +245,69 @@ def test_a_burst_of_100000_events_arrives_whole(segment: Any, processes: Process
     # The newest 100,000 events of the key: the connection check's came first, so all are the burst's.
     arrived = emitter_ids(relayed(segment, key, limit=BURST))
     assert len(arrived) == BURST and set(arrived) == set(message_ids)
+
+
+def test_a_worker_killed_mid_stream_hands_its_connection_on_within_15_seconds(
+        segment: Any, processes: Processes, alice: User, workspace: Workspace) -> None:
+    """Production settings (the 5 s lease, the 2 s sweep): two workers share a steady stream; the
+    one holding the connection is killed with -9, and the other must take over quickly."""
+    processes.beat()
+    workers = [processes.worker("takeover-a", concurrency=1), processes.worker("takeover-b", concurrency=1)]
+    connection, key = connect(segment, alice, workspace)
+    emitted: list[str] = []
+    stop = threading.Event()
+
+    def stream() -> None:  # 40 events every 50 ms, as a busy platform would emit them
+        try:
+            while not stop.is_set():
+                ids = new_ids("stream", 40)
+                emit(workspace, ids)
+                emitted.extend(ids)
+                stop.wait(0.05)
+        finally:
+            db_connection.close()
+
+    emitter = threading.Thread(target=stream)
+    emitter.start()
+    try:
+        wait_for(lambda: delivered(connection) > 400, 30, "the stream flowing", logs=processes.logs)
+        holder = lease_holder(connection, workers)
+        killed_at = datetime.now(UTC)
+        holder.kill()
+        survivor = next(w for w in workers if w is not holder)
+        wait_for(lambda: survivor.running() and any(t > killed_at for t in delivered_times(segment, key)), 30,
+                 "delivery after the kill", logs=processes.logs)
+        time.sleep(1)  # keep streaming a little after the takeover
+    finally:
+        stop.set()
+        emitter.join()
+    wait_for(lambda: delivered(connection) == Event.objects.filter(workspace=workspace).count(), 60,
+             "the backlog delivered", logs=processes.logs)
+
+    resumed = min(t for t in delivered_times(segment, key) if t > killed_at)
+    gap = (resumed - killed_at).total_seconds()
+    print(f"takeover: the first batch after the kill was delivered {gap:.1f} s after it")
+    assert gap < 15, f"delivery resumed {gap:.1f} s after the worker died"
+    events = relayed(segment, key, limit=100_000)
+    assert sorted(set(emitter_ids(events))) == sorted(emitted), "an event is missing"
+    assert len(emitter_ids(events)) == len(emitted), "Segment accepted an event twice"
+
+
+def lease_holder(connection: Connection, workers: list[Any]) -> Any:
+    """The worker whose pool child holds the connection's lease (its owner names the pid)."""
+    def owner_pid() -> int | None:
+        owner = Connection.objects.values_list("lease_owner", flat=True).get(pk=connection.pk)
+        return int(owner.split(":")[1]) if owner else None
+
+    wait_for(lambda: owner_pid() is not None, 30, "a run holding the connection")
+    pid = owner_pid()
+    assert pid is not None
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return next(w for w in workers if w.popen.pid in (pid, parent))
+
+
+def delivered_times(segment: Any, key: str) -> list[datetime]:
+    """When each batch Segment accepted from the relay reached it."""
+    return [datetime.fromisoformat(r["time"].replace("Z", "+00:00"))
+            for r in segment.requests(write_key=key, kind="tracking", limit=100_000)
+            if r["path"] == "/v1/batch" and r["status"] == 200]
