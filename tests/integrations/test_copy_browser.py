@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.urls import reverse
 from playwright.sync_api import expect
 
+from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay
-from tests.conftest import screenshot, sign_in
+from integrations import relay, services
+from tests.conftest import new_write_key, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,3 +39,26 @@ def test_an_events_messageid_copies_from_the_debugger(page: Any, alice: User, wo
     screenshot(page, "copy-01-debugger-message-id")
     # The confirmation goes after a moment, ready for the next copy.
     expect(button).to_have_text("Copy")
+
+
+def test_the_connection_checks_test_messageid_copies(page: Any, alice: User, workspace: Workspace, segment: Any,
+                                                     celery_worker: Any, live_server: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=key)
+    allow_clipboard(page, live_server)
+    sign_in(page, alice.email)
+    page.goto(reverse("integrations:connection_checks", kwargs={"slug": workspace.slug, "pk": connection.pk}))
+    shown = page.locator("#status-panel").get_by_test_id("test-message-id")
+    expect(shown).to_be_visible(timeout=15_000)
+    message_id = shown.inner_text().strip()
+    assert segment.events(write_key=key, message_id=message_id), "the test event never reached Segment"
+
+    button = page.get_by_role("button", name="Copy the test messageId")
+    button.click()
+    expect(button).to_contain_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == message_id
+    screenshot(page, "copy-02-check-message-id")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "copy-02-check-message-id-phone")
