@@ -86,5 +86,5 @@ def test_the_connection_page_says_when_events_became_dead_letters(connection: Co
     relay.track(workspace, "Old", user_id="u1")
     age(8 * 24, [1])
     events_expire()
-    page = alice_client.get(reverse("integrations:connection", args=[workspace.slug, connection.pk]))  # type: ignore[attr-defined]
+    page = alice_client.get(reverse("integrations:connection_deliveries", args=[workspace.slug, connection.pk]))  # type: ignore[attr-defined]
     assert "1 event could not be delivered to this source" in page.content.decode()
