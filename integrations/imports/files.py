@@ -21,6 +21,8 @@ from typing import IO, Any
 import orjson
 from django.conf import settings
 
+from integrations.relay.messages import loads_lenient
+
 JSONL, CSV = "jsonl", "csv"
 FORMATS = {JSONL: "JSONL", CSV: "CSV"}
 EXTENSIONS = {".jsonl": JSONL, ".ndjson": JSONL, ".json": JSONL, ".csv": CSV}
@@ -216,7 +218,11 @@ class Reader:
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
-            return Record(line, self.offset, None, Problem("", f"Not valid JSON: {error.msg} at column {error.colno}."))
+            try:
+                value = loads_lenient(raw)  # a lone surrogate is JSON: the check then names it
+            except ValueError:
+                return Record(line, self.offset, None, Problem("", f"Not valid JSON: {error.msg} at column "
+                                                                   f"{error.colno}."))
         if not isinstance(value, dict):
             return Record(line, self.offset, None, Problem("", "Each line must be one JSON object (an event)."))
         return Record(line, self.offset, value, None)

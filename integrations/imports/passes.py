@@ -66,6 +66,10 @@ REASON_FIELDS = {
     "invalid_timestamp": "timestamp",
     "invalid_message_id": "messageId",
     "event_too_large": "",
+    "too_deeply_nested": "",
+    "invalid_unicode": "",
+    "integer_too_large": "",
+    "not_serialisable": "",
 }
 NEEDS_TIMESTAMP = Problem("timestamp", "Historical events need a timestamp: add one in ISO 8601 with a time zone, "
                                        "e.g. 2025-11-23T10:00:00Z.")

@@ -10,7 +10,9 @@ Normalisation, in order:
   4. stamp `receivedAt` (when Tributary accepted it);
   5. name Tributary in `context.library`, keeping the emitter's messageId and library in
      `context.tributary` so an event can be traced from the emitter to Segment;
-  6. measure what Segment will receive against its 32 KB limit.
+  6. serialise it once, refusing only this event when it cannot be (nested deeper than
+     MAX_DEPTH, an integer beyond 64 bits, a string that is not Unicode), and measure what
+     Segment will receive against its 32 KB limit.
 
 The stored body is the event exactly as every connection sends it, less its messageId: each
 connection sends under its own (see `delivery.wire`), so delivery only splices that id in and
@@ -18,6 +20,9 @@ never parses or re-serialises an event.
 """
 from __future__ import annotations
 
+import json
+import math
+import threading
 import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -33,6 +38,13 @@ MAX_MESSAGE_ID = 100
 # What delivery adds to a stored body: `,"messageId":"<uuid>"`.
 SENT_MESSAGE_ID_BYTES = len(b',"messageId":""') + 36
 ENVELOPE_KEYS = ("context", "integrations")
+# How deep objects and arrays may nest, the event itself being level 1. orjson cannot write
+# past 254 levels, and no real event comes near 64; refusing early keeps a hostile event from
+# costing more than a normal one anywhere downstream (repr, templates, Segment).
+MAX_DEPTH = 64
+# The integers orjson (and Segment) can write: signed or unsigned 64-bit.
+INT_RANGE = (-(2**63), 2**64 - 1)
+CONTAINERS = (dict, list, tuple)
 
 
 class Invalid(Exception):
@@ -77,7 +89,7 @@ class Normaliser:
         event = self._merged(raw)
         event_type = self.call or event.get("type")
         if event_type not in TYPES:
-            raise Invalid("unknown_type", f"Unknown type {str(event_type)[:40]!r}: use one of {', '.join(TYPES)}.")
+            raise Invalid("unknown_type", f"Unknown type {_glimpse(event_type)}: use one of {', '.join(TYPES)}.")
         event["type"] = event_type
         _require_fields(event_type, event)
         message_id = _message_id(event.pop("messageId", None))
@@ -85,7 +97,7 @@ class Normaliser:
         event["receivedAt"] = self.received_text
         event.pop("writeKey", None)
         _name_the_relay(event, message_id)
-        body = orjson.dumps(event)
+        body = _serialised(event)
         if len(body) + SENT_MESSAGE_ID_BYTES > MAX_EVENT_BYTES:
             raise Invalid("event_too_large", f"The event is {len(body) + SENT_MESSAGE_ID_BYTES:,} bytes as sent "
                           "to Segment; Segment accepts at most 32 KB.")
@@ -123,6 +135,42 @@ def normalise(raw: Any, *, received_at: datetime, call: str | None = None, envel
               sent_at: Any = None) -> Message:
     """Validate one event and return it normalised, or raise Invalid(reason, detail)."""
     return Normaliser(received_at=received_at, call=call, envelope=envelope, sent_at=sent_at)(raw)
+
+
+def loads_lenient(raw: bytes) -> Any:
+    """JSON that orjson refused, read again by the standard library; ValueError if it is not JSON.
+
+    It also takes a string holding a lone UTF-16 surrogate ("\\ud83d"): valid JSON syntax,
+    and what JavaScript's JSON.stringify writes for a string cut inside an emoji, so the event
+    holding it can be refused alone (invalid_unicode) rather than its whole batch or file
+    line being "not JSON". Everything else orjson refuses stays refused (NaN, numbers out of
+    a double's range, bytes that are not UTF-8, nesting past the parser's depth), and numbers
+    are read as orjson reads them, so the parser used never changes an event.
+    """
+    try:
+        return json.loads(raw.decode(), parse_constant=_not_json, parse_int=_integer, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("nested past the parser's depth") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _integer(text: str) -> int | float:
+    """As orjson: an integer within 64 bits stays one, a larger one becomes a float."""
+    if len(text) <= 21:
+        number = int(text)
+        if INT_RANGE[0] <= number <= INT_RANGE[1]:
+            return number
+    return _finite(text)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError("a number out of range")
+    return number
 
 
 def _name_the_relay(event: dict[str, Any], message_id: str) -> None:
@@ -178,8 +226,154 @@ def _parse_time(value: Any, field: str) -> datetime:
                 parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise Invalid("invalid_timestamp",
-                      f"{field} {str(value)[:40]!r} is not an ISO-8601 time with a time zone (e.g. 2026-11-23T10:00:00Z).")
+                      f"{field} {_glimpse(value)} is not an ISO-8601 time with a time zone (e.g. 2026-11-23T10:00:00Z).")
     return parsed
+
+
+def _serialised(event: dict[str, Any]) -> bytes:
+    """The event as JSON, or Invalid naming why this one event cannot be.
+
+    The common case costs one orjson.dumps and two byte counts: nesting deeper than MAX_DEPTH
+    needs more than MAX_DEPTH brackets, and counting them in the output runs at memchr speed.
+    Only an event with that many (a cart of 40 products has 80) is measured, by orjson again
+    (see _nests_too_deep). An event orjson refuses is walked to say why: the error path may
+    be slow, the normal one may not.
+    """
+    try:
+        body = orjson.dumps(event)
+    except orjson.JSONEncodeError as error:
+        raise _unserialisable(event, error) from None
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _nests_too_deep(event):
+        raise _too_deep(_nested_past(event, MAX_DEPTH) or "?")
+    return body
+
+
+def _orjson_depth_limit(cap: int = 2048) -> int | None:
+    """How deep orjson writes before refusing (254 in orjson 3), measured, not assumed; None
+    if it writes `cap` levels."""
+    levels: list[list[Any]] = [[]]
+    for _ in range(cap - 1):
+        levels.append([levels[-1]])  # levels[i] nests i + 1 deep
+    low, high = 0, cap
+    while low < high:  # the deepest that writes is in [low, high]
+        middle = (low + high + 1) // 2
+        try:
+            orjson.dumps(levels[middle - 1])
+            low = middle
+        except orjson.JSONEncodeError:
+            high = middle - 1
+    return None if low == cap else low
+
+
+ORJSON_DEPTH = _orjson_depth_limit()
+_probe = threading.local()
+
+
+def _nests_too_deep(event: dict[str, Any]) -> bool:
+    """Whether the event nests past MAX_DEPTH, asked of orjson: written inside
+    ORJSON_DEPTH - MAX_DEPTH arrays, it is refused exactly when it nests deeper than
+    MAX_DEPTH. A second orjson.dumps costs a few microseconds where a walk in Python costs
+    tens. The event has already been written once, so depth is the only thing that can fail."""
+    if ORJSON_DEPTH is None or ORJSON_DEPTH <= MAX_DEPTH:
+        return _nested_past(event, MAX_DEPTH) is not None
+    wrapper = getattr(_probe, "wrapper", None)
+    if wrapper is None:  # one per thread: its innermost array holds the event being measured
+        outer: list[Any] = []
+        inner = outer
+        for _ in range(ORJSON_DEPTH - MAX_DEPTH - 1):
+            inner.append([])
+            inner = inner[0]
+        wrapper = _probe.wrapper = (outer, inner)
+    outer, inner = wrapper
+    inner.append(event)
+    try:
+        orjson.dumps(outer)
+    except orjson.JSONEncodeError:
+        return True
+    finally:
+        inner.clear()
+    return False
+
+
+def _nested_past(event: dict[str, Any], limit: int) -> str | None:
+    """The top-level key under which objects and arrays nest past `limit` levels (the event
+    being level 1), or None. One level at a time, so no depth can raise RecursionError."""
+    for key, value in event.items():
+        level = [value] if isinstance(value, CONTAINERS) else []
+        depth = 2
+        while level:
+            if depth > limit:
+                return str(key)
+            level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                     if isinstance(child, CONTAINERS)]
+            depth += 1
+    return None
+
+
+def _unserialisable(event: dict[str, Any], error: Exception) -> Invalid:
+    """Why orjson refused the event: the first value at fault, found by a walk (error path only)."""
+    under = _nested_past(event, MAX_DEPTH)
+    if under is not None:
+        return _too_deep(under)
+    stack: list[tuple[Any, str]] = [(event, "")]
+    while stack:
+        node, path = stack.pop()
+        for key, child in _children(node):
+            where = _joined(path, key)
+            if isinstance(key, str) and not _is_unicode(key):
+                return _not_unicode(where, "key")
+            if isinstance(child, str):
+                if not _is_unicode(child):
+                    return _not_unicode(where, "value")
+            elif isinstance(child, int) and not isinstance(child, bool):
+                if not INT_RANGE[0] <= child <= INT_RANGE[1]:
+                    return Invalid("integer_too_large", f"{_shown_path(where)} is an integer beyond 64 bits, which "
+                                   "Segment cannot take: send it as a string.")
+            elif isinstance(child, CONTAINERS):
+                stack.append((child, where))
+    return Invalid("not_serialisable", f"The event cannot be written as JSON: {str(error)[:120]}.")
+
+
+def _children(node: Any) -> Any:
+    return node.items() if isinstance(node, dict) else enumerate(node)
+
+
+def _joined(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    shown = key if isinstance(key, str) and _is_unicode(key) else repr(key)
+    return f"{path}.{shown}" if path else shown
+
+
+def _shown_path(path: str) -> str:
+    return path if len(path) <= 80 else path[:80] + "…"
+
+
+def _too_deep(under: str) -> Invalid:
+    return Invalid("too_deeply_nested", f"The event nests objects and arrays more than {MAX_DEPTH} levels deep "
+                   f"(in {under!r}): flatten it.")
+
+
+def _not_unicode(path: str, what: str) -> Invalid:
+    return Invalid("invalid_unicode", f"The {what} at {_shown_path(path)} holds a lone UTF-16 surrogate (half of "
+                   "a character, as when a string is cut inside an emoji), which is not Unicode: fix how it is cut.")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _glimpse(value: Any) -> str:
+    """A short, safe rendering of a value for an error message: a deep repr would recurse."""
+    if isinstance(value, dict):
+        return "{…}"
+    if isinstance(value, list | tuple):
+        return "[…]"
+    return repr(str(value)[:40])
 
 
 def _label(kind: str, event: dict[str, Any]) -> str:

@@ -208,6 +208,28 @@ def test_importing_the_valid_lines_stores_exactly_them_with_their_original_times
     assert finished.details["events_stored"] == 4 and finished.details["skipped_invalid"] == 7
 
 
+def test_lines_that_cannot_be_serialised_are_reported_and_the_rest_imported(
+        tmp_path: Path, workspace: Workspace, alice: User) -> None:
+    def line(n: int, properties: str = "{}") -> str:
+        return (f'{{"type": "track", "userId": "u-{n}", "event": "Paid", "timestamp": "2024-01-01T00:00:00Z", '
+                f'"messageId": "m-{n}", "properties": {properties}}}')
+
+    def nested(levels: int) -> str:
+        return '{"a":' * levels + "1" + "}" * levels
+
+    lines = [line(1), line(2, nested(64)), line(3, nested(300)), line(4, nested(1100)),
+             line(5, '{"cut": "\\ud83d"}'), line(6)]
+    job = checked(upload(write(tmp_path, "odd.jsonl", "\n".join(lines) + "\n"), workspace, alice))
+    assert job.status == ImportStatus.VALIDATED and (job.lines_valid, job.lines_invalid) == (2, 4)
+    assert_report(job, [("2", "", "more than 64 levels deep (in 'properties')"),
+                        ("3", "", "more than 64 levels deep (in 'properties')"),
+                        ("4", "", "Not valid JSON"),  # past the parsers' depth: not read at all
+                        ("5", "", "The value at properties.cut holds a lone UTF-16 surrogate")])
+    job = imported(job, alice)
+    assert job.status == ImportStatus.DONE and job.events_stored == 2
+    assert [e["context"]["tributary"]["messageId"] for e in bodies(workspace)] == ["m-1", "m-6"]
+
+
 def test_csv_values_become_strings_and_dotted_columns_nest(tmp_path: Path, workspace: Workspace, alice: User) -> None:
     job = imported(checked(upload(write(tmp_path, "past.csv", CSV_TEXT), workspace, alice)), alice)
     first, second, page = bodies(workspace)
