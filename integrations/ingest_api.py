@@ -5,14 +5,21 @@ Authentication is Segment's: the workspace's ingest key as the Basic-auth user n
 password) or as `writeKey` in the body. Unlike Segment, mistakes are loud: an unknown key is a
 401, an invalid single call a 400 naming the reason. In a batch one bad event must not cost the
 good ones (official libraries drop a whole batch on a 400), so valid events are stored, invalid
-ones are listed by index and reason in a 200 answer and recorded for the workspace to see.
+ones are listed by index and reason in a 200 answer and recorded for the workspace to see;
+that holds for an event that cannot even be serialised (nested too deep, a lone surrogate).
 Nothing is acknowledged before it is committed to the database.
+
+Guessing keys is cheap to refuse: after INGEST_AUTH_FAILURES_PER_MINUTE unknown or revoked
+keys from one client address in a clock minute, the address gets 429 until the minute ends,
+without a database lookup. A key the process has already served skips that check, so a
+busy sender pays no round trip for it.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import gzip
+import ipaddress
 import logging
 import zlib
 from typing import Any
@@ -24,11 +31,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.ingest_keys import ingest_key_authenticate
+from integrations.ingest_keys import ingest_key_authenticate, ingest_key_recognised
 from integrations.models import IngestKey, RejectedEvent
-from integrations.ratelimit import hits_this_second
+from integrations.ratelimit import client_address, hits, hits_so_far, hits_this_second, seconds_left
 from integrations.relay.log import events_append
-from integrations.relay.messages import TYPES, Invalid, Message, Normaliser, normalise
+from integrations.relay.messages import TYPES, Invalid, Message, Normaliser, loads_lenient, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,7 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_EVENTS = 2500
 MAX_SINGLE_BYTES = 32 * 1024
 MAX_INFLATED_BYTES = 2 * 1024 * 1024
+AUTH_FAILURE_WINDOW = 60
 CALLS = (*TYPES, "batch", "import")
 
 
@@ -113,7 +121,10 @@ def _json_body(request: HttpRequest, *, batch: bool) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise Refused(400, "invalid_json", "The body is not valid JSON.") from None
+        try:
+            body = loads_lenient(raw)  # what orjson refuses yet is JSON: a lone surrogate
+        except ValueError:
+            raise Refused(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise Refused(400, "invalid_json", "The body must be a JSON object.")
     return body
@@ -132,6 +143,13 @@ def _inflate(raw: bytes) -> bytes:
 
 @sensitive_variables("raw_key", "header")
 def _authenticate(request: HttpRequest, body: dict[str, Any]) -> IngestKey:
+    """The request's ingest key, or Refused: 401 for a key that is not one, 429 once its
+    address has sent too many of those this minute.
+
+    1. a key this process has served before is looked up at once (no limit to check);
+    2. otherwise, one read of the address's failure count: at the limit, 429 with no lookup;
+    3. look the key up; a failure adds one to the count (one more round trip, failures only).
+    """
     raw_key = ""
     header = request.headers.get("Authorization", "")
     if header[:6].lower() == "basic ":
@@ -141,11 +159,35 @@ def _authenticate(request: HttpRequest, body: dict[str, Any]) -> IngestKey:
             raw_key = ""
     if not raw_key and isinstance(body.get("writeKey"), str):
         raw_key = body["writeKey"]
+    failures = f"ingest-auth-failures:{_failure_bucket(client_address(request))}"
+    limit = settings.INGEST_AUTH_FAILURES_PER_MINUTE
+    if not ingest_key_recognised(raw_key) and hits_so_far(failures, window=AUTH_FAILURE_WINDOW) >= limit:
+        retry_after = seconds_left(AUTH_FAILURE_WINDOW)
+        raise Refused(429, "too_many_invalid_keys",
+                      f"More than {limit} requests from this address in a minute carried an unknown or revoked "
+                      f"ingest key; try again in {retry_after} s. Check the key the library sends: Settings → "
+                      "API keys lists the active ones by their last four characters.", retry_after=retry_after)
     ingest_key = ingest_key_authenticate(raw_key) if raw_key else None
     if ingest_key is None:
+        if hits(failures, window=AUTH_FAILURE_WINDOW) == limit:
+            logger.warning("ingest.auth_failures_limited", extra={"bucket": failures, "limit": limit})
         raise Refused(401, "invalid_ingest_key", "Unknown or revoked ingest key. Create one under Settings → API "
                       "keys and send it as the Basic-auth user name (empty password) or as writeKey.")
     return ingest_key
+
+
+def _failure_bucket(address: str) -> str:
+    """Whom failures are counted against: the address, or for IPv6 its /64, which one host
+    usually holds whole (counting single IPv6 addresses would let it rotate past the limit)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _rate_limit(ingest_key: IngestKey) -> None:
@@ -169,7 +211,10 @@ def _record_rejections(ingest_key: IngestKey, source: str, rejected: list[tuple[
 
 def _message_id(item: Any) -> str:
     value = item.get("messageId") if isinstance(item, dict) else None
-    return value.replace("\x00", "")[:100] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    # PostgreSQL text holds neither NUL nor a lone surrogate (which "replace" turns into "?").
+    return value.encode("utf-8", "replace").decode().replace("\x00", "")[:100]
 
 
 def _excerpt(item: Any) -> str:
@@ -178,7 +223,11 @@ def _excerpt(item: Any) -> str:
     try:
         return orjson.dumps(item).decode()[:1000]
     except TypeError:
-        return repr(item)[:1000]  # repr escapes NUL, which PostgreSQL text refuses
+        pass
+    try:
+        return repr(item)[:1000]  # repr escapes NUL and lone surrogates, which PostgreSQL text refuses
+    except RecursionError:  # nested past Python's recursion limit
+        return "(nested too deeply to show)"
 
 
 def _answer(status: int, payload: dict[str, Any]) -> HttpResponse:

@@ -108,6 +108,19 @@ def ingest_key_authenticate(raw_key: str) -> IngestKey | None:
     return ingest_key
 
 
+@sensitive_variables("raw_key")
+def ingest_key_recognised(raw_key: str) -> bool:
+    """Whether this process has found this key active before, asked of memory alone.
+
+    Stale entries count (the key may have been revoked since: authenticating it still asks
+    the database), so a sender the process has served is told apart from a guessed key
+    without a lookup; a guessed key can never be in here.
+    """
+    if not isinstance(raw_key, str) or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > MAX_KEY_LENGTH:
+        return False
+    return IngestKey.hash(raw_key) in _recent
+
+
 def describe(ingest_key: IngestKey) -> dict[str, str]:
     """What the audit log says about a key: its name and hint, never the key."""
     return {"name": ingest_key.name, "hint": masked(ingest_key)}

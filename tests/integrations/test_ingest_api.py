@@ -5,20 +5,35 @@ import base64
 import gzip
 import json
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
+from integrations import ratelimit
 from integrations.ingest_keys import ingest_key_create
 from integrations.models import Event, RejectedEvent
+from integrations.relay.messages import MAX_DEPTH, Invalid, normalise
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters() -> Iterator[None]:
+    """Rate and failure counters live in the (per-process) cache: none carries over between tests."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -35,6 +50,26 @@ def post(client: Client, call: str, body: Any, key: str | None = None, **headers
 
 def track(n: int = 0, **extra: Any) -> dict[str, Any]:
     return {"type": "track", "event": "Experiment Viewed", "userId": f"u{n}", "messageId": f"m-{n}", **extra}
+
+
+def nested(levels: int, leaf: str = "1") -> str:
+    """JSON text of `levels` objects inside one another, built as text since orjson cannot
+    write past 254 levels: nested(2) == '{"a":{"a":1}}'."""
+    return '{"a":' * levels + leaf + "}" * levels
+
+
+def raw_track(n: int, properties: str = "{}") -> str:
+    """A valid track call as JSON text, with `properties` as given (the event is level 1, so
+    its properties add their own levels to one)."""
+    return f'{{"type":"track","event":"E","userId":"u{n}","messageId":"m-{n}","properties":{properties}}}'
+
+
+def raw_batch(*events: str) -> bytes:
+    return ('{"batch":[' + ",".join(events) + "]}").encode()
+
+
+def stored_ids() -> list[str]:
+    return sorted(Event.objects.values_list("message_id", flat=True))
 
 
 def test_a_track_call_with_basic_auth_is_stored_before_the_answer(client: Client, ingest_key: str,
@@ -100,6 +135,11 @@ def test_nul_characters_never_reach_a_text_column(client: Client, ingest_key: st
     (orjson.dumps({"batch": [track(n) for n in range(2501)]}), "batch_too_many_events"),
     (orjson.dumps({"batch": [track(n, properties={"p": "x" * 1000}) for n in range(600)]}), "batch_too_large"),
     (orjson.dumps({"batch": {"not": "a list"}}), "invalid_batch"),
+    # Not JSON for orjson nor for the standard library's second reading (see _lenient_loads).
+    (b'{"batch": [{"type": "track", "x": NaN}]}', "invalid_json"),
+    (b'{"batch": [{"type": "track", "x": 1e400, "s": "\\ud83d"}]}', "invalid_json"),
+    ('{"batch": [{"s": "caf\u00e9 \\ud83d"}]}'.encode("latin-1"), "invalid_json"),
+    (raw_batch(raw_track(0, nested(1100))), "invalid_json"),  # past both parsers' depth
 ])
 def test_a_request_that_is_not_a_batch_is_a_400(client: Client, ingest_key: str, body: bytes, error: str) -> None:
     response = post(client, "batch", body, ingest_key)
@@ -147,9 +187,164 @@ def test_a_key_over_its_rate_is_told_when_to_retry(client: Client, ingest_key: s
     assert answers[2]["Retry-After"] == "1" and Event.objects.count() == 2
 
 
+# --- guessed keys ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def minute(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[float]:
+    """The counters' clock, stopped 10 s into a minute (move it with minute[0] += …), and a
+    limit of 3 failed authentications a minute."""
+    settings.INGEST_AUTH_FAILURES_PER_MINUTE = 3
+    now = [float(int(time.time()) // 60 * 60 + 10)]
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: now[0]))
+    return now
+
+
+def guess(client: Client, n: int, **headers: Any) -> Any:
+    return post(client, "track", track(n), f"trb_guessed-{n}", **headers)
+
+
+def test_an_address_guessing_keys_gets_429_with_retry_after_and_no_database_lookup(
+        client: Client, ingest_key: str, minute: list[float], django_assert_num_queries: Any) -> None:
+    for n in range(3):
+        with django_assert_num_queries(1):  # the key's lookup
+            assert guess(client, n, REMOTE_ADDR="203.0.113.9").status_code == 401
+    with django_assert_num_queries(0):
+        blocked = guess(client, 3, REMOTE_ADDR="203.0.113.9")
+        # A real key this process has not served yet cannot be told from a guess without a lookup.
+        assert post(client, "track", track(4), ingest_key, REMOTE_ADDR="203.0.113.9").status_code == 429
+    assert blocked.status_code == 429 and blocked["Retry-After"] == "50"
+    assert blocked.json()["error"] == "too_many_invalid_keys"
+    assert "try again in 50 s" in blocked.json()["message"] and "Settings → API keys" in blocked.json()["message"]
+    # Another address is unaffected; once its key is served, the guesser's address may use it too.
+    assert post(client, "track", track(5), ingest_key, REMOTE_ADDR="198.51.100.2").status_code == 200
+    assert post(client, "track", track(6), ingest_key, REMOTE_ADDR="203.0.113.9").status_code == 200
+    assert stored_ids() == ["m-5", "m-6"]
+    minute[0] += 50  # the next minute starts afresh
+    assert guess(client, 7, REMOTE_ADDR="203.0.113.9").status_code == 401
+
+
+def test_a_forged_x_forwarded_for_neither_dodges_the_limit_nor_frames_another_address(
+        client: Client, ingest_key: str, minute: list[float]) -> None:
+    answers = [guess(client, n, REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+               for n in range(5)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+    assert guess(client, 9, REMOTE_ADDR="198.51.100.1").status_code == 401  # not blocked by the forgery
+    framed = post(client, "track", track(10), ingest_key, REMOTE_ADDR="198.51.100.3",
+                  HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert framed.status_code == 200
+
+
+def test_behind_trusted_proxies_the_address_they_saw_is_the_one_limited(
+        client: Client, ingest_key: str, minute: list[float], settings: Any) -> None:
+    settings.TRUSTED_PROXY_COUNT = 2  # a load balancer, then a reverse proxy, each appending
+
+    def via_proxies(n: int, client_ip: str, key: str | None = None) -> Any:
+        # Whatever the client wrote comes first; the two proxies append after it.
+        headers = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": f"192.0.2.{n}, {client_ip}, 10.0.0.1"}
+        return post(client, "track", track(n), key or f"trb_guessed-{n}", **headers)
+
+    assert [via_proxies(n, "203.0.113.7").status_code for n in range(5)] == [401, 401, 401, 429, 429]
+    assert via_proxies(5, "198.51.100.8").status_code == 401  # another client behind the same proxies
+    assert via_proxies(6, "198.51.100.8", ingest_key).status_code == 200
+
+
+def test_an_ipv6_host_cannot_rotate_past_the_limit_within_its_64(client: Client, db: None, minute: list[float]) -> None:
+    answers = [guess(client, n, REMOTE_ADDR=f"2001:db8:1:2::{n + 1}") for n in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
+    assert guess(client, 5, REMOTE_ADDR="2001:db8:1:3::1").status_code == 401
+
+
+# --- events that cannot be serialised ------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH, 300, 1000])  # ours; past orjson's 254; past Python's repr
+def test_an_event_nested_too_deep_is_refused_alone_and_the_rest_of_its_batch_stored(
+        client: Client, ingest_key: str, workspace: Workspace, levels: int) -> None:
+    response = post(client, "batch", raw_batch(raw_track(0), raw_track(1, nested(levels)), raw_track(2)), ingest_key)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["accepted"] == 2 and stored_ids() == ["m-0", "m-2"]
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [(1, "too_deeply_nested")]
+    assert f"more than {MAX_DEPTH} levels deep (in 'properties')" in answer["rejected"][0]["message"]
+    rejected = RejectedEvent.objects.get(workspace=workspace)
+    assert (rejected.reason, rejected.index, rejected.message_id) == ("too_deeply_nested", 1, "m-1")
+    assert rejected.excerpt  # something of it is shown, however deep
+
+
+def test_an_event_exactly_at_the_depth_limit_is_accepted_and_one_deeper_is_a_400(client: Client,
+                                                                                 ingest_key: str) -> None:
+    at_limit = post(client, "track", raw_track(0, nested(MAX_DEPTH - 1)).encode(), ingest_key)
+    assert at_limit.status_code == 200 and at_limit.json()["accepted"] == 1
+    too_deep = post(client, "track", raw_track(1, nested(MAX_DEPTH)).encode(), ingest_key)
+    assert too_deep.status_code == 400 and too_deep.json()["error"] == "too_deeply_nested"
+    assert stored_ids() == ["m-0"] and RejectedEvent.objects.get().reason == "too_deeply_nested"
+
+
+def test_a_string_cut_inside_a_character_refuses_only_its_event(client: Client, ingest_key: str,
+                                                                 workspace: Workspace) -> None:
+    # JavaScript's JSON.stringify writes "\ud83d" for "👍".slice(0, 1): valid JSON, not Unicode.
+    body = raw_batch(raw_track(0), '{"type":"track","event":"Liked \\ud83d","userId":"u1","messageId":"m-1\\udc4d"}',
+                     raw_track(2, '{"\\ud83d": true}'), raw_track(3, '{"liked": "\\ud83d\\udc4d"}'))
+    answer = post(client, "batch", body, ingest_key).json()
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [(1, "invalid_unicode"), (2, "invalid_unicode")]
+    assert "The value at event holds a lone UTF-16 surrogate" in answer["rejected"][0]["message"]
+    assert answer["accepted"] == 2 and stored_ids() == ["m-0", "m-3"]
+    assert orjson.loads(bytes(Event.objects.get(message_id="m-3").body))["properties"] == {"liked": "👍"}
+    # Stored for the page without the half character PostgreSQL text cannot hold.
+    assert sorted(RejectedEvent.objects.filter(workspace=workspace).values_list("message_id", flat=True)) == [
+        "m-1?", "m-2"]
+    single = post(client, "track", b'{"event": "Liked \\ud83d", "userId": "u9"}', ingest_key)
+    assert single.status_code == 400 and single.json()["error"] == "invalid_unicode"
+
+
+@pytest.mark.parametrize("also", ["", "\\ud83d"])  # read by orjson; read again by the standard library
+def test_integers_past_64_bits_are_read_as_orjson_reads_them_whichever_parser_reads_the_body(
+        client: Client, ingest_key: str, also: str) -> None:
+    body = raw_batch(raw_track(0, '{"big": 123456789012345678901234567890, "top": 18446744073709551615, '
+                                  '"low": -9223372036854775808, "huge": 1' + "0" * 300 + "}"),
+                     raw_track(1, f'{{"s": "x{also}"}}'))
+    answer = post(client, "batch", body, ingest_key).json()
+    properties = orjson.loads(bytes(Event.objects.get(message_id="m-0").body))["properties"]
+    assert properties["big"] == 1.2345678901234568e29 and isinstance(properties["big"], float)
+    assert (properties["top"], properties["low"]) == (2**64 - 1, -(2**63))
+    assert properties["huge"] == 1e300
+    assert answer["accepted"] == (1 if also else 2)
+
+
+def test_a_value_nested_deep_where_a_string_belongs_is_refused_without_a_server_error(client: Client,
+                                                                                      ingest_key: str) -> None:
+    deep_list = "[" * 1000 + "]" * 1000
+    body = raw_batch(f'{{"type":{deep_list},"userId":"u"}}',
+                     f'{{"type":"track","event":"E","userId":"u","timestamp":{deep_list}}}', raw_track(2))
+    answer = post(client, "batch", body, ingest_key).json()
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == [(0, "unknown_type"), (1, "invalid_timestamp")]
+    assert "Unknown type […]" in answer["rejected"][0]["message"] and answer["accepted"] == 1
+
+
+@pytest.mark.parametrize(("properties", "reason", "where"), [
+    ({"id": 2**64}, "integer_too_large", "properties.id is an integer beyond 64 bits"),
+    ({"ids": [1, -(2**63) - 1]}, "integer_too_large", "properties.ids[1] is"),
+    ({"name": "cut \ud83d"}, "invalid_unicode", "The value at properties.name"),
+    ({"\udc4d": 1}, "invalid_unicode", "The key at properties.'\\udc4d'"),
+    ({"price": Decimal("1.5")}, "not_serialisable", "Type is not JSON serializable: decimal.Decimal"),
+])
+def test_the_normaliser_names_what_cannot_be_serialised_and_where(properties: dict[Any, Any], reason: str,
+                                                                  where: str) -> None:
+    # Reached by Python callers (relay.track), whose values no JSON parser has seen.
+    with pytest.raises(Invalid) as refused:
+        normalise({"type": "track", "event": "E", "userId": "u", "properties": properties},
+                  received_at=timezone.now())
+    assert refused.value.reason == reason and where in refused.value.detail
+
+
+# Strings with what trips serialisers: NUL, characters outside the BMP, and lone UTF-16
+# surrogates, which json.dumps writes as "\udXXX" escapes (as JavaScript does).
+odd_text = st.text(st.sampled_from("a\x00é👍") | st.integers(0xD800, 0xDFFF).map(chr), max_size=12)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | odd_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10) | odd_text, children,
+                                                                      max_size=4),
     max_leaves=12,
 )
 event_like = st.fixed_dictionaries({}, optional={
@@ -174,6 +369,45 @@ def test_malformed_payloads_never_cause_a_server_error(client: Client, ingest_ke
         answer = response.json()
         assert answer["accepted"] + answer["duplicates"] + len(answer["rejected"]) == len(batch)
         assert Event.objects.count() - before == answer["accepted"]
+
+
+def deep_object(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """As a parser will read it: json.dumps escapes a surrogate pair split in two Python
+    characters as a pair, which reads back as one whole character."""
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in json.loads(json.dumps(text)))
+
+
+# One valid track call each, whose properties carry one oddity; the reason it must be
+# refused with, or None when it must be stored.
+oddity = st.one_of(
+    st.integers(1, 300).map(lambda n: (deep_object(n), "too_deeply_nested" if 1 + n > MAX_DEPTH else None)),
+    st.integers(0, 1500).map(lambda n: ({f"k{i}": i for i in range(n)}, None)),
+    (st.integers(min_value=2**64, max_value=10**300) | st.integers(min_value=-(10**300), max_value=-(2**63) - 1))
+    .map(lambda n: ({"n": n, "list": [n, -n]}, None)),
+    odd_text.map(lambda t: ({"s": t, t: [t]}, "invalid_unicode" if has_lone_surrogate(t) else None)),
+)
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(oddities=st.lists(oddity, min_size=1, max_size=6))
+def test_deep_wide_huge_and_odd_events_are_each_refused_alone_or_stored(client: Client, ingest_key: str,
+                                                                        oddities: list[tuple[Any, str | None]]
+                                                                        ) -> None:
+    before = Event.objects.count()
+    batch = [{"type": "track", "event": "E", "userId": "u", "properties": properties} for properties, _ in oddities]
+    response = post(client, "batch", json.dumps({"batch": batch}).encode(), ingest_key)
+    assert response.status_code == 200
+    answer = response.json()
+    expected = [(index, reason) for index, (_, reason) in enumerate(oddities) if reason]
+    assert [(r["index"], r["reason"]) for r in answer["rejected"]] == expected
+    assert answer["accepted"] == len(batch) - len(expected) == Event.objects.count() - before
 
 
 def test_rejections_are_listed_for_the_workspace_with_their_reasons(client: Client, ingest_key: str,
