@@ -391,7 +391,7 @@ def undelivered_dead_letters(*, connection: Connection, now: datetime) -> dict[s
     starts = {key: now - length for key, _, length in WINDOWS}
     counts = DeadLetter.objects.filter(connection=connection, replayed_at__isnull=True,
                                        created_at__gte=min(starts.values())).aggregate(
-        **{key: Count("pk", filter=Q(created_at__gte=start)) for key, start in starts.items()})
+        **{key: Count("connection_id", filter=Q(created_at__gte=start)) for key, start in starts.items()})
     return {key: counts[key] or 0 for key in starts}
 
 
@@ -630,7 +630,7 @@ def workspace_connections_health(*, workspace: Workspace, now: datetime | None =
     if connections:
         dead = dict(DeadLetter.objects.filter(connection_id__in=[c.pk for c in connections], replayed_at__isnull=True,
                                               created_at__gte=now - timedelta(days=1))
-                    .values("connection_id").annotate(n=Count("pk")).values_list("connection_id", "n").order_by())
+                    .values("connection_id").annotate(n=Count("connection_id")).values_list("connection_id", "n").order_by())
     found: list[tuple[Connection, ConnectionHealth]] = []
     for c in connections:
         waiting = max(0, (c.log_end or 0) - c.delivered_seq)
