@@ -29,6 +29,10 @@ app.conf.beat_schedule = {
         "task": "integrations.tasks.verify_all_connections",
         "schedule": crontab(hour=4, minute=7),
     },
+    "retry-unfinished-checks": {
+        "task": "integrations.tasks.retry_unfinished_checks",
+        "schedule": 15.0,
+    },
     "expire-stale-verifications": {
         "task": "integrations.tasks.expire_stale_verifications",
         "schedule": 300.0,

@@ -11,6 +11,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -268,6 +270,40 @@ def verifications_expire_stale(*, older_than: timedelta = timedelta(minutes=10))
         outcome=Outcome.INCOMPLETE, finished_at=timezone.now(),
         summary="The check did not finish (the worker stopped). Run it again.",
     )
+
+
+RETRY_FIRST_SECONDS = 30
+RETRY_MAX_SECONDS = 3600
+
+
+def verifications_retry_unfinished() -> int:
+    """Check again, by themselves, connections whose events wait for a verdict that could not be
+    reached (Segment unreachable, slow or rate-limiting the check): 30 s after the first such
+    check, doubling to at most an hour, or after Segment's Retry-After. A verdict (known or not)
+    ends it; so does disabling the connection."""
+    now = timezone.now()
+    waiting = (Connection.objects.filter(enabled=True, latest_verification__outcome=Outcome.INCOMPLETE)
+               .exclude(checked_key=Concat(F("write_key_fingerprint"), Value(":"), F("region")))
+               .select_related("workspace", "latest_verification"))
+    queued = 0
+    for connection in waiting:
+        last = connection.latest_verification
+        if last is None or last.finished_at is None or now < last.finished_at + _retry_wait(connection, last):
+            continue
+        try:
+            verification_request(actor=Actor.system(), connection=connection, trigger=Trigger.RETRY)
+            queued += 1
+        except ChecksThrottled:
+            continue
+    return queued
+
+
+def _retry_wait(connection: Connection, last: Verification) -> timedelta:
+    """Doubles with each unfinished check in a row, from RETRY_FIRST_SECONDS up to an hour."""
+    recent = connection.verifications.order_by("-created_at").values_list("outcome", flat=True)[:8]
+    unfinished = next((n for n, outcome in enumerate(recent) if outcome != Outcome.INCOMPLETE), len(recent))
+    wait = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** max(0, unfinished - 1))
+    return timedelta(seconds=max(wait, last.retry_after or 0))
 
 
 def verifications_schedule_daily() -> int:

@@ -17,6 +17,12 @@ def verify_all_connections() -> None:
 
 
 @shared_task
+def retry_unfinished_checks() -> None:
+    """Re-check connections whose events wait for a verdict a check could not reach."""
+    services.verifications_retry_unfinished()
+
+
+@shared_task
 def expire_stale_verifications() -> None:
     services.verifications_expire_stale()
 

@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='verification',
             name='trigger',
-            field=models.CharField(choices=[('created', 'Connection created'), ('key_replaced', 'Write key replaced'), ('region_changed', 'Region changed'), ('manual', 'Run from the page'), ('scheduled', 'Daily check'), ('operator', 'Run by an operator')], max_length=16),
+            field=models.CharField(choices=[('created', 'Connection created'), ('key_replaced', 'Write key replaced'), ('region_changed', 'Region changed'), ('manual', 'Run from the page'), ('scheduled', 'Daily check'), ('retry', 'Retried after a check that could not finish'), ('operator', 'Run by an operator')], max_length=16),
         ),
         migrations.RunPython(clear_checked_connections, migrations.RunPython.noop),
     ]

@@ -128,6 +128,7 @@ class Trigger(models.TextChoices):
     REGION_CHANGED = "region_changed", "Region changed"
     MANUAL = "manual", "Run from the page"
     SCHEDULED = "scheduled", "Daily check"
+    RETRY = "retry", "Retried after a check that could not finish"
     OPERATOR = "operator", "Run by an operator"
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
@@ -180,7 +181,7 @@ def test_a_wrong_region_sends_nothing_until_the_region_is_changed_and_checked(
     assert changed.details["previous_region"] == "us" and changed.details["region"] == "eu"
 
 
-def test_a_check_that_cannot_finish_keeps_a_new_connection_waiting(
+def test_a_check_that_cannot_finish_keeps_a_new_connection_waiting_and_is_retried_with_backoff(
         segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
     key = new_write_key()
     segment.register_key(key, "us")
@@ -193,7 +194,24 @@ def test_a_check_that_cannot_finish_keeps_a_new_connection_waiting(
     connection_deliver(connection_id=connection.pk)
     assert segment.requests(write_key=key, kind="tracking") == []
 
-    segment.clear_faults(key)
-    services.verification_request(actor=Actor(user=alice), connection=connection, trigger="manual")
+    # Beat re-checks it by itself, 30 s after the unfinished check, then 60 s, 120 s…
+    assert services.verifications_retry_unfinished() == 0, "re-checked before its wait was over"
+    finished_ago(connection, seconds=31)
+    assert services.verifications_retry_unfinished() == 1
     verdict(connection)
+    assert connection.health == Health.DEGRADED and connection.awaiting_check
+    finished_ago(connection, seconds=31)
+    assert services.verifications_retry_unfinished() == 0, "the second wait should be 60 s"
+    finished_ago(connection, seconds=61)
+    segment.clear_faults(key)
+    assert services.verifications_retry_unfinished() == 1
+    run = verdict(connection)
+    assert run.trigger == "retry" and connection.health == Health.HEALTHY
     wait_for(lambda: len(relayed(segment, key)) == 3, what="delivery after a check that finished")
+    assert services.verifications_retry_unfinished() == 0, "a connection with a verdict is re-checked"
+
+
+def finished_ago(connection: Connection, *, seconds: int) -> None:
+    connection.refresh_from_db()
+    Verification.objects.filter(pk=connection.latest_verification_id).update(
+        finished_at=timezone.now() - timedelta(seconds=seconds), created_at=timezone.now() - timedelta(seconds=seconds))
