@@ -200,6 +200,7 @@
   }
 
   function copyWithSelection(text) {
+    var focused = document.activeElement;
     var buffer = document.createElement("textarea");
     buffer.className = "copy-buffer";
     buffer.value = text;
@@ -213,6 +214,7 @@
       copied = false;
     }
     buffer.remove();
+    if (focused && focused.focus) focused.focus();  // keyboard users stay on the button
     return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
   }
 
@@ -231,12 +233,14 @@
     return button.getAttribute("data-copy") || "";
   }
 
-  function showCopied(button, ok) {
+  function showCopied(button, ok, selected) {
     var label = button.querySelector(".copy-label");
     window.clearTimeout(button._copyTimer);
     button.classList.toggle("is-copied", ok);
-    if (label) label.textContent = ok ? "Copied" : "Press Ctrl+C";
-    announce(ok ? "Copied to the clipboard" : "Could not copy: the text is selected, press Ctrl+C or Cmd+C");
+    if (label) label.textContent = ok ? "Copied" : selected ? "Press Ctrl+C" : "Not copied";
+    announce(ok ? "Copied to the clipboard"
+      : selected ? "Could not copy: the text is selected, press Ctrl+C or Cmd+C"
+      : "Could not copy to the clipboard");
     button._copyTimer = window.setTimeout(function () {
       button.classList.remove("is-copied");
       if (label) label.textContent = "Copy";
@@ -254,7 +258,7 @@
         // Nothing could reach the clipboard: select the text so the person can copy it.
         var source = document.getElementById(button.getAttribute("data-copy-from"));
         if (source) window.getSelection().selectAllChildren(source);
-        showCopied(button, false);
+        showCopied(button, false, Boolean(source));
       }
     );
   });

@@ -224,3 +224,19 @@ def test_copying_falls_back_when_the_clipboard_api_is_missing(page: Any, alice: 
     page.get_by_role("button", name="Copy the host").click()
     expect(page.get_by_role("button", name="Copy the host")).to_contain_text("Copied")
     assert page.evaluate("window.realClipboard.readText()") == page.get_by_test_id("api-host").inner_text()
+
+
+def test_when_nothing_can_copy_the_call_is_selected_for_the_keyboard(page: Any, alice: User,
+                                                                      workspace: Workspace) -> None:
+    page.add_init_script("""Object.defineProperty(Navigator.prototype, "clipboard", {get: () => undefined});
+        Document.prototype.execCommand = () => false;""")
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/settings/api-keys/")
+    button = page.get_by_role("button", name="Copy the curl call to /v1/track")
+    button.click()
+    expect(button).to_contain_text("Press Ctrl+C")
+    expect(page.locator("#live-status")).to_contain_text("the text is selected")
+    selected = page.evaluate("window.getSelection().toString()").strip()
+    assert selected == page.get_by_test_id("snippet-track").inner_text().strip()
+    assert selected.startswith("curl ") and selected.endswith("42.5}}'")
+    expect(button).to_be_focused()
