@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
-from integrations import crypto, ingest_keys, services
+from integrations import crypto, deliveries, ingest_keys, services
 from integrations.dead_letters.selection import Selection
 from integrations.dead_letters.services import ReplayRefused, dead_letters_replay
 from integrations.imports import import_cancel
@@ -67,13 +67,15 @@ class VerificationInline(admin.TabularInline):
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
-    list_display = ["name", "workspace", "region", "masked_key", "write_key_key_id", "health", "enabled",
+    # The list shows the last check's verdict (and filters by it); the connection's one health
+    # word, derived like its page's, is on the change page (it takes a few reads per connection).
+    list_display = ["name", "workspace", "region", "masked_key", "write_key_key_id", "enabled",
                     "last_check", "shared_key"]
     list_filter = ["region", "health", "enabled", "write_key_key_id", SharedKeyFilter]
     search_fields = ["name", "workspace__name", "workspace__slug"]
     list_select_related = ["workspace", "latest_verification"]
     # Only these are shown; the encrypted value and fingerprint never appear.
-    fields = ("workspace", "name", "region", "masked_key", "write_key_key_id", "enabled", "health",
+    fields = ("workspace", "name", "region", "masked_key", "write_key_key_id", "enabled", "delivery_health",
               "last_check", "shared_key", "created_by", "created_at", "updated_at", "key_replaced_at")
     readonly_fields = fields
     inlines = [VerificationInline]
@@ -92,6 +94,12 @@ class ConnectionAdmin(admin.ModelAdmin):
     @admin.display(description="write key")
     def masked_key(self, obj: Connection) -> str:
         return obj.masked_key
+
+    @admin.display(description="health")
+    def delivery_health(self, obj: Connection) -> str:
+        found = deliveries.connection_state(connection=obj, can_manage=True)
+        reasons = " ".join(issue.reason for issue in found.issues)
+        return f"{found.word}: {found.summary} {reasons}".strip()
 
     @admin.display(description="last check")
     def last_check(self, obj: Connection) -> str:

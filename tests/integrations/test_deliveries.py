@@ -672,3 +672,10 @@ def test_operators_read_the_counts_with_percentiles_and_change_nothing(
         assert 'name="_save"' not in operator_client.get(change).content.decode()
         assert operator_client.post(change, {"events": 999}).status_code == 403
         assert operator_client.get(reverse(f"admin:integrations_{model}_add")).status_code == 403
+
+
+def test_operators_see_the_health_word_the_page_shows(operator_client: Client, connection: Connection) -> None:
+    services.connection_pause(connection_id=connection.pk, health=Health.FAILING, reason="Unknown key.")
+    page = operator_client.get(reverse("admin:integrations_connection_change", args=[connection.pk])).content.decode()
+    assert "Paused: Nothing is sent." in page and "Unknown key." in page
+    assert admin_rows(operator_client, "connection").count("Production") >= 1
