@@ -121,7 +121,8 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-CSP_VIOLATION_MARKS = ("Content Security Policy", "Refused to")
+# htmx's evalDisallowedError too: an hx-on, trigger filter or js: value it skipped (allowEval is off).
+CSP_VIOLATION_MARKS = ("Content Security Policy", "Refused to", "evalDisallowedError")
 # Chromium's own console message names the directive only; this one also names the element.
 CSP_REPORTER = """document.addEventListener("securitypolicyviolation", (e) => console.error(
   "Content Security Policy violation: " + e.violatedDirective + " at " + e.sourceFile + ":" + e.lineNumber
@@ -139,6 +140,7 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
     reports: list[str] = []
     tab.on("console", lambda message: reports.append(f"console.{message.type}: {message.text}"))
     tab.on("pageerror", lambda error: reports.append(f"page error: {error}"))
+    tab.console_reports = reports  # read (and emptied) by the test proving violations are caught
     yield tab
     context.close()
     violations = [report for report in reports if any(mark in report for mark in CSP_VIOLATION_MARKS)]

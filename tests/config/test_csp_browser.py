@@ -3,6 +3,7 @@ scripts, and what used to be htmx expressions and hx-on handlers (now app.js lis
 on data- attributes) still works. The `page` fixture fails each test on any violation."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import relay, services
 from integrations.models import Connection, DeadLetter
-from tests.conftest import PASSWORD, new_write_key, sign_in
+from tests.conftest import CSP_VIOLATION_MARKS, PASSWORD, new_write_key, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -115,3 +116,24 @@ def test_ticking_every_dead_letter_and_cancelling_the_confirmation_need_no_eval(
     assert page.evaluate("window.stillHere") is True
     assert DeadLetter.objects.filter(connection=connection).count() == 3
     assert Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_a_violation_or_a_skipped_htmx_expression_is_caught(page: Any, alice: User) -> None:
+    sign_in(page, alice.email)
+    page.evaluate("""() => {
+        const box = document.createElement("div");
+        box.innerHTML = '<p style="color: red">styled</p><div hx-get="/" hx-trigger="load[true]"></div>';
+        document.getElementById("content").append(box);
+        htmx.process(box);
+    }""")
+    reports = page.console_reports
+
+    def caught(word: str) -> bool:
+        return any(word in report for report in reports if any(mark in report for mark in CSP_VIOLATION_MARKS))
+
+    deadline = time.monotonic() + 10
+    # Chromium's own message, our reporter's (naming the element), and htmx's.
+    while not (caught("Applying inline style") and caught("element=<p style") and caught("evalDisallowedError")):
+        assert time.monotonic() < deadline, reports
+        page.wait_for_timeout(50)  # lets Playwright deliver the console messages
+    reports.clear()  # caught on purpose: the fixture has nothing left to fail this test for
