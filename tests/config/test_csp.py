@@ -146,3 +146,13 @@ def test_the_template_check_allows_what_the_policy_allows() -> None:
                '<div hx-get="/x" hx-trigger="every 2s" data-poll data-fill="40"></div>'
                """<div hx-vals='{"action": "replay"}' data-copy="abc">""")
     assert not [what for what, pattern in REFUSED.items() if pattern.search(allowed)]
+
+
+def test_the_500_page_takes_its_styles_from_a_file_that_is_served(client: Client, db: None) -> None:
+    from django.template.loader import render_to_string
+
+    html = render_to_string("500.html")
+    stylesheet = re.search(r'<link rel="stylesheet" href="([^"]+)">', html)
+    assert stylesheet and "<style" not in html
+    response = client.get(stylesheet.group(1))
+    assert response.status_code == 200 and b"body {" in b"".join(response.streaming_content)  # type: ignore[attr-defined]
