@@ -137,7 +137,8 @@ def _check_region(context: dict[str, Any], report: Report) -> tuple[str, str]:
     if actual is None:
         return "skipped", "region not confirmed (Segment did not name the source's API host)"
     if actual != chosen:
-        raise Stop(Health.FAILING, f"Wrong region: this key belongs to a {actual.label} source, but the "
+        article = "an" if actual == Region.EU else "a"
+        raise Stop(Health.FAILING, f"Wrong region: this key belongs to {article} {actual.label} source, but the "
                    f"connection is set to {chosen.label}. Change the region to {actual.label}; events sent "
                    f"to the wrong region are silently dropped by Segment.")
     return "passed", f"region {chosen.label} confirmed"

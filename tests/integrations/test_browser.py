@@ -322,7 +322,7 @@ def test_a_wrong_region_is_fixed_from_its_message_without_pasting_the_key_and_he
     fill_connect_form(page, name="Production", write_key=key, region="US")
     top = page.get_by_test_id("connection-state")
     expect(health_word(page)).to_have_text("Paused", timeout=CHECK_TIMEOUT_MS)
-    expect(top).to_contain_text("Wrong region: this key belongs to a EU source, but the connection is set to US.")
+    expect(top).to_contain_text("Wrong region: this key belongs to an EU source, but the connection is set to US.")
     expect(top).to_contain_text("Events are kept and will be sent once a check passes.")
     expect(page.get_by_test_id("attention-banner")).to_contain_text("Production: delivery is paused")
 

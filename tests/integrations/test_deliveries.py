@@ -215,7 +215,7 @@ def test_a_key_in_the_other_region_links_to_the_region_control(
     new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                              region="us", write_key=key))
     found = health(new)
-    assert found.word == "Paused" and found.issues[0].reason.startswith("Wrong region: this key belongs to a EU source")
+    assert found.word == "Paused" and found.issues[0].reason.startswith("Wrong region: this key belongs to an EU source")
     assert found.issues[0].action == "region" and "no need to paste it" in found.issues[0].next_step
     services.connection_change_region(actor=Actor(user=alice), connection=new, region="eu")
     assert health(new).word == "Checking"

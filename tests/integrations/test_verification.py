@@ -62,7 +62,7 @@ def test_a_key_of_the_other_region_is_caught_before_events_vanish(segment: Any, 
     run = check(connection)
     assert connection.health == Health.FAILING
     assert statuses(run)["region"] == "failed"
-    assert "belongs to a EU source" in run.summary and "Change the region to EU" in run.summary
+    assert "belongs to an EU source" in run.summary and "Change the region to EU" in run.summary
     assert segment.stats(key)["requests"] == 0 or segment.events(write_key=key) == []
 
 
