@@ -102,7 +102,7 @@ def pages(prefix: str, email: str, w: Workspace, *, variants: bool) -> list[Prob
     def probe(label: str, name: str, *args: object, query: dict[str, object] | None = None, htmx: bool = False,
               expect: int = 200) -> Probe:
         try:
-            url = reverse(name, args=[w.slug, *args]) + (f"?{urlencode(query)}" if query else "")
+            url = reverse(name, args=[w.slug, *args]) + (f"?{urlencode(query, doseq=True)}" if query else "")
         except NoReverseMatch:  # no such page (yet): reported like a 404
             url = ""
         return Probe(f"{prefix}: {label}", email, url, htmx, expect)
@@ -130,6 +130,13 @@ def _partials(probe: ProbeMaker, w: Workspace) -> list[Probe]:
     return [
         probe("integrations list, htmx", "integrations:index", htmx=True),
         probe("connection with backlog", "integrations:connection", w.behind),
+        probe("connection top, htmx (polled)", "integrations:connection_state", w.busiest,
+              query={"tab": "overview"}, htmx=True),
+        probe("attention banner, htmx (polled on every page)", "integrations:attention", htmx=True),
+        probe("connection checks tab", "integrations:connection_checks", w.busiest),
+        probe("connection settings tab", "integrations:connection_settings", w.busiest),
+        probe("debugger chips, htmx (polled)", "integrations:debugger_statuses",
+              query={"seq": list(range(max(1, w.newest_seq - 49), w.newest_seq + 1))}, htmx=True),
         probe("connection status, htmx (polled)", "integrations:connection_status", w.busiest, htmx=True),
         probe("connection deliveries, htmx (polled)", "integrations:connection_deliveries", w.busiest, htmx=True),
         probe("connection attempts list, htmx", "integrations:connection_attempts", w.busiest, htmx=True),
