@@ -60,8 +60,8 @@ def emitted_ids(events: list[dict[str, Any]]) -> list[str]:
 def verdict(connection: Connection) -> Verification:
     """Wait for the connection's latest check to finish and return it."""
     def finished() -> bool:
-        run = Verification.objects.get(pk=Connection.objects.get(pk=connection.pk).latest_verification_id)
-        return not run.is_running
+        latest = Connection.objects.get(pk=connection.pk).latest_verification
+        return latest is not None and not latest.is_running
     wait_for(finished, what="the check's verdict")
     connection.refresh_from_db()
     assert connection.latest_verification is not None
@@ -102,7 +102,8 @@ def test_a_new_connection_sends_nothing_before_its_check_and_everything_after_a_
     assert connection.awaiting_check
     ids = emit(workspace, 10, "before-verdict")
     # The events are stored and the connection woken, but its check is still waiting on the CDN.
-    assert Verification.objects.get(pk=connection.latest_verification_id).is_running
+    running = Connection.objects.get(pk=connection.pk).latest_verification
+    assert running is not None and running.is_running
     assert relayed(segment, key) == []
 
     run = verdict(connection)
@@ -213,5 +214,5 @@ def test_a_check_that_cannot_finish_keeps_a_new_connection_waiting_and_is_retrie
 
 def finished_ago(connection: Connection, *, seconds: int) -> None:
     connection.refresh_from_db()
-    Verification.objects.filter(pk=connection.latest_verification_id).update(
+    Verification.objects.filter(connection=connection, pk=connection.latest_verification_id or 0).update(
         finished_at=timezone.now() - timedelta(seconds=seconds), created_at=timezone.now() - timedelta(seconds=seconds))
