@@ -53,7 +53,11 @@ def test_the_installed_set_is_the_locked_set() -> None:
 
 
 def make_dry_run(*arguments: str) -> str:
-    done = subprocess.run(["make", "-n", *arguments], cwd=ROOT, capture_output=True, text=True, check=True)
+    # A make that runs this suite (make test PYTEST_ARGS=…) passes its variables down through
+    # MAKEFLAGS; the dry run must see the Makefile as a person's shell would.
+    clean = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PYTEST_ARGS")}
+    done = subprocess.run(["make", "-n", *arguments], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env=clean)
     return done.stdout
 
 
