@@ -251,7 +251,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"keyvalue": {"()": "config.logging.KeyValueFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue"}},
+    "filters": {"routine_tasks": {"()": "config.logging.RoutineTasksFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue",
+                             "filters": ["routine_tasks"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
