@@ -147,16 +147,26 @@ class Trail:
     """Received → Sent → Segment replied, for one connection."""
 
     connection: Connection
-    state: str  # before, delivered, waiting, dead, replayed (a dead letter a replay delivered)
+    chip: Chip  # where the event stands there, in the list's words (chip_for)
     message_id: str = ""
     sent: str = ""
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
 
     @property
+    def state(self) -> str:
+        """before, delivered, waiting, dead, replayed (a dead letter a replay delivered)."""
+        return self.chip.state
+
+    @property
     def reply(self) -> DeliveryAttempt | None:
         """Segment's latest answer about the event."""
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def was_sent(self) -> bool:
+        """Whether a request carried the event: one is on record, or it was delivered."""
+        return bool(self.attempts) or self.state in ("delivered", "replayed")
 
 
 def event_trails(*, event: Event, connections: Iterable[Connection]) -> list[Trail]:
@@ -165,16 +175,14 @@ def event_trails(*, event: Event, connections: Iterable[Connection]) -> list[Tra
         connection_id__in=[c.pk for c in chosen], seq=event.seq).defer("body")}
     trails = []
     for connection in chosen:
-        if connection.created_at > event.received_at:
-            trails.append(Trail(connection, "before"))
+        # The same derivation and words as the list's chips.
+        chip = chip_for(event.seq, event.received_at, connection, dead.get(connection.pk))
+        if chip.state == "before":
+            trails.append(Trail(connection, chip))
             continue
-        trail = Trail(connection, "waiting", message_id=sent_message_id(event, connection),
+        trail = Trail(connection, chip, message_id=sent_message_id(event, connection),
                       sent=sent_payload(event, connection), dead_letter=dead.get(connection.pk))
         trail.attempts = attempts_for_event(connection=connection, event=event)
-        if trail.dead_letter is not None:
-            trail.state = "replayed" if trail.dead_letter.replayed_at else "dead"
-        elif event.seq <= connection.delivered_seq:
-            trail.state = "delivered"
         trails.append(trail)
     return trails
 

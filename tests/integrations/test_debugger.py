@@ -346,3 +346,31 @@ def test_a_first_refused_event_reaches_a_list_that_had_none(
     ingest(client, key, {"batch": [{"type": "identify", "traits": {"plan": "pro"}}]})
     fresh = alice_client.get(url("debugger_events", workspace, f"after=0&rejected_after={quote(cursor)}"))
     assert "Refused: No userId or anonymousId" in page_text(fresh)
+
+
+def test_an_opened_event_names_each_sources_status_in_the_chips_words_and_says_under_which_id_it_will_be_sent(
+        db: None, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    web, _ = connect(alice, workspace, "Web")
+    paused, _ = connect(alice, workspace, "Unknown")
+    connect(alice, workspace, "New key")
+    checked(web, paused)
+    Connection.objects.filter(pk=paused.pk).update(paused_reason="Segment refused the write key (HTTP 401).")
+    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-w")
+    connect(alice, workspace, "Mobile")
+    listed = chips(alice_client.get(url("debugger", workspace)))
+    assert listed == [{"Mobile": "Connected after", "New key": "Key check", "Unknown": "Paused", "Web": "Sending"}]
+    detail = alice_client.get(url("debugger_event", workspace, "seq=1"))
+    # One derivation, one vocabulary: the opened event's badge per source is its chip.
+    assert {t.connection.name: t.chip.label for t in detail.context["trails"]} == listed[0]
+    page = page_text(detail)
+    badges = [b.split(">", 1)[1] for b in page.split('data-testid="trail-state"')[1:]]
+    assert sorted(b.split("<", 1)[0] for b in badges) == ["Connected after", "Key check", "Paused", "Sending"]
+    assert ">Waiting<" not in page
+    # Nothing was sent to the waiting sources: no "Sent" step, the id it will go out under instead.
+    assert '<span class="trail-step">Sent</span>' not in page
+    assert page.count("Will be sent as") == 3 and sent_id(paused, "emit-w") in page
+    assert "Not sent: delivery is paused" in page
+    # Once sent, the step says so.
+    Connection.objects.filter(pk=web.pk).update(delivered_seq=1)
+    page = page_text(alice_client.get(url("debugger_event", workspace, "seq=1")))
+    assert page.count('<span class="trail-step">Sent</span>') == 1 and page.count("Will be sent as") == 2
