@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
@@ -89,17 +89,20 @@ class Totals:
     # Of the dead letters of the window, those no replay has delivered (from DeadLetter rows).
     undelivered: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    latency_max: float = 0.0
 
     @property
     def p50(self) -> float | None:
-        return histogram_percentile(self.latency, 0.5)
+        return histogram_percentile(self.latency, 0.5, self.latency_max)
 
     @property
     def p95(self) -> float | None:
-        return histogram_percentile(self.latency, 0.95)
+        return histogram_percentile(self.latency, 0.95, self.latency_max)
 
     def add(self, delivered: int, failed: int, retried: int, api_calls: int, sent_bytes: int,
-            latency: list[int]) -> None:
+            latency: list[int], latency_max: float = 0.0) -> None:
+        # A row counted before latency_max existed knows no maximum: then neither does the window.
+        self.latency_max = max(self.latency_max, latency_max if latency_max or not any(latency) else math.inf)
         self.delivered += delivered
         self.failed += failed
         self.retried += retried
@@ -118,11 +121,11 @@ def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
     # Tuples, not model instances: a week is a thousand rows, and building a model (with its
     # deferred-field bookkeeping) for each cost more than the query.
     rows = DeliveryCount.objects.filter(connection=connection, bucket__gte=min(starts)).values_list(
-        "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency")
-    for bucket, delivered, failed, retried, api_calls, sent_bytes, latency in rows:
+        "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency", "latency_max")
+    for bucket, delivered, failed, retried, api_calls, sent_bytes, latency, latency_max in rows:
         for total, start in zip(totals, starts, strict=True):
             if bucket >= start:
-                total.add(delivered, failed, retried, api_calls, sent_bytes, latency)
+                total.add(delivered, failed, retried, api_calls, sent_bytes, latency, latency_max)
     return totals
 
 
@@ -168,6 +171,9 @@ class ConnectionHealth:
     alert: bool = False
     short: str = ""
     waiting: int = 0
+    # "N events are held: why" (or "on their way") while events wait; empty when none wait, so
+    # no empty state claims everything was delivered while events are held.
+    held: str = ""
 
     @property
     def word(self) -> str:
@@ -205,6 +211,12 @@ def connection_health(facts: Facts, *, can_manage: bool, now: datetime,
     paused; waiting for a check of the current key and region; then degraded (retrying, an
     old backlog, dead letters not delivered, a failed check) or healthy. Nothing says
     Healthy before a check found the current key known in its region."""
+    health = _derive(facts, can_manage=can_manage, now=now, managers=managers)
+    return replace(health, held=_held_why(facts, health.state))
+
+
+def _derive(facts: Facts, *, can_manage: bool, now: datetime,
+            managers: Callable[[], list[str]] | None) -> ConnectionHealth:
     connection, run = facts.connection, facts.verification
     ask = _asker(connection, can_manage, managers)
     if not connection.enabled:
@@ -218,6 +230,26 @@ def connection_health(facts: Facts, *, can_manage: bool, now: datetime,
     if connection.awaiting_check:
         return _waiting(facts, ask)
     return _delivering(facts, ask, now)
+
+
+def _held_why(facts: Facts, state: str) -> str:
+    """How many events wait and why, for the empty states of the Deliveries and Dead letters tabs."""
+    waiting, connection = facts.backlog.waiting, facts.connection
+    if not waiting:
+        return ""
+    held = _plural(waiting, "event is held", "events are held")
+    if state == State.DISABLED:
+        return f"{held}: the connection is disabled, so nothing is sent."
+    if state == State.UNREADABLE:
+        return f"{held}: the stored write key cannot be decrypted, so nothing is sent."
+    if state == State.PAUSED:
+        return f"{held}: delivery is paused, so nothing is sent."
+    if state in (State.WAITING, State.CHECKING) and connection.awaiting_check:
+        return f"{held}, waiting for a check to find the write key known to Segment; nothing is sent until then."
+    if connection.failures:
+        return f"{held}: Segment has not accepted the last {_plural(connection.failures, 'request', 'requests')}; " \
+            "they are retried in order."
+    return f"{_plural(waiting, 'event is', 'events are')} on the way to Segment."
 
 
 def _asker(connection: Connection, can_manage: bool,

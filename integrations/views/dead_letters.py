@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
 from accounts.permissions import workspace_view
+from integrations import deliveries
 from integrations.dead_letters import services
 from integrations.dead_letters.selection import (
     Replay,
@@ -112,6 +113,8 @@ def dead_letters(request: HttpRequest, pk: int) -> HttpResponse:
     context: dict[str, Any] = {
         "connection": connection, "form": form, "page": page, "filtered": selection.is_filtered,
         "query": _filter_query(request.GET), "nav": "integrations",
+        "health": deliveries.connection_state(connection=connection,
+                                              can_manage=request.membership.can_manage),  # type: ignore[attr-defined]
     }
     status = 422 if form.errors else 200
     if request.htmx:  # type: ignore[attr-defined]

@@ -369,6 +369,21 @@ def test_counts_fall_into_the_last_hour_day_and_week(connection: Connection) -> 
     assert day.p50 is not None and 2.5 <= day.p50 <= 5.0
 
 
+def test_latency_never_reads_above_the_slowest_event_in_a_wide_bucket(connection: Connection) -> None:
+    # An outage of 9.4 minutes: every event waited that long, inside the bucket from 5 minutes
+    # to an hour, whose interpolated p95 alone would read almost an hour.
+    record(connection, ago=timedelta(minutes=1), events=20, latency=564.0)
+    hour = deliveries.connection_totals(connection=connection, now=timezone.now())[0]
+    assert hour.p95 == 564.0 and hour.p50 == 564.0
+
+
+def test_a_window_with_rows_counted_before_the_maximum_existed_is_not_clamped(connection: Connection) -> None:
+    record(connection, ago=timedelta(minutes=1), events=10, latency=0.3)
+    DeliveryCount.objects.filter(connection=connection).update(latency_max=0)
+    hour = deliveries.connection_totals(connection=connection, now=timezone.now())[0]
+    assert hour.p95 is not None and hour.p95 > 0.4
+
+
 # --- the chart ---------------------------------------------------------------------------
 
 
@@ -662,8 +677,9 @@ def test_operators_read_the_counts_with_percentiles_and_change_nothing(
         operator_client: Client, connection: Connection) -> None:
     attempt = record(connection, events=10, latency=0.3)
     page = admin_rows(operator_client, "deliverycount")
-    # 10 events between 0.25 and 0.5 s: interpolated, p50 is 0.375 s and p95 0.4875 s.
-    assert 'class="field-latency_p50">0.375 s</td>' in page and 'class="field-latency_p95">0.48' in page
+    # 10 events of 0.3 s, in the bucket from 0.25 to 0.5 s: interpolation alone would say 0.375 s
+    # and 0.4875 s, but no percentile reads above the slowest event seen.
+    assert 'class="field-latency_p50">0.3 s</td>' in page and 'class="field-latency_p95">0.3 s</td>' in page
     assert "Production (•••• " in page
     assert connection.write_key() not in page
     count = DeliveryCount.objects.get(connection=connection)
@@ -679,3 +695,34 @@ def test_operators_see_the_health_word_the_page_shows(operator_client: Client, c
     page = operator_client.get(reverse("admin:integrations_connection_change", args=[connection.pk])).content.decode()
     assert "Paused: Nothing is sent." in page and "Unknown key." in page
     assert admin_rows(operator_client, "connection").count("Production") >= 1
+
+
+# --- empty states while events are held -------------------------------------------------
+
+
+def test_the_empty_states_say_how_many_events_are_held_and_why_instead_of_claiming_delivery(
+        alice_client: Client, alice: User, workspace: Workspace, segment: Any) -> None:
+    new = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Unknown", region="us",
+                                     write_key=new_write_key())
+    for n in range(3):
+        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+    for name in ("connection_deliveries", "dead_letters"):  # its first check has not run yet
+        page = alice_client.get(url(name, workspace, pk=new.pk)).content.decode()
+        assert "Nothing undelivered" not in page and "accepted by Segment or is still on its way" not in page
+        assert "3 events are held, waiting for a check" in page, name
+    checked(new)  # the emulator does not know the key: the check pauses the connection
+    for name in ("connection_deliveries", "dead_letters"):
+        page = alice_client.get(url(name, workspace, pk=new.pk)).content.decode()
+        assert "3 events are held: delivery is paused" in page, name
+    Connection.objects.filter(pk=new.pk).update(paused_reason="", checked_key=new.cleared_token(), failures=4,
+                                                next_attempt_at=timezone.now() + timedelta(seconds=30))
+    page = alice_client.get(url("dead_letters", workspace, pk=new.pk)).content.decode()
+    assert "3 events are held: Segment has not accepted the last 4 requests" in page
+
+
+def test_the_empty_states_still_say_everything_was_delivered_when_nothing_waits(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    page = alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
+    assert "Nothing undelivered" in page and "held-note" not in page
+    page = alice_client.get(url("dead_letters", workspace, pk=connection.pk)).content.decode()
+    assert "accepted by Segment or is still on its way" in page and "held-note" not in page
