@@ -293,11 +293,11 @@ class DeliveryCountAdmin(ConnectionLogAdmin):
 
     @admin.display(description="latency p50")
     def latency_p50(self, obj: DeliveryCount) -> str:
-        return _seconds(histogram_percentile(obj.latency, 0.5))
+        return _seconds(histogram_percentile(obj.latency, 0.5, obj.latency_max))
 
     @admin.display(description="latency p95")
     def latency_p95(self, obj: DeliveryCount) -> str:
-        return _seconds(histogram_percentile(obj.latency, 0.95))
+        return _seconds(histogram_percentile(obj.latency, 0.95, obj.latency_max))
 
 
 def _seconds(value: float | None) -> str:

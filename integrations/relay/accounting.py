@@ -61,9 +61,15 @@ def histogram(latencies: Iterable[float]) -> list[int]:
     return counts
 
 
-def histogram_percentile(counts: Sequence[int], quantile: float) -> float | None:
+def histogram_percentile(counts: Sequence[int], quantile: float, ceiling: float = 0.0) -> float | None:
     """The latency (seconds) below which `quantile` of the counted events fall, interpolated
-    within its bucket; None without events. The open last bucket reports its lower bound."""
+    within its bucket, and never above `ceiling` (the slowest event seen) when one is known;
+    None without events. The open last bucket reports its lower bound."""
+    value = _interpolated(counts, quantile)
+    return min(value, ceiling) if value is not None and ceiling > 0 else value
+
+
+def _interpolated(counts: Sequence[int], quantile: float) -> float | None:
     total = sum(counts)
     if not total:
         return None
@@ -79,6 +85,7 @@ def histogram_percentile(counts: Sequence[int], quantile: float) -> float | None
 
 
 def _add(connection_id: int, at: datetime, *, latencies: Iterable[float] = (), **amounts: int) -> None:
+    latencies = list(latencies)
     with transaction.atomic():
         row, _ = DeliveryCount.objects.select_for_update().get_or_create(
             connection_id=connection_id, bucket=bucket_of(at),
@@ -89,4 +96,5 @@ def _add(connection_id: int, at: datetime, *, latencies: Iterable[float] = (), *
         if any(added):
             current = row.latency if len(row.latency) == len(added) else [0] * len(added)
             row.latency = [a + b for a, b in zip(current, added, strict=True)]
+            row.latency_max = max(row.latency_max, *latencies)
         row.save()

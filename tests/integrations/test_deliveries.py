@@ -276,7 +276,7 @@ def test_a_retrying_connection_says_what_segment_answered_and_when_it_tries_agai
     record(connection, events=1, status=503, outcome=AttemptOutcome.RETRYING, reply="Service Unavailable", attempt=3)
     Connection.objects.filter(pk=connection.pk).update(failures=3, next_attempt_at=timezone.now() + timedelta(seconds=40))
     found = health(connection)
-    assert found.state == "degraded"
+    assert found.state == "retrying"
     assert "Segment answered HTTP 503 to the last attempt" in found.issues[0].reason
     assert "Attempt 4 is due in 3" in found.issues[0].reason  # 39 or 40 s
 
@@ -679,7 +679,7 @@ def test_operators_read_the_counts_with_percentiles_and_change_nothing(
     page = admin_rows(operator_client, "deliverycount")
     # 10 events of 0.3 s, in the bucket from 0.25 to 0.5 s: interpolation alone would say 0.375 s
     # and 0.4875 s, but no percentile reads above the slowest event seen.
-    assert 'class="field-latency_p50">0.3 s</td>' in page and 'class="field-latency_p95">0.3 s</td>' in page
+    assert 'class="field-latency_p50">0.300 s</td>' in page and 'class="field-latency_p95">0.300 s</td>' in page
     assert "Production (•••• " in page
     assert connection.write_key() not in page
     count = DeliveryCount.objects.get(connection=connection)
@@ -726,3 +726,26 @@ def test_the_empty_states_still_say_everything_was_delivered_when_nothing_waits(
     assert "Nothing undelivered" in page and "held-note" not in page
     page = alice_client.get(url("dead_letters", workspace, pk=connection.pk)).content.decode()
     assert "accepted by Segment or is still on its way" in page and "held-note" not in page
+
+
+def test_a_total_outage_says_retrying_and_never_that_events_still_reach_segment(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    record(connection, ago=timedelta(minutes=20))  # delivered before the outage
+    relay.track(workspace, "Signed Up", user_id="u1")
+    Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(minutes=9))
+    for n in range(5):
+        record(connection, ago=timedelta(minutes=9 - 2 * n), events=1, status=500,
+               outcome=AttemptOutcome.RETRYING, reply="Internal Server Error", attempt=n + 1)
+    due = timezone.now() + timedelta(seconds=50)
+    Connection.objects.filter(pk=connection.pk).update(failures=5, next_attempt_at=due)
+    dead_letter(connection, 7)  # a degraded reason too: the outage still decides the word
+    found = health(connection)
+    assert (found.state, found.word) == ("retrying", "Retrying")
+    assert found.summary == (f"Segment has not accepted the last 5 requests (HTTP 500); the next try is at "
+                             f"{due:%H:%M:%S} UTC. Events are kept and sent in order.")
+    assert "reach Segment" not in found.summary
+    assert found.alert and "retrying for 9 min" in found.short
+    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    assert state(page) == "Retrying" and "state-card is-retrying" in page and "Events still reach" not in page
+    Connection.objects.filter(pk=connection.pk).update(failures=0, next_attempt_at=None)
+    assert health(connection).state == "degraded"  # a delivered batch ends the outage; the dead letter stays
