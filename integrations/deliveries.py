@@ -139,13 +139,14 @@ class State:
     WAITING = "waiting"
     HEALTHY = "healthy"
     DEGRADED = "degraded"
+    RETRYING = "retrying"
     PAUSED = "paused"
     DISABLED = "disabled"
     UNREADABLE = "unreadable"
 
 
 WORDS = {State.CHECKING: "Checking", State.WAITING: "Waiting for a check", State.HEALTHY: "Healthy",
-         State.DEGRADED: "Degraded", State.PAUSED: "Paused", State.DISABLED: "Disabled",
+         State.DEGRADED: "Degraded", State.RETRYING: "Retrying", State.PAUSED: "Paused", State.DISABLED: "Disabled",
          State.UNREADABLE: "Credential unreadable"}
 HELD = "Events are kept and will be sent once a check passes."
 
@@ -381,6 +382,10 @@ def _delivering(facts: Facts, ask: Callable[[str, str], str], now: datetime) -> 
         issues.append(Issue(f"The last check failed: {run.summary}", ask(f"Next: {fix}.", "fix this"),
                             action, label))
         shorts.append("the last check failed")
+    if connection.failures:
+        # `failures` is reset by every delivered batch: nothing reached Segment since they began.
+        return ConnectionHealth(State.RETRYING, _retrying_summary(connection, facts.last_attempt, now), issues,
+                                alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting)
     if issues:
         return ConnectionHealth(State.DEGRADED, "Events still reach Segment, but not all of them or not on time.",
                                 issues, alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting)
@@ -405,6 +410,17 @@ def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now:
     return Issue(f"Retrying: {answer}.{when}",
                  "Nothing is lost: events wait and go out in order once Segment accepts them. If this lasts, "
                  "check Segment's status page and the attempt log.", "attempts", "Open the attempt log")
+
+
+def _retrying_summary(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> str:
+    """What a connection whose latest requests all failed says at the top: never that events reach Segment."""
+    status = ""
+    if last_attempt is not None and last_attempt.outcome == AttemptOutcome.RETRYING:
+        status = f" (HTTP {last_attempt.status})" if last_attempt.status is not None else " (no answer)"
+    due = connection.next_attempt_at
+    when = f"the next try is at {due:%H:%M:%S} UTC" if due and due > now else "the next try is due now"
+    failed = "the last request" if connection.failures == 1 else f"the last {connection.failures:,} requests"
+    return f"Segment has not accepted {failed}{status}; {when}. Events are kept and sent in order."
 
 
 def _healthy_summary(backlog: Backlog, last_attempt: DeliveryAttempt | None, now: datetime) -> str:
