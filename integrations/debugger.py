@@ -225,7 +225,8 @@ class Chip:
 
     connection: Connection
     state: str  # delivered, replayed, dead, waiting, before
-    label: str  # Delivered, Delivered (replayed), Dead letter, Sending, Retrying, Paused, Key check, Connected after
+    label: str  # Delivered, Delivered (replayed), Dead letter, Sending, Retrying, Paused, Key check,
+    # Connected after this event
 
     @property
     def title(self) -> str:
@@ -237,7 +238,7 @@ CHIP_TITLES = {
     "Key check": "waiting for the key check",
     "Retrying": "waiting to be sent again",
     "Sending": "about to be sent",
-    "Connected after": "connected after this event, so not sent to it",
+    "Connected after this event": "Connected after this event, so not sent to it",
 }
 
 
@@ -273,7 +274,7 @@ def chip_for(event_seq: int, received_at: Any, connection: Connection, dead: Dea
     event's end there, unless a replay was accepted since; 3. otherwise the connection's
     position says whether it has been sent; 4. if not, why it waits."""
     if connection.created_at > received_at:
-        return Chip(connection, "before", "Connected after")
+        return Chip(connection, "before", "Connected after this event")
     if dead is not None:
         if dead.replayed_at is not None:
             return Chip(connection, "replayed", "Delivered (replayed)")

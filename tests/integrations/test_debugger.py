@@ -173,11 +173,11 @@ def test_each_source_says_what_happened_to_the_event_delivered_after_a_retry_wai
     # The list: one chip per source, each saying where the event stands there.
     Connection.objects.filter(pk=waiting.pk).update(failures=1)
     assert chips(alice_client.get(url("debugger", workspace))) == [
-        {"Dead": "Dead letter", "Delivered": "Delivered", "Later": "Connected after", "Waiting": "Retrying"}]
+        {"Dead": "Dead letter", "Delivered": "Delivered", "Later": "Connected after this event", "Waiting": "Retrying"}]
     DeadLetter.objects.all().delete()
     Connection.objects.filter(pk=waiting.pk).update(delivered_seq=1)
     assert chips(alice_client.get(url("debugger", workspace))) == [
-        {"Dead": "Delivered", "Delivered": "Delivered", "Later": "Connected after", "Waiting": "Delivered"}]
+        {"Dead": "Delivered", "Delivered": "Delivered", "Later": "Connected after this event", "Waiting": "Delivered"}]
 
 
 def test_a_paused_source_waits_alone_and_a_disabled_one_is_left_out(
@@ -358,13 +358,13 @@ def test_an_opened_event_names_each_sources_status_in_the_chips_words_and_says_u
     relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-w")
     connect(alice, workspace, "Mobile")
     listed = chips(alice_client.get(url("debugger", workspace)))
-    assert listed == [{"Mobile": "Connected after", "New key": "Key check", "Unknown": "Paused", "Web": "Sending"}]
+    assert listed == [{"Mobile": "Connected after this event", "New key": "Key check", "Unknown": "Paused", "Web": "Sending"}]
     detail = alice_client.get(url("debugger_event", workspace, "seq=1"))
     # One derivation, one vocabulary: the opened event's badge per source is its chip.
     assert {t.connection.name: t.chip.label for t in detail.context["trails"]} == listed[0]
     page = page_text(detail)
     badges = [b.split(">", 1)[1] for b in page.split('data-testid="trail-state"')[1:]]
-    assert sorted(b.split("<", 1)[0] for b in badges) == ["Connected after", "Key check", "Paused", "Sending"]
+    assert sorted(b.split("<", 1)[0] for b in badges) == ["Connected after this event", "Key check", "Paused", "Sending"]
     assert ">Waiting<" not in page
     # Nothing was sent to the waiting sources: no "Sent" step, the id it will go out under instead.
     assert '<span class="trail-step">Sent</span>' not in page
@@ -374,3 +374,30 @@ def test_an_opened_event_names_each_sources_status_in_the_chips_words_and_says_u
     Connection.objects.filter(pk=web.pk).update(delivered_seq=1)
     page = page_text(alice_client.get(url("debugger_event", workspace, "seq=1")))
     assert page.count('<span class="trail-step">Sent</span>') == 1 and page.count("Will be sent as") == 2
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_chip_keeps_its_state_whole_and_its_source_name_readable_at_both_widths(
+        page: Any, alice: User, workspace: Workspace) -> None:
+    from playwright.sync_api import expect
+
+    from tests.conftest import screenshot, sign_in
+
+    web, _ = connect(alice, workspace, "Web")
+    checked(web)
+    relay.track(workspace, "Order Completed", user_id="user-42")
+    connect(alice, workspace, "Mobile-unknown-key")
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/debugger/")
+    later = page.locator("details.event-row[data-seq='1'] .chip[data-connection='Mobile-unknown-key']")
+    expect(later).to_have_attribute("title", "Mobile-unknown-key: Connected after this event, so not sent to it")
+    for width, name in ((1280, "debugger-06-chips"), (390, "debugger-06-chips-phone")):
+        page.set_viewport_size({"width": width, "height": 844})
+        screenshot(page, name)
+        # Nothing of the state is cut, and the name is shown in full (no ellipsis, no overflow).
+        expect(later.locator(".chip-state")).to_have_text("Connected after this event")
+        expect(later.locator(".chip-name")).to_have_text("Mobile-unknown-key")
+        cut = later.evaluate("""chip => [...chip.children].some(part => part.scrollWidth > part.clientWidth + 1)
+                                || chip.scrollWidth > chip.clientWidth + 1""")
+        assert not cut, f"the chip is cut at {width} px"
