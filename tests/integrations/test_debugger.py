@@ -401,3 +401,18 @@ def test_a_chip_keeps_its_state_whole_and_its_source_name_readable_at_both_width
         cut = later.evaluate("""chip => [...chip.children].some(part => part.scrollWidth > part.clientWidth + 1)
                                 || chip.scrollWidth > chip.clientWidth + 1""")
         assert not cut, f"the chip is cut at {width} px"
+
+
+def test_the_rejected_events_page_says_the_rest_of_the_batch_was_stored_not_that_it_was_relayed(
+        db: None, client: Client, alice_client: Client, alice: User, workspace: Workspace) -> None:
+    paused, _ = connect(alice, workspace, "Warehouse")
+    checked(paused)
+    Connection.objects.filter(pk=paused.pk).update(paused_reason="Segment refused the write key (HTTP 401).")
+    key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    ingest(client, key, {"batch": [{"type": "track", "event": "Signed Up", "userId": "user-1"},
+                                   {"type": "track", "event": "Order Completed"}]})
+    assert Event.objects.filter(workspace=workspace).count() == 1  # stored; the paused source has sent nothing
+    page = page_text(alice_client.get(reverse("integrations:rejected_events", kwargs={"slug": workspace.slug})))
+    assert "The other events of the same batch were stored, and are delivered to your Segment sources like any " \
+           "other event." in page
+    assert "relayed" not in page
