@@ -29,6 +29,7 @@ from integrations.models import (
     EventStream,
     Health,
     Outcome,
+    Trigger,
     Verification,
 )
 from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
@@ -357,7 +358,7 @@ def _delivering(facts: Facts, ask: Callable[[str, str], str], now: datetime) -> 
         issues.append(_retrying(connection, facts.last_attempt, now))
         if age is not None and age > STALE_AFTER:
             shorts.append(f"retrying for {duration_text(age)}")
-    elif age is not None and age > STALE_AFTER:
+    elif age is not None and age > STALE_AFTER and not _waited_for_check(facts, now):
         issues.append(Issue(
             f"The oldest of {_plural(backlog.waiting, 'waiting event', 'waiting events')} arrived "
             f"{duration_text(age)} ago.",
@@ -389,8 +390,22 @@ def _delivering(facts: Facts, ask: Callable[[str, str], str], now: datetime) -> 
     if issues:
         return ConnectionHealth(State.DEGRADED, "Events still reach Segment, but not all of them or not on time.",
                                 issues, alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting)
+    if backlog.waiting and _waited_for_check(facts, now):
+        return ConnectionHealth(State.HEALTHY, f"Sending the {_plural(backlog.waiting, 'event', 'events')} that "
+                                f"waited for the check; the oldest arrived {duration_text(age or timedelta(0))} ago.",
+                                waiting=backlog.waiting)
     return ConnectionHealth(State.HEALTHY, _healthy_summary(backlog, facts.last_attempt, now),
                             waiting=backlog.waiting)
+
+
+def _waited_for_check(facts: Facts, now: datetime) -> bool:
+    """The backlog is old only because it waited for the check that just passed: the oldest
+    event arrived before that check finished, less than STALE_AFTER ago, and no request failed
+    since (the caller knows `failures` is 0). The daily check releases nothing, so it does not count."""
+    run, oldest = facts.verification, facts.backlog.oldest_received_at
+    return (run is not None and run.outcome == Outcome.PASSED and run.trigger != Trigger.SCHEDULED
+            and run.finished_at is not None and oldest is not None and oldest <= run.finished_at
+            and now - run.finished_at <= STALE_AFTER)
 
 
 def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> Issue:

@@ -27,6 +27,7 @@ from integrations.models import (
     Event,
     Health,
     Outcome,
+    Verification,
 )
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.log import events_append
@@ -186,7 +187,7 @@ def test_a_new_connection_says_checking_until_its_check_passes_and_never_healthy
     assert "12 events wait for the verdict" in health(new).summary
     found = health(checked(new))
     assert (found.word, found.issues) == ("Healthy", [])
-    assert found.summary == "12 events on the way; the oldest arrived 0 s ago."
+    assert found.summary == "Sending the 12 events that waited for the check; the oldest arrived 0 s ago."
 
 
 def test_a_new_connection_is_healthy_once_checked_and_says_nothing_was_sent_yet(connection: Connection) -> None:
@@ -294,6 +295,8 @@ def test_an_old_backlog_makes_the_connection_degraded(connection: Connection, wo
     relay.track(workspace, "Signed Up", user_id="u1")
     relay.track(workspace, "Signed Up", user_id="u2")
     Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(minutes=12))
+    Verification.objects.filter(pk=connection.latest_verification_id).update(  # checked long before
+        created_at=timezone.now() - timedelta(hours=2), finished_at=timezone.now() - timedelta(hours=2))
     found = health(connection)
     assert found.state == "degraded"
     assert found.issues[0].reason == "The oldest of 2 waiting events arrived 12 min ago."
@@ -749,3 +752,23 @@ def test_a_total_outage_says_retrying_and_never_that_events_still_reach_segment(
     assert state(page) == "Retrying" and "state-card is-retrying" in page and "Events still reach" not in page
     Connection.objects.filter(pk=connection.pk).update(failures=0, next_attempt_at=None)
     assert health(connection).state == "degraded"  # a delivered batch ends the outage; the dead letter stays
+
+
+def test_events_that_waited_for_a_check_are_sent_healthy_right_after_it_passes(
+        alice: User, workspace: Workspace, segment: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")
+    new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                             region="us", write_key=key))
+    for n in range(3):
+        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+    Event.objects.filter(workspace=workspace).update(received_at=timezone.now() - timedelta(minutes=15))
+    assert health(new).word == "Paused"
+    services.connection_change_region(actor=Actor(user=alice), connection=new, region="eu")
+    found = health(checked(new))
+    assert (found.word, found.issues) == ("Healthy", [])
+    assert found.summary == "Sending the 3 events that waited for the check; the oldest arrived 15 min ago."
+    # Still not sent long after the check: that is slow delivery again, with its advice.
+    Verification.objects.filter(pk=new.latest_verification_id).update(finished_at=timezone.now() - timedelta(minutes=6))
+    found = health(new)
+    assert found.word == "Degraded" and "Look at the attempt log" in found.issues[0].next_step
