@@ -401,6 +401,15 @@ def test_a_chip_keeps_its_state_whole_and_its_source_name_readable_at_both_width
         cut = later.evaluate("""chip => [...chip.children].some(part => part.scrollWidth > part.clientWidth + 1)
                                 || chip.scrollWidth > chip.clientWidth + 1""")
         assert not cut, f"the chip is cut at {width} px"
+    # Opened, the event names each source's status in the same words.
+    page.set_viewport_size({"width": 1280, "height": 844})
+    page.locator("details.event-row[data-seq='1'] > summary").click()
+    trail = page.locator("[data-testid='trail'][data-connection='Web']")
+    expect(trail.get_by_test_id("trail-state")).to_have_text("Sending")
+    expect(trail).to_contain_text("Will be sent as")
+    expect(page.locator("[data-testid='trail'][data-connection='Mobile-unknown-key']").get_by_test_id(
+        "trail-state")).to_have_text("Connected after this event")
+    screenshot(page, "debugger-07-opened-waiting")
 
 
 def test_the_rejected_events_page_says_the_rest_of_the_batch_was_stored_not_that_it_was_relayed(
