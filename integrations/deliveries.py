@@ -176,6 +176,9 @@ class ConnectionHealth:
     # "N events are held: why" (or "on their way") while events wait; empty when none wait, so
     # no empty state claims everything was delivered while events are held.
     held: str = ""
+    # While enabled but sending nothing: what the "Enabled" pill adds ("paused") and until when.
+    stopped: str = ""
+    until: str = ""
 
     @property
     def word(self) -> str:
@@ -214,7 +217,21 @@ def connection_health(facts: Facts, *, can_manage: bool, now: datetime,
     old backlog, dead letters not delivered, a failed check) or healthy. Nothing says
     Healthy before a check found the current key known in its region."""
     health = _derive(facts, can_manage=can_manage, now=now, managers=managers)
-    return replace(health, held=_held_why(facts, health.state))
+    stopped, until = _stopped(facts.connection, health.state)
+    return replace(health, held=_held_why(facts, health.state), stopped=stopped, until=until)
+
+
+def _stopped(connection: Connection, state: str) -> tuple[str, str]:
+    """Why an enabled connection sends nothing, as (a word for its pill, until when)."""
+    if state == State.PAUSED:
+        return "paused", "the write key or region is corrected and a check passes"
+    if state == State.UNREADABLE:
+        return "key unreadable", "the write key is pasted again"
+    if state == State.WAITING:
+        return "waiting for a check", "a check finds the write key known to Segment"
+    if state == State.CHECKING and connection.awaiting_check:
+        return "checking", "the running check confirms the write key"
+    return "", ""
 
 
 def _derive(facts: Facts, *, can_manage: bool, now: datetime,

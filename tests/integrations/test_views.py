@@ -221,3 +221,36 @@ def test_the_list_shows_each_connection_with_its_state(alice_client: Client, wor
     page = alice_client.get(url("index", workspace)).content.decode()
     assert "Production" in page and connection.masked_key in page and "US" in page
     assert 'data-testid="health-word" title="Checking the key with Segment' in page  # the same word as its page
+
+
+def badge(page: str) -> str:
+    found = re.search(r'<span class="badge ([\w-]+)" id="enabled-badge"[^>]*>([^<]+)<', page)
+    assert found, "no Enabled/Disabled pill"
+    return f"{found.group(1)}: {found.group(2)}"
+
+
+def test_the_pill_and_the_settings_card_agree_with_a_top_that_says_nothing_is_sent(
+        alice_client: Client, bob_client: Client, workspace: Workspace, connection: Connection,
+        segment: Any) -> None:
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    settings_page = alice_client.get(url("connection_settings", workspace, pk=connection.pk)).content.decode()
+    assert ">Paused<" in settings_page
+    assert badge(settings_page) == "badge-enabled-stopped: Enabled · paused"
+    assert "Sending is on" not in settings_page and "Disable the connection to stop sending" not in settings_page
+    assert "Enabled, but nothing is sent" in settings_page
+    assert "Nothing is sent until the write key or region is corrected and a check passes" in settings_page
+    member = bob_client.get(url("connection_settings", workspace, pk=connection.pk)).content.decode()
+    assert "Enabled, but nothing is sent until the write key or region is corrected" in member
+    # The top's poll brings the pill along, so it changes when the health does.
+    segment.register_key(connection.write_key(), "us")
+    services.verification_request(actor=Actor(user=connection.created_by), connection=connection, trigger="manual")
+    connection.refresh_from_db()
+    polled = alice_client.get(url("connection_state", workspace, pk=connection.pk), {"tab": "settings"},
+                              HTTP_HX_REQUEST="true").content.decode()
+    assert badge(polled) == "badge-enabled-stopped: Enabled · checking" and 'hx-swap-oob="true"' in polled
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    polled = alice_client.get(url("connection_state", workspace, pk=connection.pk), {"tab": "settings"},
+                              HTTP_HX_REQUEST="true").content.decode()
+    assert badge(polled) == "badge-enabled: Enabled"
+    settings_page = alice_client.get(url("connection_settings", workspace, pk=connection.pk)).content.decode()
+    assert "Sending is on" in settings_page and badge(settings_page) == "badge-enabled: Enabled"
