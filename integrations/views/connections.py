@@ -89,7 +89,20 @@ def connection_state(request: HttpRequest, pk: int) -> HttpResponse:
         context = _overview_context(request, connection)
     else:
         context = {"connection": connection, "health": _health(request, connection)}
-    return render(request, "integrations/_connection_state_response.html", {**context, "tab": tab})
+    response = render(request, "integrations/_connection_state_response.html", {**context, "tab": tab})
+    # The box's URL carries what it showed (`was`); when that changed, the banner asks at once.
+    now_showing = health_token(context["health"])
+    if request.GET.get("was", now_showing) != now_showing:
+        response["HX-Trigger"] = HEALTH_CHANGED
+    return response
+
+
+HEALTH_CHANGED = "health-changed"
+
+
+def health_token(health: deliveries.ConnectionHealth) -> str:
+    """What the banner depends on: the state, and whether it belongs in the banner."""
+    return f"{health.state}{'-alert' if health.alert else ''}"
 
 
 @workspace_view()
@@ -113,7 +126,11 @@ def connection_settings(request: HttpRequest, pk: int) -> HttpResponse:
 def connection_status(request: HttpRequest, pk: int) -> HttpResponse:
     """The check panel alone: htmx polls it while a check runs; the top follows out of band."""
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
-    return render(request, "integrations/_status_panel.html", _detail_context(request, connection))
+    context = _detail_context(request, connection)
+    response = render(request, "integrations/_status_panel.html", context)
+    if not context["health"].checking:  # the verdict landed: the top (out of band) and the banner change now
+        response["HX-Trigger"] = HEALTH_CHANGED
+    return response
 
 
 @workspace_view(manage=True)

@@ -579,7 +579,7 @@ def test_no_banner_while_every_connection_is_fine(alice_client: Client, workspac
     dead_letter(connection, 2)
     assert banner(alice_client, workspace) == ""  # Degraded on its page, but below the threshold
     page = alice_client.get(reverse("members", kwargs={"slug": workspace.slug})).content.decode()
-    assert f'hx-get="{url("attention", workspace)}" hx-trigger="every 5s" data-poll' in page
+    assert f'hx-get="{url("attention", workspace)}" hx-trigger="every 5s, health-changed from:body" data-poll' in page
 
 
 def test_the_banner_names_a_paused_connection_on_every_page_of_its_workspace(

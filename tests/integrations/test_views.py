@@ -86,7 +86,7 @@ def test_the_top_polls_every_second_while_a_check_runs_then_every_five(
     state = url("connection_state", workspace, pk=connection.pk)
     running = alice_client.get(state, {"tab": "checks"}, HTTP_HX_REQUEST="true").content.decode()
     assert running.lstrip().startswith('<section id="connection-state"') and "<html" not in running
-    assert f'hx-get="{state}?tab=checks" hx-trigger="every 1s"' in running and "Checking the key with Segment" in running
+    assert f'hx-get="{state}?tab=checks&amp;was=checking" hx-trigger="every 1s"' in running and "Checking the key with Segment" in running
     segment.register_key(connection.write_key(), "us")
     services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
     done = alice_client.get(state, {"tab": "overview"}, HTTP_HX_REQUEST="true").content.decode()
@@ -254,3 +254,23 @@ def test_the_pill_and_the_settings_card_agree_with_a_top_that_says_nothing_is_se
     assert badge(polled) == "badge-enabled: Enabled"
     settings_page = alice_client.get(url("connection_settings", workspace, pk=connection.pk)).content.decode()
     assert "Sending is on" in settings_page and badge(settings_page) == "badge-enabled: Enabled"
+
+
+def test_the_top_tells_the_banner_when_its_health_changed_so_both_change_together(
+        alice_client: Client, workspace: Workspace, connection: Connection, segment: Any) -> None:
+    state = url("connection_state", workspace, pk=connection.pk)
+    same = alice_client.get(state, {"tab": "settings", "was": "checking"}, HTTP_HX_REQUEST="true")
+    assert "HX-Trigger" not in same.headers
+    assert f'hx-get="{state}?tab=settings&amp;was=checking"' in same.content.decode()
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    changed = alice_client.get(state, {"tab": "settings", "was": "checking"}, HTTP_HX_REQUEST="true")
+    assert changed.headers["HX-Trigger"] == "health-changed"
+    assert f'hx-get="{state}?tab=settings&amp;was=paused-alert"' in changed.content.decode()
+    again = alice_client.get(state, {"tab": "settings", "was": "paused-alert"}, HTTP_HX_REQUEST="true")
+    assert "HX-Trigger" not in again.headers
+    # The check panel's last answer swaps the top out of band: it tells the banner too.
+    panel = alice_client.get(url("connection_status", workspace, pk=connection.pk), HTTP_HX_REQUEST="true")
+    assert panel.headers["HX-Trigger"] == "health-changed"
+    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    assert 'hx-trigger="every 5s, health-changed from:body"' in page
+    assert " hx-on" not in page and "<script>" not in page  # CSP-clean: behaviour stays in app.js
