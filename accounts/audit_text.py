@@ -190,7 +190,15 @@ def _checked(d: Details) -> str:
 
 
 def _paused(d: Details) -> str:
-    return f"{_connection(d)}: {d['reason']}" if d.has("reason") else _connection(d)
+    text = f"{_connection(d)}: {d['reason']}" if d.has("reason") else _connection(d)
+    d.used.add("told")
+    if "told" not in d.raw:
+        return text  # written before pauses remembered who was told
+    text = text.rstrip(".")
+    if not d.has("told"):
+        return text + "; not e-mailed (no check had passed yet)"
+    count = len(d.raw["told"])
+    return text + f"; e-mailed {count} {'owner or admin' if count == 1 else 'owners and admins'}"
 
 
 def _expired(d: Details) -> str:
@@ -208,7 +216,7 @@ def _dead_letters_notified(d: Details) -> str:
 def _recovered_notified(d: Details) -> str:
     after = {"paused": "being paused", "retrying": "failing"}.get(d["after"], d["after"])
     text = f"{_quoted(d['name'])} delivers again after {after} from {d['since']} until {d['until']}"
-    d.used.update({"key", "region"})
+    d.used.update({"key", "region", "told"})
     if d.has("failed_requests"):
         text += f", {_plural(d['failed_requests'], 'failed request')}"
     if d.has("last_status"):

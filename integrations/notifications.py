@@ -46,11 +46,41 @@ def managers_emails(workspace_id: int) -> list[str]:
                   .values_list("user__email", flat=True))
 
 
+def pause_recipient_ids(connection: Connection) -> list[int]:
+    """Who is told of a pause: the owners and admins, unless no check ever cleared the
+    connection for delivery (nothing was ever sent; the page showing the check says why)."""
+    if not connection.checked_key:
+        return []
+    return sorted(Membership.objects.filter(workspace_id=connection.workspace_id, role__in=[Role.OWNER, Role.ADMIN])
+                  .values_list("user_id", flat=True))
+
+
+def _emails_of(workspace_id: int, user_ids: list[int]) -> list[str]:
+    """The e-mails of those people who are still owners or admins."""
+    return sorted(Membership.objects.filter(workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN],
+                                            user_id__in=user_ids).values_list("user__email", flat=True))
+
+
+def _latest_pause(connection: Connection) -> AuditEvent | None:
+    return (AuditEvent.objects.filter(workspace_id=connection.workspace_id, action=AuditAction.CONNECTION_PAUSED,
+                                      target_type="connection", target_id=str(connection.pk))
+            .order_by("-created_at", "-pk").first())
+
+
+def _pause_told(pause: AuditEvent | None) -> list[int] | None:
+    """The people a pause was e-mailed to; None for rows written before this was recorded
+    (then owners and admins were told)."""
+    if pause is None or "told" not in pause.details:
+        return None
+    return [int(pk) for pk in pause.details["told"]]
+
+
 def send_paused_email(*, connection_id: int) -> None:
     connection = Connection.objects.select_related("workspace").filter(pk=connection_id).first()
     if connection is None or not connection.paused_reason:
         return  # deleted or resumed before the worker got here
-    recipients = managers_emails(connection.workspace_id)
+    told = _pause_told(_latest_pause(connection))
+    recipients = managers_emails(connection.workspace_id) if told is None else _emails_of(connection.workspace_id, told)
     if not recipients:
         return
     context = {"connection": connection, "workspace": connection.workspace, "url": _url("connection", connection)}
@@ -126,10 +156,13 @@ def _recovered_after_pause(connection_id: int, paused_at: datetime, now: datetim
             return False  # resumed, but nothing has gone out yet
         pause = (AuditEvent.objects.filter(action=AuditAction.CONNECTION_PAUSED, target_type="connection",
                                            target_id=str(connection_id), created_at=paused_at).first())
+        told = _pause_told(pause)
+        if told is not None and not told:
+            return False  # no one was told of the pause (it never worked): no news to end
         reason = pause.details.get("reason", "") if pause else ""
         _notice(connection, AuditAction.CONNECTION_RECOVERED_NOTIFIED, {
             "after": "paused", "since": paused_at.isoformat(), "until": (delivered or now).isoformat(),
-            "reason": reason})
+            "reason": reason}, told=told)
     return True
 
 
@@ -182,10 +215,16 @@ def _told(connection: Connection, action: AuditAction, since: datetime) -> bool:
                                      target_id=str(connection.pk), created_at__gte=since).exists()
 
 
-def _notice(connection: Connection, action: AuditAction, details: dict[str, Any]) -> None:
+def _notice(connection: Connection, action: AuditAction, details: dict[str, Any],
+            told: list[int] | None = None) -> None:
+    """`told`: only these people (those told of the pause that ended), when given."""
     from integrations.tasks import send_delivery_notice
 
-    recipients = managers_emails(connection.workspace_id)
+    if told is None:
+        recipients = managers_emails(connection.workspace_id)
+    else:
+        recipients = _emails_of(connection.workspace_id, told)
+        details = {**details, "told": told}
     row = audit_record(actor=Actor.system(), action=action, workspace=connection.workspace, target=connection,
                        details={"name": connection.name, "key": connection.masked_key, **details,
                                 "recipients": len(recipients)})
@@ -205,7 +244,9 @@ def send_delivery_notice(*, audit_event_id: int) -> bool:
                   if row is not None and row.target_id.isdigit() else None)
     if row is None or connection is None:
         return False
-    recipients = managers_emails(connection.workspace_id)
+    told = row.details.get("told")
+    recipients = (managers_emails(connection.workspace_id) if told is None
+                  else _emails_of(connection.workspace_id, [int(pk) for pk in told]))
     if not recipients:
         return False
     context = {"connection": connection, "workspace": connection.workspace, "details": row.details,

@@ -216,7 +216,9 @@ def _record_report(run: Verification, report: checks.Report, checked: str) -> Ve
 
 def connection_pause(*, connection_id: int, health: str, reason: str) -> bool:
     """Stop delivering (events keep accumulating) until a check passes. The first pause is
-    audited and e-mailed to the workspace's owners and admins; repeats change nothing."""
+    audited and e-mailed to the workspace's owners and admins (not when no check ever cleared
+    it: nothing was ever sent, and the page showing the check says why); repeats change nothing."""
+    from integrations.notifications import pause_recipient_ids
     from integrations.tasks import notify_connection_paused
 
     with transaction.atomic():
@@ -226,9 +228,11 @@ def connection_pause(*, connection_id: int, health: str, reason: str) -> bool:
         if not paused:
             return False
         connection = Connection.objects.select_related("workspace").get(pk=connection_id)
+        told = pause_recipient_ids(connection)
         audit_record(actor=Actor.system(), action=AuditAction.CONNECTION_PAUSED, workspace=connection.workspace,
-                     target=connection, details={**_describe(connection), "reason": reason[:300]})
-        transaction.on_commit(lambda: notify_connection_paused.delay(connection_id))
+                     target=connection, details={**_describe(connection), "reason": reason[:300], "told": told})
+        if told:
+            transaction.on_commit(lambda: notify_connection_paused.delay(connection_id))
     logger.warning("relay.paused", extra={"connection_id": connection_id, "reason": reason[:300]})
     return True
 

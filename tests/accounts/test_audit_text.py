@@ -55,6 +55,12 @@ def test_an_import_reads_with_its_file_name_and_counts() -> None:
      "1 undelivered event passed the maximum age of 72 hours and became dead letters"),
     (AuditAction.DEAD_LETTERS_DISCARDED, {"connection": "Production", "selection": [4, 5, 6], "dead_letters": 3},
      "3 dead letters of “Production”, 3 chosen dead letters (ids 4, 5, 6)"),
+    (AuditAction.CONNECTION_PAUSED, {"name": "Staging", "region": "eu", "key": "•••• k3Yq", "reason": "Unknown key.",
+                                     "told": []},
+     "“Staging” (EU, write key •••• k3Yq): Unknown key; not e-mailed (no check had passed yet)"),
+    (AuditAction.CONNECTION_PAUSED, {"name": "Staging", "region": "eu", "key": "•••• k3Yq", "reason": "Unknown key.",
+                                     "told": [1, 4]},
+     "“Staging” (EU, write key •••• k3Yq): Unknown key; e-mailed 2 owners and admins"),
 ])
 def test_each_action_reads_as_a_sentence(action: str, details: dict[str, object], expected: str) -> None:
     assert sentence(row(action, details)) == expected

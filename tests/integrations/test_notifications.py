@@ -49,8 +49,11 @@ def dana(workspace: Workspace) -> User:
 
 @pytest.fixture
 def connection(alice: User, workspace: Workspace) -> Connection:
-    return services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
-                                      region="us", write_key=new_write_key())
+    """A connection a check has cleared for delivery (as a passing check leaves it)."""
+    created = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                         region="us", write_key=new_write_key())
+    Connection.objects.filter(pk=created.pk).update(checked_key=created.cleared_token())
+    return Connection.objects.get(pk=created.pk)
 
 
 def test_dead_letters_past_the_threshold_are_told_to_owners_and_admins_at_most_once_a_day(
@@ -89,10 +92,16 @@ def test_dead_letters_past_the_threshold_are_told_to_owners_and_admins_at_most_o
 
 def test_a_paused_connection_that_delivers_again_is_told_once(
         segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
-    key = new_write_key()  # unknown to Segment's CDN: the connection pauses
+    key = new_write_key()
+    segment.register_key(key, "us")
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=key)
+    wait_for(lambda: not Connection.objects.get(pk=connection.pk).awaiting_check)
+    segment.unregister_key(key)  # the source was deleted in Segment: the next check pauses delivery
+    services.verification_request(actor=Actor(user=alice), connection=connection, trigger="manual")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
+    wait_for(lambda: len(notices("is paused")) == 1)
+    assert notices("is paused")[0].to == [alice.email]
     relay.track(workspace, "Queued While Paused", user_id="u1")
     assert notifications.delivery_notices_check().recovered == 0  # still paused
 
@@ -112,6 +121,42 @@ def test_a_paused_connection_that_delivers_again_is_told_once(
     assert notifications.delivery_notices_check().recovered == 0
     time.sleep(0.3)
     assert len(notices("has recovered")) == 1
+
+
+def test_a_connection_that_never_passed_a_check_is_neither_told_paused_nor_recovered(
+        segment: Any, celery_worker: Any, alice: User, dana: User, workspace: Workspace) -> None:
+    key = new_write_key()
+    segment.register_key(key, "eu")  # created with the wrong region: the first check fails
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
+                                            region="us", write_key=key)
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
+    relay.track(workspace, "Signed Up", user_id="u1")
+
+    # The region fixed a few seconds later: delivery starts, and no one hears of a "recovery".
+    services.connection_replace_key(actor=Actor(user=alice), connection=Connection.objects.get(pk=connection.pk),
+                                    write_key=key, region="eu")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).delivered_seq == 1)
+    assert notifications.delivery_notices_check().recovered == 0
+    assert told(AuditAction.CONNECTION_RECOVERED_NOTIFIED, connection) == []
+    time.sleep(0.3)  # what a worker would have sent by now
+    assert notices("is paused") == [] and notices("has recovered") == []
+    [pause] = told(AuditAction.CONNECTION_PAUSED, connection)  # the audit log still says it paused
+    assert pause.details["told"] == []
+
+
+def test_a_recovery_is_told_only_to_those_told_of_the_pause(alice: User, workspace: Workspace,
+                                                           connection: Connection) -> None:
+    services.connection_pause(connection_id=connection.pk, health=Health.FAILING, reason="Unknown key.")
+    notifications.send_paused_email(connection_id=connection.pk)
+    assert [m.to for m in notices("is paused")] == [[alice.email]]
+    dana = make_user("dana@example.com")  # made an admin after the pause e-mail went out
+    Membership.objects.create(workspace=workspace, user=dana, role=Role.ADMIN)
+    Connection.objects.filter(pk=connection.pk).update(paused_reason="")  # as a passing check resumes it
+    assert notifications.delivery_notices_check().recovered == 1
+    [row] = told(AuditAction.CONNECTION_RECOVERED_NOTIFIED, connection)
+    assert notifications.send_delivery_notice(audit_event_id=row.pk) is True
+    assert [m.to for m in notices("has recovered")] == [[alice.email]]
+    assert row.details["told"] == [alice.pk] and row.details["recipients"] == 1
 
 
 def test_a_resumed_connection_with_nothing_waiting_counts_as_recovered(alice: User, workspace: Workspace,
