@@ -262,4 +262,24 @@
       }
     );
   });
+
+  // A form answered 422: bring the first field with an error into view and focus it, inside
+  // what htmx swapped, or on a page whose [data-focus-invalid] area came back with errors.
+  function focusInvalid(root) {
+    var field = root && root.querySelector && root.querySelector('[aria-invalid="true"]');
+    if (!field) return;
+    field.scrollIntoView({ block: "center" });
+    field.focus({ preventScroll: true });
+  }
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    if (xhr && xhr.status === 422) focusInvalid(event.detail.target);
+  });
+
+  function focusInvalidOnLoad() {
+    document.querySelectorAll("[data-focus-invalid]").forEach(focusInvalid);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", focusInvalidOnLoad);
+  else focusInvalidOnLoad();
 })();

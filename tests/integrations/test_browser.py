@@ -431,3 +431,27 @@ def test_every_tab_during_and_after_a_check(page: Any, alice: User, workspace: W
     expect(health_word(page)).to_have_text("Healthy", timeout=3_000)  # polled every second
     expect(page.get_by_test_id("last-verdict")).to_contain_text("Key recognised by Segment")
     shoot_tabs(page, "after")
+
+
+def test_a_refused_replacement_key_is_scrolled_into_view_and_focused(
+    page: Any, alice: User, workspace: Workspace, segment: Any
+) -> None:
+    owner = Actor(user=alice)
+    taken = new_write_key()
+    staging = services.connection_create(actor=owner, workspace=workspace, name="Staging", region="us",
+                                          write_key=taken)
+    production = services.connection_create(actor=owner, workspace=workspace, name="Production", region="us",
+                                             write_key=new_write_key())
+    for connection in (staging, production):  # no worker here: run the checks in place
+        services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    sign_in(page, alice.email)
+    page.set_viewport_size(DESKTOP)
+    page.goto(reverse("integrations:connection_settings", kwargs={"slug": workspace.slug, "pk": production.pk}))
+    page.locator("#replace-key input[name='write_key'], form[action$='/key/'] input[name='write_key']").first.fill(taken)
+    page.get_by_role("button", name="Replace and check").click()
+    key_field = page.locator("input[name='write_key']")
+    expect(key_field).to_have_attribute("aria-invalid", "true")
+    expect(key_field).to_be_focused()
+    expect(key_field).to_be_in_viewport()
+    expect(field(page, "write_key").locator(".field-errors")).to_be_in_viewport()
+    screenshot(page, "integrations-replace-key-duplicate")
