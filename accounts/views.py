@@ -239,8 +239,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def _members_context(request: HttpRequest, form: MemberAddForm | None) -> dict[str, Any]:
     workspace = request.workspace  # type: ignore[attr-defined]
+    members = list(workspace_members(workspace=workspace))
+    owners = [m.user_id for m in members if m.is_owner]
     return {
-        "members": workspace_members(workspace=workspace),
+        "members": members,
+        # The only owner cannot leave: say why instead of offering a button that fails.
+        "sole_owner": owners == [request.user.pk],
         "form": form,
         "role_choices": RoleForm.base_fields["role"].choices,  # type: ignore[attr-defined]
         "nav": "members",

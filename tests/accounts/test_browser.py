@@ -146,6 +146,18 @@ def test_a_plain_member_sees_the_members_but_no_controls_to_manage_them(page: An
     screenshot(page, "10-members-plain-member-phone")
 
 
+def test_the_only_owner_sees_why_they_cannot_leave_instead_of_a_leave_button(page: Any, alice: User) -> None:
+    sign_in(page, "alice@example.com")
+    page.get_by_role("link", name="Members").click()
+    panel = page.locator("#members-panel")
+    expect(panel.locator("li.is-self")).to_contain_text(
+        "You are the only owner: make someone else an owner before you leave.")
+    expect(panel.get_by_role("button", name="Leave workspace")).to_have_count(0)
+    screenshot(page, "members-sole-owner-1280")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "members-sole-owner-phone")
+
+
 def test_the_audit_log_reads_in_sentences_with_its_source_in_view_at_1280_and_on_a_phone(
     page: Any, alice: User, workspace: Any,
 ) -> None:

@@ -196,3 +196,17 @@ def test_the_admin_shows_audit_events_read_only_even_to_superusers(alice: User) 
     assert client.get(reverse("admin:accounts_auditevent_add")).status_code == 403
     assert client.post(reverse("admin:accounts_auditevent_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=row.pk).exists()
+
+
+def test_the_only_owner_is_told_why_they_cannot_leave_instead_of_offered_a_button(
+        alice_client: Client, bob_client: Client, bob: User, workspace: Workspace) -> None:
+    note = "You are the only owner: make someone else an owner before you leave."
+    page = alice_client.get(url("members", workspace)).content.decode()
+    assert note in page and "Leave workspace" not in page
+    panel = alice_client.get(url("members", workspace), HTTP_HX_REQUEST="true").content.decode()
+    assert note in panel and "Leave workspace" not in panel
+    assert "Leave workspace" in bob_client.get(url("members", workspace)).content.decode()  # a member may leave
+
+    Membership.objects.filter(user=bob, workspace=workspace).update(role=Role.OWNER)
+    page = alice_client.get(url("members", workspace)).content.decode()
+    assert note not in page and "Leave workspace" in page
