@@ -455,3 +455,30 @@ def test_a_refused_replacement_key_is_scrolled_into_view_and_focused(
     expect(key_field).to_be_in_viewport()
     expect(field(page, "write_key").locator(".field-errors")).to_be_in_viewport()
     screenshot(page, "integrations-replace-key-duplicate")
+
+
+def test_the_banner_changes_together_with_the_top(page: Any, alice: User, workspace: Workspace, segment: Any) -> None:
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=new_write_key())
+    sign_in(page, alice.email)
+    page.goto(reverse("integrations:connection", kwargs={"slug": workspace.slug, "pk": connection.pk}))
+    # The check is queued: the top asks every second, the banner every 5 s, out of step.
+    expect(health_word(page)).to_have_text("Checking")
+    expect(page.get_by_test_id("attention-banner")).to_have_count(0)
+    page.evaluate("""() => {
+        window.seen = [];
+        document.body.addEventListener('health-changed', () => window.seen.push(['changed', performance.now()]));
+        document.body.addEventListener('htmx:beforeRequest', (event) => {
+            if (event.detail.elt.id === 'attention-banner-slot') window.seen.push(['banner', performance.now()]);
+        });
+    }""")
+    services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
+    expect(health_word(page)).to_have_text("Paused", timeout=3_000)
+    expect(page.get_by_test_id("attention-banner")).to_contain_text("Production: delivery is paused", timeout=1_000)
+    expect(page.get_by_test_id("enabled-badge")).to_have_text("Enabled · paused")
+    seen = page.evaluate("window.seen")
+    changed = [at for what, at in seen if what == "changed"]
+    assert len(changed) == 1, seen
+    # The top's answer asked the banner at once (htmx's listener runs before this one), not at the
+    # banner's own next 5-second turn.
+    assert any(what == "banner" and abs(at - changed[0]) < 300 for what, at in seen), seen
