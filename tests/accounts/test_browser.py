@@ -208,3 +208,13 @@ def test_signing_up_with_an_invited_address_says_check_your_inbox(page: Any, ali
     screenshot(page, "14-signup-check-inbox")
     page.set_viewport_size(PHONE)
     screenshot(page, "15-signup-check-inbox-phone")
+
+
+def test_a_used_or_expired_link_says_so_and_offers_the_ways_forward(page: Any, alice: User) -> None:
+    page.goto("/account/password/reset/MQ/used-token/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("This link has already been used or has expired")
+    expect(page.get_by_role("link", name="Send me a new link")).to_be_visible()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    screenshot(page, "link-used-or-expired-1280")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "link-used-or-expired-phone")

@@ -64,3 +64,21 @@ def test_an_invitee_chooses_a_password_and_lands_signed_in(alice: User, workspac
     dora = User.objects.get(email="dora@example.com")
     assert dora.check_password(NEW_PASSWORD)
     assert client.get(reverse("home"), follow=True).context["workspace"] == workspace
+
+
+def test_a_used_link_says_it_was_used_or_expired_and_offers_a_new_link_or_signing_in(
+        client: Client, alice: User) -> None:
+    client.post(reverse("accounts:password_reset"), {"email": alice.email})
+    body = str(mail.outbox[0].body)
+    link = re.search(r"http://[^\s]+/account/password/reset/[^\s]+/", body)
+    assert link
+    form_url = follow_reset_link(client, body)
+    client.post(form_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    again = Client().get(link.group(0).split("127.0.0.1:8000", 1)[-1].split("testserver", 1)[-1], follow=True)
+    page = again.content.decode()
+    assert not again.context["validlink"]
+    assert "<h1>This link has already been used or has expired</h1>" in page
+    assert "Link already used or expired · Tributary" in page
+    assert f'href="{reverse("accounts:password_reset")}"' in page and f'href="{reverse("accounts:login")}"' in page
+    assert "If you already chose a password with it, sign in." in page
