@@ -295,7 +295,7 @@ def test_an_old_backlog_makes_the_connection_degraded(connection: Connection, wo
     relay.track(workspace, "Signed Up", user_id="u1")
     relay.track(workspace, "Signed Up", user_id="u2")
     Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(minutes=12))
-    Verification.objects.filter(pk=connection.latest_verification_id).update(  # checked long before
+    Verification.objects.filter(connection=connection).update(  # checked long before
         created_at=timezone.now() - timedelta(hours=2), finished_at=timezone.now() - timedelta(hours=2))
     found = health(connection)
     assert found.state == "degraded"
@@ -769,6 +769,6 @@ def test_events_that_waited_for_a_check_are_sent_healthy_right_after_it_passes(
     assert (found.word, found.issues) == ("Healthy", [])
     assert found.summary == "Sending the 3 events that waited for the check; the oldest arrived 15 min ago."
     # Still not sent long after the check: that is slow delivery again, with its advice.
-    Verification.objects.filter(pk=new.latest_verification_id).update(finished_at=timezone.now() - timedelta(minutes=6))
+    Verification.objects.filter(connection=new).update(finished_at=timezone.now() - timedelta(minutes=6))
     found = health(new)
     assert found.word == "Degraded" and "Look at the attempt log" in found.issues[0].next_step
