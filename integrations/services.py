@@ -11,8 +11,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -286,8 +284,8 @@ def verifications_retry_unfinished() -> int:
     check, doubling to at most an hour, or after Segment's Retry-After. A verdict (known or not)
     ends it; so does disabling the connection."""
     now = timezone.now()
-    waiting = (Connection.objects.filter(enabled=True, latest_verification__outcome=Outcome.INCOMPLETE)
-               .exclude(checked_key=Concat(F("write_key_fingerprint"), Value(":"), F("region")))
+    waiting = (Connection.objects.awaiting_check()
+               .filter(enabled=True, latest_verification__outcome=Outcome.INCOMPLETE)
                .select_related("workspace", "latest_verification"))
     queued = 0
     for connection in waiting:

@@ -33,12 +33,19 @@ class Health(models.TextChoices):
     UNREADABLE = "unreadable", "Credential unreadable"
 
 
+# `Connection.cleared_token()` in SQL: what `checked_key` holds once the current key and region passed.
+CLEARED_TOKEN = Concat(F("write_key_fingerprint"), Value(":"), F("region"))
+
+
 class ConnectionQuerySet(models.QuerySet["Connection"]):
     def deliverable(self) -> ConnectionQuerySet:
         """Connections a delivery run may send for: enabled, not paused, and with a key and
         region that a check found known to Segment."""
-        return self.filter(enabled=True, paused_reason="",
-                           checked_key=Concat(F("write_key_fingerprint"), Value(":"), F("region")))
+        return self.filter(enabled=True, paused_reason="", checked_key=CLEARED_TOKEN)
+
+    def awaiting_check(self) -> ConnectionQuerySet:
+        """Connections whose current key and region no check has found known yet."""
+        return self.exclude(checked_key=CLEARED_TOKEN)
 
 
 class Connection(models.Model):
