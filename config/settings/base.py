@@ -251,9 +251,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"keyvalue": {"()": "config.logging.KeyValueFormatter"}},
-    "filters": {"routine_tasks": {"()": "config.logging.RoutineTasksFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue",
-                             "filters": ["routine_tasks"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

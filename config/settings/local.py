@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import DATA_DIR, env
+from config.settings.base import DATA_DIR, LOGGING, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 # `make run` writes a random key to .env; this fallback only serves a bare `manage.py`.
@@ -20,3 +20,13 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 STATIC_ROOT = None  # type: ignore[assignment]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# `make run`'s console: beat's every-few-seconds sweeps stay out unless they fail, so the demo
+# login and the e-mails the console backend prints are not buried. Production and tests keep
+# every line (operators and the fault tests read them).
+LOGGING = {
+    **LOGGING,
+    "filters": {"routine_tasks": {"()": "config.logging.RoutineTasksFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue",
+                             "filters": ["routine_tasks"]}},
+}

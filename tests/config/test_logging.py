@@ -1,10 +1,10 @@
-"""What the console log keeps: beat's every-few-seconds housekeeping stays out of it unless it
-fails, so a worker's log shows deliveries, checks and e-mails."""
+"""What `make run`'s console keeps: beat's every-few-seconds housekeeping stays out of it unless
+it fails, so a worker's log shows deliveries, checks and e-mails."""
 from __future__ import annotations
 
 import logging
 
-from config.logging import ROUTINE_TASKS
+from config.logging import ROUTINE_TASKS, RoutineTasksFilter
 
 
 def trace(task: str, level: int = logging.INFO) -> logging.LogRecord:
@@ -13,12 +13,8 @@ def trace(task: str, level: int = logging.INFO) -> logging.LogRecord:
                                   "msg": "Task %(name)s succeeded", "data": {"name": task, "id": "1"}})
 
 
-def console() -> logging.Handler:
-    return next(h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler))
-
-
-def test_the_console_leaves_out_routine_sweeps_but_keeps_deliveries_and_failures() -> None:
-    handler = console()
-    assert all(not handler.filter(trace(task)) for task in ROUTINE_TASKS)
-    assert handler.filter(trace("integrations.tasks.deliver_connection"))
-    assert handler.filter(trace("integrations.tasks.sweep_relay", logging.ERROR))
+def test_the_local_console_leaves_out_routine_sweeps_but_keeps_deliveries_and_failures() -> None:
+    keep = RoutineTasksFilter()
+    assert all(not keep.filter(trace(task)) for task in ROUTINE_TASKS)
+    assert keep.filter(trace("integrations.tasks.deliver_connection"))
+    assert keep.filter(trace("integrations.tasks.sweep_relay", logging.ERROR))
