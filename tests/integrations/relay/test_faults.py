@@ -299,16 +299,24 @@ def test_a_worker_killed_mid_stream_hands_its_connection_on_within_15_seconds(
 
 
 def lease_holder(connection: Connection, workers: list[Any]) -> Any:
-    """The worker whose pool child holds the connection's lease (its owner names the pid)."""
-    def owner_pid() -> int | None:
-        owner = Connection.objects.values_list("lease_owner", flat=True).get(pk=connection.pk)
-        return int(owner.split(":")[1]) if owner else None
+    """The worker whose pool child holds the connection's lease (its owner names the pid). Runs
+    come and go between batches, so the owner is read once per try, not checked then re-read."""
+    found: list[Any] = []
 
-    wait_for(lambda: owner_pid() is not None, 30, "a run holding the connection")
-    pid = owner_pid()
-    assert pid is not None
-    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return next(w for w in workers if w.popen.pid in (pid, parent))
+    def holder() -> bool:
+        owner = Connection.objects.values_list("lease_owner", flat=True).get(pk=connection.pk)
+        if not owner:
+            return False
+        pid = int(owner.split(":")[1])
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except FileNotFoundError:
+            return False
+        found[:] = [w for w in workers if w.popen.pid in (pid, parent)]
+        return bool(found)
+
+    wait_for(holder, 30, "a run holding the connection")
+    return found[0]
 
 
 def delivered_times(segment: Any, key: str) -> list[datetime]:
