@@ -6,6 +6,7 @@ schedules Celery work on commit. Views, the admin, commands and tasks all come t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -287,17 +288,9 @@ def verifications_retry_unfinished() -> int:
     waiting = (Connection.objects.awaiting_check()
                .filter(enabled=True, latest_verification__outcome=Outcome.INCOMPLETE)
                .select_related("workspace", "latest_verification"))
-    queued = 0
-    for connection in waiting:
-        last = connection.latest_verification
-        if last is None or last.finished_at is None or now < last.finished_at + _retry_wait(connection, last):
-            continue
-        try:
-            verification_request(actor=Actor.system(), connection=connection, trigger=Trigger.RETRY)
-            queued += 1
-        except ChecksThrottled:
-            continue
-    return queued
+    due = (c for c in waiting if c.latest_verification is not None and c.latest_verification.finished_at is not None
+           and now >= c.latest_verification.finished_at + _retry_wait(c, c.latest_verification))
+    return _request_checks(due, Trigger.RETRY)
 
 
 def _retry_wait(connection: Connection, last: Verification) -> timedelta:
@@ -310,10 +303,16 @@ def _retry_wait(connection: Connection, last: Verification) -> timedelta:
 
 def verifications_schedule_daily() -> int:
     """The daily check of every enabled connection, so a key revoked in Segment is noticed."""
+    return _request_checks(Connection.objects.filter(enabled=True).select_related("workspace").iterator(),
+                           Trigger.SCHEDULED)
+
+
+def _request_checks(connections: Iterable[Connection], trigger: str) -> int:
+    """Queue a check of each connection as the system; one throttled is skipped, not fatal."""
     queued = 0
-    for connection in Connection.objects.filter(enabled=True).select_related("workspace").iterator():
+    for connection in connections:
         try:
-            verification_request(actor=Actor.system(), connection=connection, trigger=Trigger.SCHEDULED)
+            verification_request(actor=Actor.system(), connection=connection, trigger=trigger)
             queued += 1
         except ChecksThrottled:
             continue
