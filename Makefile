@@ -33,7 +33,7 @@ bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need Postgre
 DEMO_KEYS := --register demoUSproductionWriteKey2026:us --register demoEUstagingWriteKey2026:eu
 
 emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101), knowing the demo keys
-	$(BIN)/python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101 $(DEMO_KEYS)
+	$(BIN)/python -m segment_emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101 $(DEMO_KEYS)
 
 install: $(STAMP) ## Create .venv with the locked dependencies and the project
 

@@ -55,7 +55,7 @@ from relay_stack import (
     recreate_database,
 )
 
-from integrations.segment.emulator.testing import free_ports
+from segment_emulator.testing import free_ports
 
 TARGET_SECONDS = 0.150
 NOWHERE = "http://127.0.0.1:9"  # Segment is never called by a page; the discard port if it were

@@ -24,8 +24,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from integrations.segment.emulator.client import EmulatorClient
-from integrations.segment.emulator.testing import run_emulator
+from segment_emulator.client import EmulatorClient
+from segment_emulator.testing import run_emulator
 
 WRITE_KEY = "bench-write-key-000000000001"
 HEADERS = {

@@ -87,8 +87,8 @@ from relay_stack import (
     running_stack,
 )
 
-from integrations.segment.emulator.client import EmulatorClient
-from integrations.segment.emulator.testing import free_ports, run_emulator
+from segment_emulator.client import EmulatorClient
+from segment_emulator.testing import free_ports, run_emulator
 
 LIBRARY_KEY = "benchOfficialLibraryDirect0001"
 

@@ -20,7 +20,7 @@ from integrations.ingest_keys import ingest_key_create
 from integrations.models import Connection, EventStream, Health
 from integrations.relay.log import events_append
 from integrations.relay.messages import normalise
-from integrations.segment.emulator.client import EmulatorClient
+from segment_emulator.client import EmulatorClient
 from integrations.services import connection_create, connection_set_enabled
 
 

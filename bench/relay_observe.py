@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from integrations.segment.emulator.client import EmulatorClient
+from segment_emulator.client import EmulatorClient
 
 POLL_SECONDS = 0.1
 

@@ -173,7 +173,7 @@ def screenshot(page: Any, name: str) -> Path:
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Any]:
     """One real emulator process (US and EU listeners) for the session, over HTTP."""
-    from integrations.segment.emulator.testing import run_emulator
+    from segment_emulator.testing import run_emulator
 
     with run_emulator() as client:
         yield client

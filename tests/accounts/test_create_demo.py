@@ -14,8 +14,8 @@ import pytest
 from django.core.management import call_command
 
 from accounts.management.commands.create_demo import DEMO_KEYS
-from integrations.segment.emulator.client import EmulatorClient
-from integrations.segment.emulator.testing import free_ports
+from segment_emulator.client import EmulatorClient
+from segment_emulator.testing import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def registered(command: list[str]) -> dict[str, str]:
 
 def make_emulator_command() -> list[str]:
     done = subprocess.run(["make", "-n", "emulator"], cwd=ROOT, capture_output=True, text=True, check=True)
-    return shlex.split(next(line for line in done.stdout.splitlines() if "integrations.segment.emulator" in line))
+    return shlex.split(next(line for line in done.stdout.splitlines() if "segment_emulator" in line))
 
 
 @pytest.mark.django_db

@@ -101,7 +101,7 @@ def test_a_timeout_says_segment_did_not_answer(segment: Any, alice: User, worksp
 
 def test_an_unreachable_segment_is_reported_as_such(segment: Any, settings: Any, alice: User,
                                                    workspace: Workspace) -> None:
-    from integrations.segment.emulator.testing import free_ports
+    from segment_emulator.testing import free_ports
 
     settings.SEGMENT_CDN = f"http://127.0.0.1:{free_ports(1)[0]}/v1"  # nothing listens there
     connection = connect(alice, workspace, new_write_key())

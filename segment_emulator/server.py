@@ -21,7 +21,7 @@ from .intake import read_tracking_request
 from .records import RequestRecord
 from .state import EmulatorState
 
-logger = logging.getLogger("integrations.segment.emulator")
+logger = logging.getLogger("segment_emulator")
 
 # Large enough that a body over Segment's 500 KB limit reaches our handler and gets
 # Segment's 400, rather than aiohttp's own 413.

@@ -6,7 +6,7 @@ quirks included: unknown keys and wrong regions get 200 and their events vanish.
 It does not import Django.
 
 Run
-    python -m integrations.segment.emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101 \\
+    python -m segment_emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101 \\
         [--register KEY:us|eu ...] [--keys-file keys.json] [--max-events 200000]
         [--max-requests 20000] [--dedupe-window 86400] [--dedupe-max-ids 5000000]
         [--log-level info]
@@ -71,7 +71,7 @@ Control API (both listeners, JSON)
            dedupe and faults; registered keys too when "keys" is true
 
 Python
-    from integrations.segment.emulator.testing import run_emulator
+    from segment_emulator.testing import run_emulator
     with run_emulator(register={"KEY": "eu"}, dedupe_window=1) as emulator:
         emulator.us_url, emulator.eu_url, emulator.cdn_url  # hosts, without /v1
         emulator.send("track", {...}, write_key="KEY", region="eu")

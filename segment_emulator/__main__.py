@@ -1,4 +1,4 @@
-"""`python -m integrations.segment.emulator`: run the Segment emulator in the foreground."""
+"""`python -m segment_emulator`: run the Segment emulator in the foreground."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m integrations.segment.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m segment_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address both listeners bind to")
     parser.add_argument("--us-port", type=int, default=9100, help="US listener (api.segment.io); 0 picks one")
     parser.add_argument("--eu-port", type=int, default=9101, help="EU listener (events.eu1.segmentapis.com)")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the loop's own handler was in place
         pass
     except OSError as error:
-        logging.getLogger("integrations.segment.emulator").error("emulator.cannot_listen %s", error)
+        logging.getLogger("segment_emulator").error("emulator.cannot_listen %s", error)
         return 1
     return 0
 

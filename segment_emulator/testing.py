@@ -18,7 +18,7 @@ from requests import RequestException
 
 from .client import EmulatorClient
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 START_ATTEMPTS = 3
 
 
@@ -30,7 +30,7 @@ class EmulatorDidNotStart(RuntimeError):
 def run_emulator(
     *, cpu: int | None = None, startup_timeout: float = 15.0, **options: Any
 ) -> Iterator[EmulatorClient]:
-    """Run `python -m integrations.segment.emulator` on two free ports; yield a client.
+    """Run `python -m segment_emulator` on two free ports; yield a client.
 
     `options` become command-line flags (`max_events=10` is `--max-events 10`);
     `register={"KEY": "eu"}` becomes `--register KEY:eu`. `cpu` pins the emulator to one
@@ -50,7 +50,7 @@ def emulator_command(us_port: int, eu_port: int, options: Mapping[str, Any], cpu
     command = [
         sys.executable,
         "-m",
-        "integrations.segment.emulator",
+        "segment_emulator",
         "--host",
         "127.0.0.1",
         "--us-port",

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from integrations.segment.emulator.client import EmulatorClient, EmulatorError
-from integrations.segment.emulator.testing import REPO_ROOT, emulator_command, free_ports, run_emulator
+from segment_emulator.client import EmulatorClient, EmulatorError
+from segment_emulator.testing import REPO_ROOT, emulator_command, free_ports, run_emulator
 
 JSON = {"Content-Type": "application/json"}
 

@@ -20,7 +20,7 @@ from .intake import Intake
 from .records import Counters, EventBuffer, RequestRecord, StoredRequest
 from .screening import screen
 
-logger = logging.getLogger("integrations.segment.emulator")
+logger = logging.getLogger("segment_emulator")
 
 
 DEFAULT_MAX_EVENTS = 200_000
