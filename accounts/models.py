@@ -143,6 +143,12 @@ class AuditAction(models.TextChoices):
     IMPORT_FINISHED = "import.finished", "Import finished"
     INGEST_KEY_CREATED = "ingest_key.created", "Ingest key created"
     INGEST_KEY_REVOKED = "ingest_key.revoked", "Ingest key revoked"
+    WEBHOOK_CREATED = "webhook.created", "Webhook endpoint created"
+    WEBHOOK_UPDATED = "webhook.updated", "Webhook endpoint changed"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
+    WEBHOOK_ENABLED = "webhook.enabled", "Webhook endpoint enabled"
+    WEBHOOK_DISABLED = "webhook.disabled", "Webhook endpoint disabled"
+    WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
     KEYS_ROTATED = "system.keys_rotated", "Encryption keys rotated"
 
     @classmethod

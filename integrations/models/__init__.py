@@ -21,6 +21,13 @@ from integrations.models.events import (
 )
 from integrations.models.imports import ImportJob, ImportStatus
 from integrations.models.ingest import IngestKey
+from integrations.models.webhooks import (
+    ReceiptOutcome,
+    SignatureVerdict,
+    SigningMode,
+    WebhookEndpoint,
+    WebhookReceipt,
+)
 
 __all__ = [
     "MASK",
@@ -37,9 +44,14 @@ __all__ = [
     "ImportStatus",
     "IngestKey",
     "Outcome",
+    "ReceiptOutcome",
     "Region",
     "RejectedEvent",
     "ReplayStatus",
+    "SignatureVerdict",
+    "SigningMode",
     "Trigger",
     "Verification",
+    "WebhookEndpoint",
+    "WebhookReceipt",
 ]
