@@ -3,41 +3,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Concatenate, cast
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction
+from accounts.http import WorkspaceRequest
+from accounts.models import AuditAction, User
 from accounts.selectors import membership_get_for_user
 
+# A view as written (it is given the membership and workspace) and as routed (given the slug).
+WorkspaceView = Callable[Concatenate[WorkspaceRequest, ...], HttpResponse]
 View = Callable[..., HttpResponse]
 SESSION_WORKSPACE_KEY = "workspace"
 
 
-def workspace_view(*, manage: bool = False) -> Callable[[View], View]:
+def workspace_view(*, manage: bool = False) -> Callable[[WorkspaceView], View]:
     """Resolve the `slug` URL argument to the user's membership and check the role.
 
-    Sets `request.workspace` and `request.membership`, remembers the workspace as the
-    user's current one, and audits every refused attempt (including refusals raised by the
-    services the view calls) before answering 403.
+    Sets `request.workspace` and `request.membership` (so the view takes a WorkspaceRequest),
+    remembers the workspace as the user's current one, and audits every refused attempt
+    (including refusals raised by the services the view calls) before answering 403.
     """
 
-    def decorator(view: View) -> View:
+    def decorator(view: WorkspaceView) -> View:
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
-            membership = membership_get_for_user(user=request.user, slug=slug)  # type: ignore[arg-type]
-            request.membership = membership  # type: ignore[attr-defined]
-            request.workspace = membership.workspace  # type: ignore[attr-defined]
+            # login_required let only a signed-in user through; the attributes are set just below.
+            member_request = cast(WorkspaceRequest, request)
+            membership = membership_get_for_user(user=cast(User, request.user), slug=slug)
+            member_request.membership = membership
+            member_request.workspace = membership.workspace
             if request.session.get(SESSION_WORKSPACE_KEY) != slug:  # no session write per page view
                 request.session[SESSION_WORKSPACE_KEY] = slug
             try:
                 if manage and not membership.can_manage:
                     raise PermissionDenied("Only owners and admins can do this.")
-                return view(request, *args, **kwargs)
+                return view(member_request, *args, **kwargs)
             except PermissionDenied as denied:
                 audit_record(
                     actor=Actor.from_request(request),

@@ -2,7 +2,7 @@
 services write, selectors read."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -28,7 +28,8 @@ from accounts.forms import (
     SignUpForm,
     WorkspaceForm,
 )
-from accounts.models import AuditAction
+from accounts.http import AuthenticatedRequest, HtmxRequest, WorkspaceRequest
+from accounts.models import AuditAction, Role, User
 from accounts.permissions import SESSION_WORKSPACE_KEY, workspace_view
 from accounts.selectors import (
     audit_events_for_workspace,
@@ -73,8 +74,9 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
+        # PasswordChangeView is login_required: the user is signed in.
         audit_record(actor=Actor.from_request(self.request), action=AuditAction.PASSWORD_CHANGED,
-                     target=self.request.user)  # type: ignore[arg-type]
+                     target=cast(User, self.request.user))
         messages.success(self.request, "Your password was changed.")
         return response
 
@@ -105,9 +107,9 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedRequest) -> HttpResponse:
     """Send the user to their current workspace, or to create one if they have none."""
-    memberships = memberships_for_user(user=request.user)  # type: ignore[arg-type]
+    memberships = memberships_for_user(user=request.user)
     current = request.session.get(SESSION_WORKSPACE_KEY)
     chosen = memberships.filter(workspace__slug=current).first() or memberships.first()
     if chosen is None:
@@ -116,7 +118,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def workspace_create(request: HttpRequest) -> HttpResponse:
+def workspace_create(request: AuthenticatedRequest) -> HttpResponse:
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         workspace = services.workspace_create(actor=Actor.from_request(request), name=form.cleaned_data["name"])
@@ -126,17 +128,17 @@ def workspace_create(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_view()
-def workspace_home(request: HttpRequest) -> HttpResponse:
+def workspace_home(request: WorkspaceRequest) -> HttpResponse:
     """Switching workspace lands here; the first page of a workspace is its integrations."""
-    return redirect("integrations:index", slug=request.workspace.slug)  # type: ignore[attr-defined]
+    return redirect("integrations:index", slug=request.workspace.slug)
 
 
 @workspace_view()
-def workspace_settings(request: HttpRequest) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
+    workspace = request.workspace
     form = WorkspaceForm(request.POST or None, initial={"name": workspace.name})
     if request.method == "POST":
-        if not request.membership.can_manage:  # type: ignore[attr-defined]
+        if not request.membership.can_manage:
             raise PermissionDenied("Only owners and admins can rename the workspace.")
         if form.is_valid():
             services.workspace_rename(actor=Actor.from_request(request), workspace=workspace,
@@ -147,17 +149,17 @@ def workspace_settings(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_view()
-def members(request: HttpRequest) -> HttpResponse:
-    membership = request.membership  # type: ignore[attr-defined]
+def members(request: WorkspaceRequest) -> HttpResponse:
+    membership = request.membership
     form = MemberAddForm(acting=membership) if membership.can_manage else None
     return render(request, "accounts/members.html", _members_context(request, form))
 
 
 @workspace_view(manage=True)
 @require_POST
-def member_add(request: HttpRequest) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
-    form = MemberAddForm(request.POST, acting=request.membership)  # type: ignore[attr-defined]
+def member_add(request: WorkspaceRequest) -> HttpResponse:
+    workspace = request.workspace
+    form = MemberAddForm(request.POST, acting=request.membership)
     if form.is_valid():
         try:
             added = services.membership_add(actor=Actor.from_request(request), workspace=workspace,
@@ -167,18 +169,18 @@ def member_add(request: HttpRequest) -> HttpResponse:
         else:
             verb = "invited" if not added.user.has_usable_password() else "added"
             messages.success(request, f"{added.user.email} {verb} as {added.get_role_display().lower()}.")
-            if not request.htmx:  # type: ignore[attr-defined]
+            if not request.htmx:
                 return redirect("members", slug=workspace.slug)
-            form = MemberAddForm(acting=request.membership)  # type: ignore[attr-defined]
-    template = "accounts/_members_panel.html" if request.htmx else "accounts/members.html"  # type: ignore[attr-defined]
+            form = MemberAddForm(acting=request.membership)
+    template = "accounts/_members_panel.html" if request.htmx else "accounts/members.html"
     status = 200 if form.is_bound is False or not form.errors else 422
     return render(request, template, _members_context(request, form), status=status)
 
 
 @workspace_view(manage=True)
 @require_POST
-def member_role(request: HttpRequest, pk: int) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def member_role(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
     target = workspace_member_get(workspace=workspace, pk=pk)
     form = RoleForm(request.POST)
     if form.is_valid():
@@ -193,8 +195,8 @@ def member_role(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view()
 @require_POST
-def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def member_remove(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    workspace = request.workspace
     target = workspace_member_get(workspace=workspace, pk=pk)
     leaving = target.user_id == request.user.pk
     try:
@@ -212,8 +214,8 @@ def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_GET
-def audit_log(request: HttpRequest) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def audit_log(request: WorkspaceRequest) -> HttpResponse:
+    workspace = request.workspace
     member_list = list(workspace_members(workspace=workspace))
     form = AuditFilterForm(request.GET or None, members=member_list)
     group, actor_id = "", None
@@ -226,7 +228,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {"form": form, "page": page, "query": query.urlencode(), "nav": "audit",
                "filtered": bool(group or actor_id)}
-    template = "accounts/_audit_table.html" if request.htmx else "accounts/audit_log.html"  # type: ignore[attr-defined]
+    template = "accounts/_audit_table.html" if request.htmx else "accounts/audit_log.html"
     return render(request, template, context)
 
 
@@ -237,8 +239,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _members_context(request: HttpRequest, form: MemberAddForm | None) -> dict[str, Any]:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def _members_context(request: WorkspaceRequest, form: MemberAddForm | None) -> dict[str, Any]:
+    workspace = request.workspace
     members = list(workspace_members(workspace=workspace))
     owners = [m.user_id for m in members if m.is_owner]
     return {
@@ -246,21 +248,21 @@ def _members_context(request: HttpRequest, form: MemberAddForm | None) -> dict[s
         # The only owner cannot leave: say why instead of offering a button that fails.
         "sole_owner": owners == [request.user.pk],
         "form": form,
-        "role_choices": RoleForm.base_fields["role"].choices,  # type: ignore[attr-defined]
+        "role_choices": Role.choices,  # the choices of RoleForm's field
         "nav": "members",
     }
 
 
-def _members_response(request: HttpRequest) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
-        membership = request.membership  # type: ignore[attr-defined]
+def _members_response(request: WorkspaceRequest) -> HttpResponse:
+    if request.htmx:
+        membership = request.membership
         form = MemberAddForm(acting=membership)
         return render(request, "accounts/_members_panel.html", _members_context(request, form))
-    return redirect("members", slug=request.workspace.slug)  # type: ignore[attr-defined]
+    return redirect("members", slug=request.workspace.slug)
 
 
-def _htmx_aware_redirect(request: HttpRequest, url: str) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
+def _htmx_aware_redirect(request: HtmxRequest, url: str) -> HttpResponse:
+    if request.htmx:
         response = HttpResponse(status=204)
         response["HX-Redirect"] = url
         return response

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -23,6 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import Actor
+from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
 from integrations import deliveries, ingest_keys, services
@@ -42,18 +43,18 @@ TABS = ("overview", "deliveries", "attempts", "dead_letters", "checks", "setting
 
 @workspace_view()
 @require_GET
-def index(request: HttpRequest) -> HttpResponse:
+def index(request: WorkspaceRequest) -> HttpResponse:
     rows = deliveries.workspace_connections_health(
-        workspace=request.workspace, can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
-    template = "integrations/_connection_rows.html" if request.htmx else "integrations/index.html"  # type: ignore[attr-defined]
+        workspace=request.workspace, can_manage=request.membership.can_manage)
+    template = "integrations/_connection_rows.html" if request.htmx else "integrations/index.html"
     return render(request, template, {"rows": rows, "connections": [c for c, _ in rows], "nav": "integrations"})
 
 
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
 @sensitive_post_parameters("write_key")
-def connection_create(request: HttpRequest) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def connection_create(request: WorkspaceRequest) -> HttpResponse:
+    workspace = request.workspace
     form = ConnectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -72,17 +73,17 @@ def connection_create(request: HttpRequest) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The Overview tab: health and its next step, backlog, latency, the last verdict."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     return render(request, "integrations/connection_detail.html", _overview_context(request, connection))
 
 
 @workspace_view()
 @require_GET
-def connection_state(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_state(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The top's health box alone, polled; on the Overview tab with the overview's body too."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     tab = request.GET.get("tab", "")
     tab = tab if tab in TABS else ""
     if tab == "overview":
@@ -107,25 +108,25 @@ def health_token(health: deliveries.ConnectionHealth) -> str:
 
 @workspace_view()
 @require_GET
-def connection_checks(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_checks(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The Checks tab: the latest check's result (run again from here) and the history."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     return render(request, "integrations/connection_checks.html", _detail_context(request, connection))
 
 
 @workspace_view()
 @require_GET
-def connection_settings(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_settings(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The Settings tab: rename, region, replace key, enable or disable, delete."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     return render(request, "integrations/connection_settings.html", _settings_context(request, connection))
 
 
 @workspace_view()
 @require_GET
-def connection_status(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_status(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The check panel alone: htmx polls it while a check runs; the top follows out of band."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     context = _detail_context(request, connection)
     response = render(request, "integrations/_status_panel.html", context)
     if not context["health"].checking:  # the verdict landed: the top (out of band) and the banner change now
@@ -135,8 +136,8 @@ def connection_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def connection_check(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     try:
         services.verification_request(actor=Actor.from_request(request), connection=connection, trigger="manual")
     except services.ChecksThrottled as throttled:
@@ -146,8 +147,8 @@ def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def connection_rename(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     form = RenameForm(request.POST)
     if form.is_valid():
         try:
@@ -165,8 +166,8 @@ def connection_rename(request: HttpRequest, pk: int) -> HttpResponse:
 @workspace_view(manage=True)
 @require_POST
 @sensitive_post_parameters("write_key")
-def connection_replace_key(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def connection_replace_key(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     form = ReplaceKeyForm(request.POST)
     if form.is_valid():
         try:
@@ -183,9 +184,9 @@ def connection_replace_key(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def connection_region(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_region(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """Check the stored key in the other region: no need to paste it again."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     form = RegionForm(request.POST, auto_id=REGION_IDS)
     if form.is_valid():
         previous = connection.get_region_display()
@@ -205,8 +206,8 @@ def connection_region(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def connection_enabled(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def connection_enabled(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     enabled = request.POST.get("enabled") == "true"
     services.connection_set_enabled(actor=Actor.from_request(request), connection=connection, enabled=enabled)
     messages.success(request, f"“{connection.name}” {'enabled' if enabled else 'disabled'}.")
@@ -215,19 +216,19 @@ def connection_enabled(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
-def connection_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def connection_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     if request.method == "POST":
         name = connection.name
         services.connection_delete(actor=Actor.from_request(request), connection=connection)
         messages.success(request, f"“{name}” deleted. Its write key is gone from Tributary.")
-        return redirect("integrations:index", slug=request.workspace.slug)  # type: ignore[attr-defined]
+        return redirect("integrations:index", slug=request.workspace.slug)
     return render(request, "integrations/connection_delete.html", {"connection": connection, "nav": "integrations"})
 
 
 @workspace_view()
 @require_GET
-def api_keys(request: HttpRequest) -> HttpResponse:
+def api_keys(request: WorkspaceRequest) -> HttpResponse:
     return _api_keys_page(request)
 
 
@@ -235,7 +236,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 @require_POST
 @never_cache
 @sensitive_variables()
-def ingest_key_create(request: HttpRequest) -> HttpResponse:
+def ingest_key_create(request: WorkspaceRequest) -> HttpResponse:
     """The new key is in this response only: never in a redirect, the session or a message.
 
     The page is rendered inside the transaction: if it cannot be shown, the key never existed.
@@ -245,7 +246,7 @@ def ingest_key_create(request: HttpRequest) -> HttpResponse:
         try:
             with transaction.atomic():
                 ingest_key, key = ingest_keys.ingest_key_create(
-                    actor=Actor.from_request(request), workspace=request.workspace,  # type: ignore[attr-defined]
+                    actor=Actor.from_request(request), workspace=request.workspace,
                     name=form.cleaned_data["name"])
                 return _api_keys_page(request, form=IngestKeyForm(), created=ingest_key, key=key)
         except ValidationError as error:
@@ -255,43 +256,43 @@ def ingest_key_create(request: HttpRequest) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def ingest_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    ingest_key = ingest_keys.ingest_key_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def ingest_key_revoke(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    ingest_key = ingest_keys.ingest_key_get_for_workspace(workspace=request.workspace, pk=pk)
     ingest_keys.ingest_key_revoke(actor=Actor.from_request(request), ingest_key=ingest_key)
     messages.success(request, f"“{ingest_key.name}” ({ingest_keys.masked(ingest_key)}) revoked. "
                               f"Requests with it are refused from now on.")
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return _api_keys_page(request)
     return redirect("integrations:api_keys", slug=ingest_key.workspace.slug)
 
 
 @workspace_view()
 @require_GET
-def rejected_events(request: HttpRequest) -> HttpResponse:
+def rejected_events(request: WorkspaceRequest) -> HttpResponse:
     """Events the ingest API refused, with reasons: the workspace's schema violations."""
-    events = rejected_events_for_workspace(workspace=request.workspace)  # type: ignore[attr-defined]
+    events = rejected_events_for_workspace(workspace=request.workspace)
     page = Paginator(events, REJECTED_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "integrations/rejected_events.html", {"page": page, "nav": "rejected"})
 
 
 @workspace_view()
 @require_GET
-def attention(request: HttpRequest) -> HttpResponse:
+def attention(request: WorkspaceRequest) -> HttpResponse:
     """The workspace's "needs attention" banner alone: every page polls it, so it leaves after a
     fix and appears for a newly failing connection without a reload."""
-    workspace = request.workspace  # type: ignore[attr-defined]
+    workspace = request.workspace
     return render(request, "integrations/_deliveries_banner.html",
                   {"attention": deliveries.workspace_attention(workspace=workspace), "workspace": workspace})
 
 
-def _health(request: HttpRequest, connection: Connection) -> deliveries.ConnectionHealth:
+def _health(request: WorkspaceRequest, connection: Connection) -> deliveries.ConnectionHealth:
     return deliveries.connection_state(connection=connection,
-                                       can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
+                                       can_manage=request.membership.can_manage)
 
 
-def _overview_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
+def _overview_context(request: WorkspaceRequest, connection: Connection) -> dict[str, Any]:
     overview = deliveries.connection_deliveries(connection=connection,
-                                                can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
+                                                can_manage=request.membership.can_manage)
     run = connection.latest_verification
     if run is not None and run.is_running:  # the verdict shown is the last one known
         run = connection.verifications.exclude(outcome=Outcome.RUNNING).select_related("requested_by").first()
@@ -299,7 +300,7 @@ def _overview_context(request: HttpRequest, connection: Connection) -> dict[str,
             "nav": "integrations"}
 
 
-def _detail_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
+def _detail_context(request: WorkspaceRequest, connection: Connection) -> dict[str, Any]:
     return {
         "connection": connection,
         "verification": connection.latest_verification,
@@ -309,10 +310,10 @@ def _detail_context(request: HttpRequest, connection: Connection) -> dict[str, A
     }
 
 
-def _settings_context(request: HttpRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
+def _settings_context(request: WorkspaceRequest, connection: Connection, **forms: Any) -> dict[str, Any]:
     context: dict[str, Any] = {"connection": connection, "health": _health(request, connection),
                                "nav": "integrations"}
-    if request.membership.can_manage:  # type: ignore[attr-defined]
+    if request.membership.can_manage:
         context["rename_form"] = forms.get("rename_form") or RenameForm(initial={"name": connection.name})
         context["key_form"] = forms.get("key_form") or ReplaceKeyForm(initial={"region": connection.region})
         context["region_form"] = forms.get("region_form") or RegionForm(initial={"region": connection.region},
@@ -320,12 +321,12 @@ def _settings_context(request: HttpRequest, connection: Connection, **forms: Any
     return context
 
 
-def _api_keys_page(request: HttpRequest, *, form: IngestKeyForm | None = None, created: IngestKey | None = None,
+def _api_keys_page(request: WorkspaceRequest, *, form: IngestKeyForm | None = None, created: IngestKey | None = None,
                    key: str = "", status: int = 200) -> HttpResponse:
     """The API keys page, or for htmx only its panel. Members get no form."""
-    can_manage = request.membership.can_manage  # type: ignore[attr-defined]
+    can_manage = request.membership.can_manage
     context = {
-        "ingest_keys": ingest_keys.ingest_keys_for_workspace(workspace=request.workspace),  # type: ignore[attr-defined]
+        "ingest_keys": ingest_keys.ingest_keys_for_workspace(workspace=request.workspace),
         "form": (form or IngestKeyForm()) if can_manage else None,
         "created": created,
         "created_key": key,
@@ -333,12 +334,12 @@ def _api_keys_page(request: HttpRequest, *, form: IngestKeyForm | None = None, c
         "a_minute_ago": timezone.now() - ingest_keys.LAST_USED_RESOLUTION,
         "nav": "api_keys",
     }
-    template = "integrations/_api_keys_panel.html" if request.htmx else "integrations/api_keys.html"  # type: ignore[attr-defined]
+    template = "integrations/_api_keys_panel.html" if request.htmx else "integrations/api_keys.html"
     return render(request, template, context, status=status)
 
 
-def _panel_or_redirect(request: HttpRequest, connection: Connection) -> HttpResponse:
-    if request.htmx:  # type: ignore[attr-defined]
+def _panel_or_redirect(request: WorkspaceRequest, connection: Connection) -> HttpResponse:
+    if request.htmx:
         connection.refresh_from_db()
         return render(request, "integrations/_status_panel.html", _detail_context(request, connection))
     return redirect("integrations:connection_checks", slug=connection.workspace.slug, pk=connection.pk)

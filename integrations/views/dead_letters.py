@@ -16,12 +16,13 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
+from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from integrations import deliveries
 from integrations.dead_letters import services
@@ -104,7 +105,7 @@ def _filter_query(data: QueryDict) -> str:
 
 @workspace_view()
 @require_GET
-def dead_letters(request: HttpRequest, pk: int) -> HttpResponse:
+def dead_letters(request: WorkspaceRequest, pk: int) -> HttpResponse:
     connection = _connection(request, pk)
     form = DeadLetterFilterForm(request.GET or None)
     selection = form.selection()
@@ -114,10 +115,10 @@ def dead_letters(request: HttpRequest, pk: int) -> HttpResponse:
         "connection": connection, "form": form, "page": page, "filtered": selection.is_filtered,
         "query": _filter_query(request.GET), "nav": "integrations",
         "health": deliveries.connection_state(connection=connection,
-                                              can_manage=request.membership.can_manage),  # type: ignore[attr-defined]
+                                              can_manage=request.membership.can_manage),
     }
     status = 422 if form.errors else 200
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         # The filters and the table alone; the panel and the history update themselves.
         return render(request, "integrations/_dead_letter_list.html", context, status=status)
     services.replays_fail_stale(connection=connection)
@@ -128,7 +129,7 @@ def dead_letters(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def dead_letter_body(request: HttpRequest, pk: int) -> HttpResponse:
+def dead_letter_body(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """One dead letter's body, indented, loaded when its row is opened."""
     connection = _connection(request, pk)
     dead_letter = dead_letter_get_for_connection(connection=connection, pk=_int(request.GET.get("id")))
@@ -144,7 +145,7 @@ def dead_letter_body(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_GET
-def dead_letters_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+def dead_letters_confirm(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The dry run: what a replay or discard of the selection would touch, before it does."""
     connection = _connection(request, pk)
     action = "discard" if request.GET.get("action") == "discard" else "replay"
@@ -153,7 +154,7 @@ def dead_letters_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as problem:
         return _panel(request, connection, error=problem.messages[0], status=422)
     plan = services.dead_letters_plan(connection=connection, selection=selection, action=action)
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return _panel(request, connection, plan=plan)
     return render(request, "integrations/dead_letters_confirm.html",
                   {"connection": connection, "plan": plan, "nav": "integrations"})
@@ -161,18 +162,18 @@ def dead_letters_confirm(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def dead_letters_replay(request: HttpRequest, pk: int) -> HttpResponse:
+def dead_letters_replay(request: WorkspaceRequest, pk: int) -> HttpResponse:
     connection = _connection(request, pk)
     try:
         replay = services.dead_letters_replay(actor=Actor.from_request(request), connection=connection,
                                               selection=_selection(request.POST))
     except (ReplayRefused, ValidationError) as refused:
         message = refused.messages[0] if isinstance(refused, ValidationError) else str(refused)
-        if request.htmx:  # type: ignore[attr-defined]
+        if request.htmx:
             return _panel(request, connection, error=message, status=422)
         messages.error(request, message)
         return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return _panel(request, connection, replay=replay)
     # No flash message: the page's panel shows the replay, queued, then sending, then its result.
     return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
@@ -180,7 +181,7 @@ def dead_letters_replay(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def dead_letters_replay_status(request: HttpRequest, pk: int) -> HttpResponse:
+def dead_letters_replay_status(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The replay panel (and the replay history, out of band): polled while the replay is
     queued or sending. Once it ends, the list reloads to show what it marked."""
     connection = _connection(request, pk)
@@ -194,18 +195,18 @@ def dead_letters_replay_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def dead_letters_discard(request: HttpRequest, pk: int) -> HttpResponse:
+def dead_letters_discard(request: WorkspaceRequest, pk: int) -> HttpResponse:
     connection = _connection(request, pk)
     try:
         discarded = services.dead_letters_discard(actor=Actor.from_request(request), connection=connection,
                                                   selection=_selection(request.POST))
     except ValidationError as refused:
-        if request.htmx:  # type: ignore[attr-defined]
+        if request.htmx:
             return _panel(request, connection, error=refused.messages[0], status=422)
         messages.error(request, refused.messages[0])
         return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
     done = f"{discarded:,} dead letter{'s' if discarded != 1 else ''} discarded. The audit log records it."
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         response = _panel(request, connection, notice=done)
         response["HX-Trigger"] = CHANGED
         return response
@@ -213,8 +214,8 @@ def dead_letters_discard(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
 
 
-def _connection(request: HttpRequest, pk: int) -> Connection:
-    return connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def _connection(request: WorkspaceRequest, pk: int) -> Connection:
+    return connection_get_for_workspace(workspace=request.workspace, pk=pk)
 
 
 def _int(value: str | None) -> int:
@@ -228,7 +229,7 @@ def _form_errors(form: forms.Form) -> str:
     return " ".join(str(error) for errors in form.errors.values() for error in errors)
 
 
-def _panel(request: HttpRequest, connection: Connection, *, plan: Plan | None = None, replay: Replay | None = None,
+def _panel(request: WorkspaceRequest, connection: Connection, *, plan: Plan | None = None, replay: Replay | None = None,
            error: str = "", notice: str = "", status: int = 200) -> HttpResponse:
     """The panel; with a replay, also the replay history, swapped out of band (htmx)."""
     return render(request, "integrations/_dead_letter_panel.html", {

@@ -12,12 +12,13 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, path
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
+from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from integrations import debugger as selectors
 from integrations.debugger import SEARCH_FIELDS, SEARCH_WINDOW, RejectedRow, Search
@@ -39,8 +40,8 @@ class SearchForm(forms.Form):
 
 @workspace_view()
 @require_GET
-def debugger(request: HttpRequest) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def debugger(request: WorkspaceRequest) -> HttpResponse:
+    workspace = request.workspace
     form = SearchForm(request.GET or None)
     search = form.search()
     events = selectors.events_latest(workspace=workspace, search=search)
@@ -55,15 +56,15 @@ def debugger(request: HttpRequest) -> HttpResponse:
                                        else selectors.rejected_cursor(workspace=workspace)),
         "site_url": settings.SITE_URL, "nav": "debugger", **_rows(workspace, events, rejected),
     }
-    template = "integrations/_debugger_list.html" if request.htmx else "integrations/debugger.html"  # type: ignore[attr-defined]
+    template = "integrations/_debugger_list.html" if request.htmx else "integrations/debugger.html"
     return render(request, template, context, status=422 if form.errors else 200)
 
 
 @workspace_view()
 @require_GET
-def debugger_events(request: HttpRequest) -> HttpResponse:
+def debugger_events(request: WorkspaceRequest) -> HttpResponse:
     """Rows newer than `after`, to prepend; 204 (nothing to swap) when none arrived."""
-    workspace = request.workspace  # type: ignore[attr-defined]
+    workspace = request.workspace
     search = SearchForm(request.GET).search()
     try:
         after = max(0, int(request.GET.get("after") or 0))
@@ -83,11 +84,11 @@ def debugger_events(request: HttpRequest) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def debugger_statuses(request: HttpRequest) -> HttpResponse:
+def debugger_statuses(request: WorkspaceRequest) -> HttpResponse:
     """The chips of the rows on screen (`seq`, repeated), each swapped into its row out of
     band: polled every 2 s while the list is live, so a row moves from Sending to Delivered
     without a reload. 204 when no row is asked about."""
-    workspace = request.workspace  # type: ignore[attr-defined]
+    workspace = request.workspace
     wanted = [int(value) for value in request.GET.getlist("seq")[:selectors.REFRESH_ROWS] if value.isdigit()]
     events = selectors.events_by_seq(workspace=workspace, seqs=wanted)
     if not events:
@@ -99,9 +100,9 @@ def debugger_statuses(request: HttpRequest) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def debugger_event(request: HttpRequest) -> HttpResponse:
+def debugger_event(request: WorkspaceRequest) -> HttpResponse:
     """One event opened: as received, and its trail per connection."""
-    workspace = request.workspace  # type: ignore[attr-defined]
+    workspace = request.workspace
     try:
         seq = int(request.GET.get("seq") or 0)
     except ValueError:

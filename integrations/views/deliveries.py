@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, path
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from integrations import deliveries
 from integrations.models import AttemptOutcome, Connection
@@ -29,10 +30,10 @@ class AttemptFilterForm(forms.Form):
     after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
-def deliveries_context(request: HttpRequest, connection: Connection) -> dict[str, Any]:
+def deliveries_context(request: WorkspaceRequest, connection: Connection) -> dict[str, Any]:
     """What the Deliveries tab and its polled panel need; the top shows the same health."""
     overview = deliveries.connection_deliveries(connection=connection,
-                                                can_manage=request.membership.can_manage)  # type: ignore[attr-defined]
+                                                can_manage=request.membership.can_manage)
     return {"connection": connection, "overview": overview, "health": overview.health, "nav": "integrations"}
 
 
@@ -47,10 +48,10 @@ def chart_context(connection: Connection) -> dict[str, Any]:
 
 @workspace_view()
 @require_GET
-def connection_deliveries(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_deliveries(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The Deliveries tab; for htmx the figures panel alone, which the tab polls every 5 s."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
-    if request.htmx:  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
+    if request.htmx:
         return render(request, "integrations/_deliveries_panel.html", deliveries_context(request, connection))
     return render(request, "integrations/connection_deliveries.html",
                   {**deliveries_context(request, connection), **chart_context(connection)})
@@ -58,9 +59,9 @@ def connection_deliveries(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def connection_attempts(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_attempts(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """Every request made to Segment for this connection, newest first, filtered by outcome."""
-    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     form = AttemptFilterForm(request.GET)
     form.is_valid()
     cleaned = form.cleaned_data
@@ -71,7 +72,7 @@ def connection_attempts(request: HttpRequest, pk: int) -> HttpResponse:
     context = {"connection": connection, "form": form, "page": page, "outcome": outcome, "query": query,
                "outcome_label": AttemptOutcome(outcome).label if outcome else "",
                "first_page": not (cleaned.get("before") or cleaned.get("after")), "nav": "integrations"}
-    template = "integrations/_deliveries_attempts.html" if request.htmx else "integrations/attempts.html"  # type: ignore[attr-defined]
+    template = "integrations/_deliveries_attempts.html" if request.htmx else "integrations/attempts.html"
     return render(request, template, context, status=422 if form.errors else 200)
 
 

@@ -13,13 +13,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import Actor
+from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
 from integrations.imports import (
@@ -47,20 +48,20 @@ RUNNING = (ImportStatus.VALIDATING, ImportStatus.IMPORTING)
 
 @workspace_view()
 @require_GET
-def imports(request: HttpRequest) -> HttpResponse:
-    jobs = imports_for_workspace(workspace=request.workspace)  # type: ignore[attr-defined]
+def imports(request: WorkspaceRequest) -> HttpResponse:
+    jobs = imports_for_workspace(workspace=request.workspace)
     page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [(job, import_progress(job)) for job in page]
     context = {"page": page, "rows": rows, "any_running": any(job.status in RUNNING for job in page),
                "nav": "imports"}
-    template = "integrations/_import_rows.html" if request.htmx else "integrations/imports.html"  # type: ignore[attr-defined]
+    template = "integrations/_import_rows.html" if request.htmx else "integrations/imports.html"
     return render(request, template, context)
 
 
 @csrf_exempt  # checked below, once the upload handler is in place (reading the token reads the body)
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
-def upload(request: HttpRequest) -> HttpResponse:
+def upload(request: WorkspaceRequest) -> HttpResponse:
     handler = ImportUploadHandler(request)
     request.upload_handlers = [handler]
     try:
@@ -70,8 +71,8 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_protect
-def _upload(request: HttpRequest, handler: ImportUploadHandler) -> HttpResponse:
-    workspace = request.workspace  # type: ignore[attr-defined]
+def _upload(request: WorkspaceRequest, handler: ImportUploadHandler) -> HttpResponse:
+    workspace = request.workspace
     if request.method != "POST":
         return _upload_page(request, ImportUploadForm())
     # Reading the form runs the upload handler, which stops storing past IMPORT_MAX_BYTES.
@@ -96,30 +97,30 @@ def _upload(request: HttpRequest, handler: ImportUploadHandler) -> HttpResponse:
     return _upload_page(request, form, status=413 if handler.too_large else 422)
 
 
-def _upload_page(request: HttpRequest, form: ImportUploadForm, *, status: int = 200) -> HttpResponse:
+def _upload_page(request: WorkspaceRequest, form: ImportUploadForm, *, status: int = 200) -> HttpResponse:
     return render(request, "integrations/import_upload.html",
                   {"form": form, "nav": "imports", "max_bytes": settings.IMPORT_MAX_BYTES}, status=status)
 
 
 @workspace_view()
 @require_GET
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = import_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    job = import_get_for_workspace(workspace=request.workspace, pk=pk)
     return render(request, "integrations/import_detail.html", _context(job))
 
 
 @workspace_view()
 @require_GET
-def progress(request: HttpRequest, pk: int) -> HttpResponse:
+def progress(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The job's panel alone: htmx polls it while the file is checked or imported."""
-    job = import_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    job = import_get_for_workspace(workspace=request.workspace, pk=pk)
     return render(request, "integrations/_import_panel.html", _context(job))
 
 
 @workspace_view(manage=True)
 @require_POST
-def start(request: HttpRequest, pk: int) -> HttpResponse:
-    job = import_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+def start(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    job = import_get_for_workspace(workspace=request.workspace, pk=pk)
     try:
         # No message: the panel says "Importing", counts the valid lines and turns to the end.
         import_start(actor=Actor.from_request(request), job=job)
@@ -130,9 +131,9 @@ def start(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def cancel(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """"Import nothing" after the check, or stop a check or an import under way."""
-    job = import_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    job = import_get_for_workspace(workspace=request.workspace, pk=pk)
     try:
         was = job.status
         import_cancel(actor=Actor.from_request(request), job=job)
@@ -148,9 +149,9 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def errors(request: HttpRequest, pk: int) -> HttpResponse:
+def errors(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The error report as CSV (line, field, reason), for any member of the workspace."""
-    job = import_get_for_workspace(workspace=request.workspace, pk=pk)  # type: ignore[attr-defined]
+    job = import_get_for_workspace(workspace=request.workspace, pk=pk)
     if not job.errors_path or not Path(job.errors_path).is_file():
         raise Http404("This import has no error report.")
     name = f"{Path(job.file_name).stem or 'import'}-errors.csv"
