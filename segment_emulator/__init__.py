@@ -41,6 +41,21 @@ CDN (both listeners; stands for https://cdn.segment.com)
         200 source settings; integrations["Segment.io"].apiHost is "api.segment.io/v1"
             for a US key and "events.eu1.segmentapis.com/v1" for an EU key
 
+Public API (both listeners; stands for https://api.segmentapis.com and eu1.api.segmentapis.com)
+    `Authorization: Bearer <token>`; a token (--public-token TOKEN:ROLE:REGION or
+    POST /_emulator/tokens) belongs to its region's workspace, with role owner, source_admin
+    or read_only. 401 for a missing, unknown, other-region or under-privileged token.
+    GET /  (the workspace)   GET /sources[/<id>]   DELETE /sources/<id> (forgets its key)
+    POST /sources/<id>/labels   GET|POST /labels   GET /sources/<id>/connected-destinations
+    GET /sources/<id>/connected-warehouses   GET /sources/<id>/settings
+    GET /destinations/<id>[/delivery-metrics?sourceId&startTime&endTime&granularity]
+    GET /usage/api-calls/sources/daily?period=YYYY-MM-01   (from tracking requests answered 200)
+    Every registered write key is a source (named by --source-name KEY=NAME or
+    POST /_emulator/sources); writeKeys are empty for read_only tokens. Lists page with
+    pagination.count (1-1000, default 200) and opaque pagination.cursor. Faults with
+    "scope": "public" and the token as "writeKey": 429 answers errors[0].data.msBeforeNext
+    and an RFC 5322 X-RateLimit-Reset. Logged with kind "public", never with the token.
+
 Control API (both listeners, JSON)
     GET    /_emulator/health                          {"ok", "region", "listeners", "pid"}
     GET    /_emulator/keys                            {"keys": [{"writeKey", "region"}]}
@@ -67,6 +82,8 @@ Control API (both listeners, JSON)
            TCP RST. Without count or seconds a fault lasts until cleared. A faulted
            request is logged with its answer and none of its events is accepted.
     DELETE /_emulator/faults[/<writeKey>]             {"cleared": n}
+    GET|POST /_emulator/tokens  {"token", "role", "region"}   DELETE /_emulator/tokens/<token>
+    POST   /_emulator/sources  {"writeKey", "region", "name"} or {"count", "region", "prefix"}
     POST   /_emulator/reset   {"keys": false}         forgets requests, events, counters,
            dedupe and faults; registered keys too when "keys" is true
 

@@ -51,6 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keys-file", type=Path, help='JSON: {"KEY": "us", ...} or [{"writeKey", "region"}, ...]'
     )
     parser.add_argument(
+        "--public-token",
+        action="append",
+        default=[],
+        metavar="TOKEN:ROLE:REGION",
+        help="a Public API bearer token; ROLE owner, source_admin or read_only; repeatable",
+    )
+    parser.add_argument(
+        "--source-name",
+        action="append",
+        default=[],
+        metavar="KEY=NAME",
+        help="the Public API name of the source of a registered write key; repeatable",
+    )
+    parser.add_argument(
         "--max-events",
         type=int,
         default=DEFAULT_MAX_EVENTS,
@@ -103,6 +117,12 @@ def build_state(args: argparse.Namespace) -> EmulatorState:
     state = EmulatorState(options)
     for write_key, region in initial_keys(args):
         state.register_key(write_key, region)
+    for item in args.public_token:
+        token, role, region = item.rsplit(":", 2)
+        state.workspaces.add_token(token, role, region.lower())
+    for item in args.source_name:
+        write_key, _, name = item.partition("=")
+        state.workspaces.name_source(write_key, name)
     return state
 
 

@@ -139,6 +139,26 @@ class EmulatorClient:
         path = "faults" if write_key is None else f"faults/{quote(write_key, safe='')}"
         return int(self._call("DELETE", path)["cleared"])
 
+    def add_public_token(self, token: str, *, role: str = "owner", region: str = "us") -> None:
+        """A Segment Public API bearer token of the region's workspace (roles: owner,
+        source_admin, read_only)."""
+        self._call("POST", "tokens", json={"token": token, "role": role, "region": region})
+
+    def revoke_public_token(self, token: str) -> bool:
+        response = self.session.delete(self._control(f"tokens/{quote(token, safe='')}"), timeout=self.timeout)
+        if response.status_code == 404:
+            return False
+        response.raise_for_status()
+        return True
+
+    def add_source(self, write_key: str, name: str, region: str = "us") -> str:
+        """Register a write key as a named Public API source; answers the source id."""
+        body = {"writeKey": write_key, "name": name, "region": region}
+        return str(self._call("POST", "sources", json=body)["id"])
+
+    def add_sources(self, count: int, *, region: str = "us", prefix: str = "bulkSource") -> None:
+        self._call("POST", "sources", json={"count": count, "region": region, "prefix": prefix})
+
     def reset(self, *, keys: bool = False) -> None:
         self._call("POST", "reset", json={"keys": keys})
 

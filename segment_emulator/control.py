@@ -74,8 +74,8 @@ async def remove_key(request: web.Request) -> web.Response:
 async def list_requests(request: web.Request) -> web.Response:
     query = request.query
     kind = query.get("kind")
-    if kind not in (None, "tracking", "settings"):
-        raise bad_request('"kind" is "tracking" or "settings"')
+    if kind not in (None, "tracking", "settings", "public"):
+        raise bad_request('"kind" is "tracking", "settings" or "public"')
     records = request.app[STATE].requests(
         write_key=query.get("writeKey"),
         since=_int_param(request, "since", 0),

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-SCOPES: Final = ("tracking", "cdn", "all")
+SCOPES: Final = ("tracking", "cdn", "public", "all")
 ANY_KEY: Final = "*"
 
 

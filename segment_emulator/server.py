@@ -14,7 +14,7 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from . import cdn, control, rules
+from . import cdn, control, public_api, rules
 from .appkeys import LISTENERS, REGION, STATE
 from .faults import Fault
 from .intake import read_tracking_request
@@ -120,6 +120,8 @@ def build_app(state: EmulatorState, region: str, listeners: dict[str, str]) -> w
     app.router.add_post(TRACKING_PATH, track)
     app.router.add_get("/v1/projects/{write_key}/settings", settings)
     control.add_routes(app.router)
+    public_api.add_control_routes(app.router)
+    public_api.add_routes(app.router)
     return app
 
 

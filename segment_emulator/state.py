@@ -19,6 +19,7 @@ from .faults import FaultBook
 from .intake import Intake
 from .records import Counters, EventBuffer, RequestRecord, StoredRequest
 from .screening import screen
+from .workspaces import SegmentWorkspaces
 
 logger = logging.getLogger("segment_emulator")
 
@@ -50,6 +51,8 @@ class EmulatorState:
         self.events = EventBuffer(self.options.max_events)
         self.total = Counters()
         self.per_key: dict[str, Counters] = {}
+        # Segment's Public API side: tokens, sources made from `keys`, labels, daily usage.
+        self.workspaces = SegmentWorkspaces()
         self._ids = itertools.count(1)
 
     # Keys -------------------------------------------------------------------------------
@@ -102,6 +105,8 @@ class EmulatorState:
             if counters is None:
                 counters = self.per_key[record.write_key] = Counters()
             counters.count(record)
+            if record.kind == "tracking" and record.status == 200:
+                self.workspaces.count_call(record.write_key, time.strftime("%Y-%m-%d", time.gmtime(record.time)))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("emulator.request", extra=_log_fields(record))
 
@@ -165,8 +170,10 @@ class EmulatorState:
         self.faults.clear()
         self.total = Counters()
         self.per_key.clear()
+        self.workspaces.daily_calls.clear()
         if keys:
             self.keys.clear()
+            self.workspaces.clear()
         logger.info("emulator.reset", extra={"keys_cleared": keys})
 
 

@@ -64,6 +64,9 @@ def emulator_command(us_port: int, eu_port: int, options: Mapping[str, Any], cpu
             items = value.items() if isinstance(value, Mapping) else value
             for write_key, region in items:
                 command += [flag, f"{write_key}:{region}"]
+        elif isinstance(value, (list, tuple)):  # a repeatable flag, such as public_token
+            for item in value:
+                command += [flag, str(item)]
         elif value is not None:
             command += [flag, str(value)]
     if cpu is not None and shutil.which("taskset"):
