@@ -12,7 +12,7 @@ What goes through the product's own code and what is bulk:
 - other memberships, ingest keys (hashed as `IngestKey.hash` does), imports: `bulk_create`;
 - connections: `bulk_create` of rows whose keys went through `Connection.set_write_key`, so
   they are encrypted (and fingerprinted) as in production;
-- events: normalised by `integrations.relay.messages.Normaliser`, written with the relay's
+- events: normalised by `integrations.ingest.messages.Normaliser`, written with the relay's
   own binary COPY columns and types; attempts, counts, dead letters, checks, audit rows and
   rejected events: COPY, with foreign-key triggers off for the load (the rows are consistent
   by construction; `session_replication_role = replica`).
@@ -65,6 +65,7 @@ from psycopg.types.json import set_json_dumps
 from accounts import services as accounts
 from accounts.audit import Actor
 from accounts.models import AuditEvent, Membership, Role, User, Workspace
+from integrations.ingest.messages import Normaliser
 from integrations.models import (
     Connection,
     DeadLetter,
@@ -76,7 +77,6 @@ from integrations.models import (
     ImportJob,
     IngestKey,
 )
-from integrations.relay.messages import Normaliser
 
 LARGE_EMAIL = "bench-large@tributary.localhost"
 SMALL_EMAIL = "bench-small@tributary.localhost"

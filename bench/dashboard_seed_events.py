@@ -19,10 +19,10 @@ from typing import Any
 
 import psycopg
 
+from integrations.ingest.messages import Normaliser
 from integrations.models import Event
 from integrations.models.deliveries import BUCKET_MINUTES
-from integrations.relay.log import COPY_COLUMNS, COPY_TYPES
-from integrations.relay.messages import Message, Normaliser
+from integrations.relay.log import COPY_COLUMNS, COPY_TYPES, Message
 
 BUCKET = timedelta(minutes=BUCKET_MINUTES)
 BUCKETS_PER_DAY = 24 * 60 // BUCKET_MINUTES

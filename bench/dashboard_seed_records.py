@@ -18,9 +18,9 @@ from dashboard_tenants import Line, Person, Story, Tenant, copy_rows, table
 from psycopg.types.json import Jsonb
 
 from accounts.models import AuditEvent
+from integrations.ingest.messages import Invalid, Normaliser
 from integrations.models import Connection, ImportJob, IngestKey, RejectedEvent, Verification
 from integrations.models.ingest import KEY_PREFIX
-from integrations.relay.messages import Invalid, Normaliser
 
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4"
 PASSED = [

@@ -27,12 +27,12 @@ from django.utils import timezone
 from relay_fixtures import BenchWorkspace
 from relay_load import BatchMaker, headers
 
-from integrations import ingest_api
-from integrations.ingest_keys import ingest_key_authenticate
+from integrations.ingest import api as ingest_api
+from integrations.ingest.keys import ingest_key_authenticate
+from integrations.ingest.messages import normalise
 from integrations.models import Connection
 from integrations.relay import delivery
-from integrations.relay.log import events_append
-from integrations.relay.messages import Message, normalise
+from integrations.relay.log import Message, events_append
 from integrations.segment import client
 
 T = TypeVar("T")

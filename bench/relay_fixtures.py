@@ -16,12 +16,12 @@ from relay_load import BatchMaker
 from accounts import services as accounts
 from accounts.audit import Actor
 from accounts.models import User
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest.keys import ingest_key_create
+from integrations.ingest.messages import normalise
 from integrations.models import Connection, EventStream, Health
 from integrations.relay.log import events_append
-from integrations.relay.messages import normalise
-from segment_emulator.client import EmulatorClient
 from integrations.services import connection_create, connection_set_enabled
+from segment_emulator.client import EmulatorClient
 
 
 @dataclass(frozen=True)

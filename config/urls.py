@@ -5,7 +5,8 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from accounts.urls import workspace_urlpatterns
-from integrations import ingest_api, metrics
+from integrations import metrics
+from integrations.ingest import api as ingest_api
 
 admin.site.site_header = "Tributary operations"
 admin.site.site_title = "Tributary admin"

@@ -13,10 +13,11 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.admin import ReadOnlyAdmin
 from accounts.audit import Actor
-from integrations import crypto, deliveries, ingest_keys, services
+from integrations import crypto, deliveries, services
 from integrations.dead_letters.selection import Selection
 from integrations.dead_letters.services import ReplayRefused, dead_letters_replay
 from integrations.imports import import_cancel
+from integrations.ingest import keys as ingest_keys
 from integrations.models import (
     Connection,
     DeadLetter,

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest.keys import ingest_key_create
 from integrations.models import Event
 from tests.integrations.relay.processes import REPO_ROOT, database_url, free_port, wait_for
 

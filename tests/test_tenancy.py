@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts.audit import Actor
 from accounts.models import Membership, User, Workspace
 from integrations import services
-from integrations.ingest_keys import ingest_key_authenticate, ingest_key_create
+from integrations.ingest.keys import ingest_key_authenticate, ingest_key_create
 from integrations.models import Connection
 from tests.conftest import new_write_key
 

@@ -24,8 +24,8 @@ from integrations.dead_letters.selection import Selection, replay_blocker
 from integrations.models import AttemptOutcome, Connection, DeadLetter, DeadLetterReplay, ReplayStatus
 from integrations.relay import delivery
 from integrations.relay.accounting import Sent, attempt_record
-from integrations.relay.messages import SENT_MESSAGE_ID_BYTES
 from integrations.segment import client
+from integrations.segment.protocol import SENT_MESSAGE_ID_BYTES
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import IO, Any
 import orjson
 from django.conf import settings
 
-from integrations.relay.messages import loads_lenient
+from integrations.ingest.messages import loads_lenient
 
 JSONL, CSV = "jsonl", "csv"
 FORMATS = {JSONL: "JSONL", CSV: "CSV"}

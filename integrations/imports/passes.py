@@ -40,9 +40,9 @@ from kombu.exceptions import OperationalError
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction
 from integrations.imports.files import ErrorReport, Problem, Reader, Record, discard
+from integrations.ingest.messages import Invalid, Normaliser
 from integrations.models import ImportJob, ImportStatus
-from integrations.relay.log import events_append
-from integrations.relay.messages import Invalid, Message, Normaliser
+from integrations.relay.log import Message, events_append
 
 logger = logging.getLogger(__name__)
 

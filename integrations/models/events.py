@@ -60,7 +60,7 @@ class Event(models.Model):
 
 
 # Why an event was refused, in the words pages show (the Rejected events page and the
-# debugger); the codes are the `Invalid.reason`s of integrations.relay.messages, which the
+# debugger); the codes are the `Invalid.reason`s of integrations.ingest.messages, which the
 # ingest API also answers with. A code not listed here reads as its own words.
 REJECTION_REASONS = {
     "not_an_object": "Not a JSON object",

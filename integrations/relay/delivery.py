@@ -48,8 +48,8 @@ from integrations.relay import pg
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
 from integrations.relay.log import queue_delivery
-from integrations.relay.messages import SENT_MESSAGE_ID_BYTES
 from integrations.segment import client
+from integrations.segment.protocol import SENT_MESSAGE_ID_BYTES
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -11,9 +13,19 @@ from kombu.exceptions import OperationalError
 
 from integrations.models import Connection, Event, EventStream
 from integrations.relay import pg
-from integrations.relay.messages import Message
 
 logger = logging.getLogger(__name__)
+
+
+class Message(NamedTuple):
+    """A valid, normalised event ready for the log (`body`: the sent form, less messageId)."""
+
+    type: str
+    message_id: str
+    body: bytes
+    name: str
+    user_id: str
+    received_at: datetime
 
 
 @dataclass

@@ -26,8 +26,9 @@ from accounts.audit import Actor
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
-from integrations import deliveries, ingest_keys, services
+from integrations import deliveries, services
 from integrations.forms import ConnectionForm, IngestKeyForm, RegionForm, RenameForm, ReplaceKeyForm
+from integrations.ingest import keys as ingest_keys
 from integrations.models import Connection, IngestKey, Outcome
 from integrations.selectors import (
     connection_get_for_workspace,

@@ -39,7 +39,7 @@ from integrations.dead_letters.selection import (
 from integrations.dead_letters.services import Plan, ReplayRefused
 from integrations.models import Connection
 from integrations.relay import delivery
-from integrations.relay.messages import TYPES
+from integrations.segment.protocol import TYPES
 from integrations.selectors import connection_get_for_workspace
 
 PAGE_SIZE = 50

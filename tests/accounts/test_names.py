@@ -21,7 +21,7 @@ from accounts.validation import NAME_CHARACTERS_MESSAGE, name_problem, one_line
 from integrations import notifications
 from integrations import services as connections
 from integrations.forms import ConnectionForm, IngestKeyForm, RenameForm
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest.keys import ingest_key_create
 from integrations.models import Connection
 from tests.conftest import new_write_key
 

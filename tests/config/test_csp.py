@@ -17,7 +17,7 @@ from django.urls import reverse
 from accounts.audit import Actor
 from accounts.models import Membership, User, Workspace
 from integrations import services
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest.keys import ingest_key_create
 from tests.conftest import login, new_write_key
 from tests.test_tenancy import workspace_urls
 

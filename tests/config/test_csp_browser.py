@@ -11,7 +11,8 @@ from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay, services
+from integrations import services
+from integrations.ingest import emit
 from integrations.models import Connection, DeadLetter
 from tests.conftest import CSP_VIOLATION_MARKS, PASSWORD, new_write_key, sign_in
 
@@ -49,7 +50,7 @@ def test_the_admin_runs_its_scripts_under_the_policy(page: Any, alice: User, wor
 
 def test_pausing_the_debugger_and_asking_only_for_newer_events_need_no_eval(
         page: Any, alice: User, workspace: Workspace) -> None:
-    relay.track(workspace, "Order Completed", user_id="user-42", message_id="csp-1")
+    emit.track(workspace, "Order Completed", user_id="user-42", message_id="csp-1")
     sign_in(page, alice.email)
     page.goto(f"/w/{workspace.slug}/debugger/")
     expect(page.locator("details.event-row[data-seq='1']")).to_be_visible()
@@ -58,7 +59,7 @@ def test_pausing_the_debugger_and_asking_only_for_newer_events_need_no_eval(
     with page.expect_request(lambda request: "/debugger/events/" in request.url) as poll:
         pass
     assert "after=1" in poll.value.url
-    relay.track(workspace, "Signed Up", user_id="user-43", message_id="csp-2")
+    emit.track(workspace, "Signed Up", user_id="user-43", message_id="csp-2")
     expect(page.locator("details.event-row[data-seq='2']")).to_be_visible(timeout=10_000)
     with page.expect_request(lambda request: "/debugger/events/" in request.url) as poll:
         pass
@@ -74,7 +75,7 @@ def test_pausing_the_debugger_and_asking_only_for_newer_events_need_no_eval(
     page.on("request", lambda request: requests.append(request.url) if "/debugger/events/" in request.url else None)
     page.evaluate("""window.turns = 0;
         document.getElementById("debugger-events").addEventListener("htmx:beforeRequest", () => window.turns++);""")
-    relay.track(workspace, "Paused Event", user_id="user-44", message_id="csp-3")
+    emit.track(workspace, "Paused Event", user_id="user-44", message_id="csp-3")
     page.wait_for_function("() => window.turns >= 2")  # two turns of the poll came and went
     assert requests == []
     expect(page.locator("details.event-row[data-seq='3']")).to_have_count(0)

@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations.ingest_keys import ingest_key_authenticate, ingest_key_create, ingest_key_revoke
+from integrations.ingest.keys import ingest_key_authenticate, ingest_key_create, ingest_key_revoke
 from integrations.models import Event
 from tests.conftest import screenshot, sign_in
 

@@ -18,7 +18,8 @@ from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay, services
+from integrations import services
+from integrations.ingest import emit
 from integrations.models import Connection, Outcome, Verification
 from tests.conftest import new_write_key, screenshot, sign_in
 from tests.integrations.test_deliveries import wait_for
@@ -329,7 +330,7 @@ def test_a_wrong_region_is_fixed_from_its_message_without_pasting_the_key_and_he
     # Events emitted meanwhile wait: the control connection gets them, this one does not.
     with transaction.atomic():
         for n in range(3):
-            relay.track(workspace, "Order Completed", user_id=f"u{n}")
+            emit.track(workspace, "Order Completed", user_id=f"u{n}")
     wait_for(lambda: len(tracked(segment, control)) == 3)
     assert tracked(segment, key) == []
     expect(top).to_contain_text("3 events wait: nothing is lost.", timeout=8_000)  # its next 5 s refresh
@@ -417,7 +418,7 @@ def test_every_tab_during_and_after_a_check(page: Any, alice: User, workspace: W
                                             region="us", write_key=key)
     with transaction.atomic():
         for n in range(12):
-            relay.track(workspace, "Order Completed", user_id=f"u{n}")
+            emit.track(workspace, "Order Completed", user_id=f"u{n}")
 
     sign_in(page, alice.email)
     page.goto(reverse("integrations:connection", kwargs={"slug": workspace.slug, "pk": connection.pk}))

@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay, services
+from integrations import services
+from integrations.ingest import emit
 from tests.conftest import new_write_key, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -23,7 +24,7 @@ def allow_clipboard(page: Any, live_server: Any) -> None:
 def test_an_events_messageid_copies_from_the_debugger(page: Any, alice: User, workspace: Workspace,
                                                      live_server: Any) -> None:
     allow_clipboard(page, live_server)
-    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-copy-7f3a")
+    emit.track(workspace, "Order Completed", user_id="user-42", message_id="emit-copy-7f3a")
     sign_in(page, alice.email)
     page.goto(f"/w/{workspace.slug}/debugger/")
     row = page.locator("details.event-row[data-seq='1']")

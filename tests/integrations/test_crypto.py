@@ -11,9 +11,10 @@ from django.core.management import call_command
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
-from integrations import crypto, relay, services
+from integrations import crypto, services
 from integrations.admin import encryption_key_usage
 from integrations.checks import encryption_key_errors, ensure_encryption_keys
+from integrations.ingest import emit
 from integrations.models import Connection, Outcome
 from integrations.relay.delivery import connection_deliver
 from tests.conftest import new_write_key
@@ -84,7 +85,7 @@ def test_the_full_rotation_drill(settings: Any, segment: Any, alice: User, works
         assert services.verification_run(verification_id=run.pk).outcome == Outcome.PASSED  # type: ignore[union-attr]
         assert segment.events(write_key=key, message_id=run.test_message_id or None)
     # …and the relay delivers with the re-encrypted keys.
-    relay.track(workspace, "After Rotation", user_id="u1")
+    emit.track(workspace, "After Rotation", user_id="u1")
     for connection, key in zip(Connection.objects.order_by("name"), keys, strict=True):
         connection_deliver(connection_id=connection.pk)
         assert [e["payload"]["event"] for e in segment.events(write_key=key)

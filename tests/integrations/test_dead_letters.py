@@ -30,6 +30,7 @@ from integrations.dead_letters.services import (
     dead_letters_discard,
     dead_letters_replay,
 )
+from integrations.ingest.messages import normalise
 from integrations.models import (
     Connection,
     DeadLetter,
@@ -39,7 +40,6 @@ from integrations.models import (
     ReplayStatus,
 )
 from integrations.relay.delivery import RELAY_NAMESPACE
-from integrations.relay.messages import normalise
 from integrations.segment import client as segment_client
 from integrations.tasks import replay_dead_letters
 from tests.conftest import new_write_key

@@ -21,10 +21,11 @@ from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay, services
+from integrations import services
 from integrations.dead_letters.selection import Selection
 from integrations.dead_letters.services import dead_letters_replay
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest import emit
+from integrations.ingest.keys import ingest_key_create
 from integrations.models import Connection, DeadLetter, DeadLetterReplay, Health
 from integrations.relay.delivery import RELAY_NAMESPACE
 from tests.conftest import ARTIFACTS, new_write_key, screenshot, sign_in
@@ -70,7 +71,7 @@ def test_an_owner_watches_an_event_arrive_then_replays_the_events_segment_refuse
     both_sizes(page, "debugger-01-empty")
 
     # An event emitted now shows up without a reload.
-    relay.track(workspace, "Order Completed", user_id="user-42", properties={"revenue": 42.0},
+    emit.track(workspace, "Order Completed", user_id="user-42", properties={"revenue": 42.0},
                 message_id="emit-browser-1", context={"library": {"name": "analytics-python", "version": "2.4.0"}})
     row = page.locator("details.event-row[data-seq='1']")
     expect(row).to_be_visible(timeout=LIVE_MS)
@@ -97,7 +98,7 @@ def test_an_owner_watches_an_event_arrive_then_replays_the_events_segment_refuse
     # Paused, the list stays as it is; resumed, what arrived meanwhile comes in.
     page.get_by_test_id("live-toggle").click()
     expect(page.get_by_test_id("live-toggle")).to_have_text("Resume")
-    relay.track(workspace, "Signed Up", user_id="user-43")
+    emit.track(workspace, "Signed Up", user_id="user-43")
     page.wait_for_timeout(3_000)
     expect(page.locator("details.event-row[data-seq='2']")).to_have_count(0)
     page.get_by_test_id("live-toggle").click()
@@ -108,8 +109,8 @@ def test_an_owner_watches_an_event_arrive_then_replays_the_events_segment_refuse
     segment.set_fault(key, status=400)
     emitted = [f"emit-refused-{n}" for n in range(3)]
     for n, message_id in enumerate(emitted):
-        relay.track(workspace, "Checkout Started", user_id=f"user-{n}", message_id=message_id)
-    relay.track(workspace, "Page Viewed", user_id="user-9", message_id="emit-refused-other")
+        emit.track(workspace, "Checkout Started", user_id=f"user-{n}", message_id=message_id)
+    emit.track(workspace, "Page Viewed", user_id="user-9", message_id="emit-refused-other")
     wait_for(lambda: DeadLetter.objects.filter(connection=connection).count() == 4)
     segment.clear_faults(key)
     before_replay = {e["payload"]["messageId"] for e in segment.events(write_key=key, limit=10_000)}
@@ -167,7 +168,7 @@ def test_a_member_sees_dead_letters_and_the_debugger_but_nothing_to_change(
         page: Any, alice: User, bob: User, workspace: Workspace) -> None:
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=new_write_key())
-    relay.track(workspace, "Order Completed", user_id="user-1", message_id="emit-m")
+    emit.track(workspace, "Order Completed", user_id="user-1", message_id="emit-m")
     DeadLetter.objects.create(connection=connection, seq=1, message_id="emit-m", type="track",
                               name="Order Completed", body=b'{"type":"track","event":"Order Completed"}',
                               reason="expired", response="Not delivered within 168 hours.")
@@ -247,7 +248,7 @@ def test_each_row_follows_each_source_live_until_a_paused_one_catches_up(
     sign_in(page, alice.email)
     page.goto(f"/w/{workspace.slug}/debugger/")
     page.evaluate("window.notReloaded = true")
-    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-live-1")
+    emit.track(workspace, "Order Completed", user_id="user-42", message_id="emit-live-1")
     row = page.locator("details.event-row[data-seq='1']")
     expect(row).to_be_visible(timeout=LIVE_MS)
     # One chip per enabled source: Web delivers, the paused Warehouse waits, the disabled one is left out.
@@ -270,7 +271,7 @@ def test_each_row_follows_each_source_live_until_a_paused_one_catches_up(
 
     # Segment refuses an event for Web: a dead letter; a replay delivers it, and the row says so.
     segment.set_fault(web_key, status=400)
-    relay.track(workspace, "Checkout Started", user_id="user-7", message_id="emit-live-2")
+    emit.track(workspace, "Checkout Started", user_id="user-7", message_id="emit-live-2")
     expect(chip(page, 2, "Web")).to_have_attribute("data-state", "dead", timeout=20_000)
     expect(chip(page, 2, "Web")).to_contain_text("Dead letter")
     segment.clear_faults(web_key)
@@ -288,7 +289,7 @@ def test_each_row_follows_each_source_live_until_a_paused_one_catches_up(
 def test_a_refused_event_shows_in_the_debugger_as_rejected_and_links_to_its_reason(
         page: Any, alice: User, workspace: Workspace) -> None:
     key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
-    relay.track(workspace, "Signed Up", user_id="user-1")
+    emit.track(workspace, "Signed Up", user_id="user-1")
     sign_in(page, alice.email)
     page.goto(f"/w/{workspace.slug}/debugger/")
     expect(page.locator("details.event-row[data-seq='1']")).to_be_visible()

@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import debugger, relay, services
-from integrations.ingest_keys import ingest_key_create
+from integrations import debugger, services
+from integrations.ingest import emit
+from integrations.ingest.keys import ingest_key_create
 from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Event, RejectedEvent
 from integrations.models.events import rejection_reason_text
 from integrations.relay.delivery import RELAY_NAMESPACE
@@ -77,7 +78,7 @@ def seqs(response: Any) -> list[int]:
 def test_the_debugger_lists_the_latest_events_newest_first(db: None, alice_client: Client,
                                                            workspace: Workspace) -> None:
     for n in range(60):
-        relay.track(workspace, f"Step {n}", user_id=f"user-{n}")
+        emit.track(workspace, f"Step {n}", user_id=f"user-{n}")
     response = alice_client.get(url("debugger", workspace))
     assert response.status_code == 200
     assert seqs(response) == list(range(60, 10, -1))  # the latest 50
@@ -88,13 +89,13 @@ def test_the_debugger_lists_the_latest_events_newest_first(db: None, alice_clien
 
 def test_the_poll_brings_only_what_arrived_and_says_when_more_came_than_it_shows(
         db: None, alice_client: Client, workspace: Workspace) -> None:
-    relay.track(workspace, "First", user_id="user-1")
+    emit.track(workspace, "First", user_id="user-1")
     assert alice_client.get(url("debugger_events", workspace, "after=1")).status_code == 204  # nothing new
-    relay.track(workspace, "Second", user_id="user-1")
+    emit.track(workspace, "Second", user_id="user-1")
     fresh = alice_client.get(url("debugger_events", workspace, "after=1"))
     assert fresh.status_code == 200 and seqs(fresh) == [2] and "is-new" in fresh.content.decode()
     for n in range(55):
-        relay.track(workspace, f"Burst {n}", user_id="user-1")
+        emit.track(workspace, f"Burst {n}", user_id="user-1")
     burst = alice_client.get(url("debugger_events", workspace, "after=2"))
     assert seqs(burst)[0] == 57 and len(seqs(burst)) == 50
     assert "5 more events arrived before these and are not listed." in page_text(burst)
@@ -113,7 +114,7 @@ def test_an_opened_event_shows_the_payload_as_received_and_per_source_what_was_s
         transactional_db: None, segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
     production, key = connect(alice, workspace, segment=segment)
     staging, staging_key = connect(alice, workspace, "Staging", segment=segment)
-    relay.track(workspace, "Order Completed", user_id="user-42", properties={"revenue": 42.0},
+    emit.track(workspace, "Order Completed", user_id="user-42", properties={"revenue": 42.0},
                 message_id="emit-order-1", context={"library": {"name": "analytics-python", "version": "2.4.0"}})
     wait_for(lambda: all(c.delivered_seq == 1 for c in Connection.objects.all()))
     client = Client()
@@ -145,7 +146,7 @@ def test_each_source_says_what_happened_to_the_event_delivered_after_a_retry_wai
     waiting, _ = connect(alice, workspace, "Waiting")
     dead, _ = connect(alice, workspace, "Dead")
     checked(delivered, waiting, dead)
-    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-2")
+    emit.track(workspace, "Order Completed", user_id="user-42", message_id="emit-2")
     event = Event.objects.get(workspace=workspace, seq=1)
     connect(alice, workspace, "Later")
     Connection.objects.filter(pk__in=[delivered.pk, dead.pk]).update(delivered_seq=1)
@@ -190,7 +191,7 @@ def test_a_paused_source_waits_alone_and_a_disabled_one_is_left_out(
     Connection.objects.filter(pk=paused.pk).update(paused_reason="Segment refused the write key (HTTP 401).")
     Connection.objects.filter(pk=off.pk).update(enabled=False)
     for n in range(3):
-        relay.track(workspace, f"Step {n}", user_id="user-1")
+        emit.track(workspace, f"Step {n}", user_id="user-1")
     Connection.objects.filter(pk=web.pk).update(delivered_seq=2)
     listed = chips(alice_client.get(url("debugger", workspace)))
     assert listed == [{"New key": "Key check", "Warehouse": "Paused", "Web": "Sending"}] + [
@@ -208,7 +209,7 @@ def test_a_dead_letter_a_replay_delivered_reads_delivered_replayed_and_keeps_its
         db: None, alice_client: Client, alice: User, workspace: Workspace) -> None:
     connection, _ = connect(alice, workspace, "Production")
     checked(connection)
-    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-r")
+    emit.track(workspace, "Order Completed", user_id="user-42", message_id="emit-r")
     event = Event.objects.get(workspace=workspace, seq=1)
     Connection.objects.filter(pk=connection.pk).update(delivered_seq=1)
     letter = DeadLetter.objects.create(connection=connection, seq=1, message_id="emit-r", type="track",
@@ -231,7 +232,7 @@ def test_the_status_refresh_swaps_the_chips_of_the_rows_asked_about_in_a_few_que
     second, _ = connect(alice, workspace, "Second")
     checked(first, second)
     for n in range(60):
-        relay.track(workspace, f"Step {n}", user_id="user-1")
+        emit.track(workspace, f"Step {n}", user_id="user-1")
     Connection.objects.filter(pk=first.pk).update(delivered_seq=60)
     assert alice_client.get(url("debugger_statuses", workspace)).status_code == 204  # no row on screen
     query = "&".join(f"seq={n}" for n in range(60, 10, -1))
@@ -250,10 +251,10 @@ def test_the_status_refresh_swaps_the_chips_of_the_rows_asked_about_in_a_few_que
 
 def test_search_by_event_name_user_id_and_message_id(db: None, alice_client: Client, workspace: Workspace,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    relay.track(workspace, "Order Completed", user_id="user-1", message_id="emit-a")
-    relay.track(workspace, "Signed Up", user_id="user-2", message_id="emit-b")
-    relay.identify(workspace, user_id="user-1", traits={"plan": "pro"}, message_id="emit-c")
-    relay.track(workspace, "Order Refunded", user_id="user-3", message_id="emit-d")
+    emit.track(workspace, "Order Completed", user_id="user-1", message_id="emit-a")
+    emit.track(workspace, "Signed Up", user_id="user-2", message_id="emit-b")
+    emit.identify(workspace, user_id="user-1", traits={"plan": "pro"}, message_id="emit-c")
+    emit.track(workspace, "Order Refunded", user_id="user-3", message_id="emit-d")
     by_name = alice_client.get(url("debugger", workspace, "field=name&q=order"))
     assert seqs(by_name) == [4, 1]
     assert "Searching the latest 10,000 events for event name containing “order”" in page_text(by_name)
@@ -266,15 +267,15 @@ def test_search_by_event_name_user_id_and_message_id(db: None, alice_client: Cli
     assert seqs(alice_client.get(url("debugger", workspace, "field=name&q=order"))) == [4]
     assert seqs(alice_client.get(url("debugger", workspace, "field=message_id&q=emit-a"))) == [1]
     # The poll of a search brings only new matches.
-    relay.track(workspace, "Order Completed", user_id="user-9")
-    relay.track(workspace, "Signed Up", user_id="user-9")
+    emit.track(workspace, "Order Completed", user_id="user-9")
+    emit.track(workspace, "Signed Up", user_id="user-9")
     assert seqs(alice_client.get(url("debugger_events", workspace, "after=4&field=name&q=order"))) == [5]
 
 
 def test_a_member_uses_the_debugger_and_an_outsider_gets_404_everywhere(
         db: None, bob_client: Client, charlie_client: Client, charlie_workspace: Workspace,
         workspace: Workspace) -> None:
-    relay.track(workspace, "Order Completed", user_id="user-1")
+    emit.track(workspace, "Order Completed", user_id="user-1")
     assert bob_client.get(url("debugger", workspace)).status_code == 200
     assert bob_client.get(url("debugger_event", workspace, "seq=1")).status_code == 200
     assert bob_client.get(url("debugger_statuses", workspace, "seq=1")).status_code == 200
@@ -282,14 +283,14 @@ def test_a_member_uses_the_debugger_and_an_outsider_gets_404_everywhere(
                         ("debugger_statuses", "seq=1")):
         assert charlie_client.get(url(name, workspace, query)).status_code == 404, name
     # Seqs are per workspace: one that exists only in another workspace is not found here.
-    relay.track(charlie_workspace, "Secret", user_id="c-1")
-    relay.track(charlie_workspace, "Secret", user_id="c-2")
+    emit.track(charlie_workspace, "Secret", user_id="c-1")
+    emit.track(charlie_workspace, "Secret", user_id="c-2")
     assert bob_client.get(url("debugger_event", workspace, "seq=2")).status_code == 404
     assert "Secret" not in bob_client.get(url("debugger", workspace)).content.decode()
 
 
 def test_the_payload_as_received_puts_back_what_tributary_moved(db: None, workspace: Workspace) -> None:
-    relay.page(workspace, "Pricing", anonymous_id="anon-1", message_id="emit-p", context={"ip": "203.0.113.4"})
+    emit.page(workspace, "Pricing", anonymous_id="anon-1", message_id="emit-p", context={"ip": "203.0.113.4"})
     event = Event.objects.get(workspace=workspace, seq=1)
     received = debugger.payload_as_received(event)
     assert received["messageId"] == "emit-p" and received["context"] == {"ip": "203.0.113.4"}
@@ -355,7 +356,7 @@ def test_an_opened_event_names_each_sources_status_in_the_chips_words_and_says_u
     connect(alice, workspace, "New key")
     checked(web, paused)
     Connection.objects.filter(pk=paused.pk).update(paused_reason="Segment refused the write key (HTTP 401).")
-    relay.track(workspace, "Order Completed", user_id="user-42", message_id="emit-w")
+    emit.track(workspace, "Order Completed", user_id="user-42", message_id="emit-w")
     connect(alice, workspace, "Mobile")
     listed = chips(alice_client.get(url("debugger", workspace)))
     assert listed == [{"Mobile": "Connected after this event", "New key": "Key check", "Unknown": "Paused", "Web": "Sending"}]
@@ -386,7 +387,7 @@ def test_a_chip_keeps_its_state_whole_and_its_source_name_readable_at_both_width
 
     web, _ = connect(alice, workspace, "Web")
     checked(web)
-    relay.track(workspace, "Order Completed", user_id="user-42")
+    emit.track(workspace, "Order Completed", user_id="user-42")
     connect(alice, workspace, "Mobile-unknown-key")
     sign_in(page, alice.email)
     page.goto(f"/w/{workspace.slug}/debugger/")

@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import deliveries, relay, services
+from integrations import deliveries, services
+from integrations.ingest import emit
+from integrations.ingest.messages import normalise
 from integrations.models import (
     AttemptOutcome,
     Connection,
@@ -31,7 +33,6 @@ from integrations.models import (
 )
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.log import events_append
-from integrations.relay.messages import normalise
 from tests.conftest import make_user, new_write_key
 
 
@@ -113,13 +114,13 @@ def deliver_with_faults(segment: Any, alice: User, workspace: Workspace, setting
 
     with transaction.atomic():
         for n in range(5):
-            relay.track(workspace, "Order Completed", user_id=f"u{n}")
+            emit.track(workspace, "Order Completed", user_id=f"u{n}")
     wait_for(lambda: delivered() == 5)
 
     segment.set_fault(key, status=503, count=2)
     with transaction.atomic():
         for n in range(3):
-            relay.track(workspace, "Checkout Started", user_id=f"u{n}")
+            emit.track(workspace, "Checkout Started", user_id=f"u{n}")
     wait_for(lambda: delivered() == 8)
 
     # Planted as an older release would have stored it: ingest now refuses what Segment would.
@@ -127,7 +128,7 @@ def deliver_with_faults(segment: Any, alice: User, workspace: Workspace, setting
     with transaction.atomic():
         events_append(workspace_id=workspace.pk,
                       messages=[huge._replace(body=huge.body[:-1] + b',"properties":{"blob":"' + b"x" * 40_000 + b'"}}')])
-    relay.track(workspace, "After", user_id="u1")
+    emit.track(workspace, "After", user_id="u1")
     wait_for(lambda: delivered() == 10)
     return Connection.objects.get(pk=connection.pk), key
 
@@ -183,7 +184,7 @@ def test_a_new_connection_says_checking_until_its_check_passes_and_never_healthy
     assert (found.word, found.checking, found.alert) == ("Checking", True, False)
     assert found.summary.startswith("Checking the key with Segment…")
     for n in range(12):
-        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+        emit.track(workspace, "Signed Up", user_id=f"u{n}")
     assert "12 events wait for the verdict" in health(new).summary
     found = health(checked(new))
     assert (found.word, found.issues) == ("Healthy", [])
@@ -200,7 +201,7 @@ def test_an_unknown_key_says_why_what_to_do_and_that_events_are_kept(
         alice: User, workspace: Workspace, segment: Any) -> None:
     new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
                                              region="us", write_key=new_write_key()))
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
     found = health(new)
     assert (found.word, found.alert, found.short) == ("Paused", True, "delivery is paused")
     assert "Events are kept and will be sent once a check passes." in found.summary
@@ -243,7 +244,7 @@ def test_an_incomplete_check_leaves_the_connection_waiting_and_says_so(
 def test_a_healthy_connection_with_events_on_the_way_counts_them(connection: Connection, workspace: Workspace) -> None:
     record(connection)
     for n in range(3):
-        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+        emit.track(workspace, "Signed Up", user_id=f"u{n}")
     found = health(connection)
     assert found.state == "healthy" and found.summary.startswith("3 events on the way")
 
@@ -273,7 +274,7 @@ def test_a_paused_connection_gives_its_reason_and_the_fix(connection: Connection
 
 def test_a_retrying_connection_says_what_segment_answered_and_when_it_tries_again(
         connection: Connection, workspace: Workspace) -> None:
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
     record(connection, events=1, status=503, outcome=AttemptOutcome.RETRYING, reply="Service Unavailable", attempt=3)
     Connection.objects.filter(pk=connection.pk).update(failures=3, next_attempt_at=timezone.now() + timedelta(seconds=40))
     found = health(connection)
@@ -283,7 +284,7 @@ def test_a_retrying_connection_says_what_segment_answered_and_when_it_tries_agai
 
 
 def test_no_answer_and_rate_limits_are_told_apart(connection: Connection, workspace: Workspace) -> None:
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
     Connection.objects.filter(pk=connection.pk).update(failures=1)
     record(connection, events=1, status=None, outcome=AttemptOutcome.RETRYING, reply="No answer from Segment (timeout).")
     assert "Segment did not answer the last attempt (No answer from Segment (timeout))" in health(connection).issues[0].reason
@@ -292,8 +293,8 @@ def test_no_answer_and_rate_limits_are_told_apart(connection: Connection, worksp
 
 
 def test_an_old_backlog_makes_the_connection_degraded(connection: Connection, workspace: Workspace) -> None:
-    relay.track(workspace, "Signed Up", user_id="u1")
-    relay.track(workspace, "Signed Up", user_id="u2")
+    emit.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u2")
     Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(minutes=12))
     Verification.objects.filter(connection=connection).update(  # checked long before
         created_at=timezone.now() - timedelta(hours=2), finished_at=timezone.now() - timedelta(hours=2))
@@ -344,7 +345,7 @@ def test_the_page_shows_the_health_it_was_given(alice_client: Client, workspace:
 def test_the_backlog_is_the_log_end_minus_the_position_and_its_age_the_next_event(
         connection: Connection, workspace: Workspace) -> None:
     for n in range(4):
-        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+        emit.track(workspace, "Signed Up", user_id=f"u{n}")
     Connection.objects.filter(pk=connection.pk).update(delivered_seq=1)
     second = timezone.now() - timedelta(minutes=3)
     Event.objects.filter(workspace=workspace, seq=2).update(received_at=second)
@@ -517,7 +518,7 @@ def test_the_page_stays_within_a_fixed_number_of_queries_however_much_history(
     for days in range(0, 30, 2):
         record(connection, ago=timedelta(days=days, minutes=5), events=50)
     failures_record(connection_id=connection.pk, at=timezone.now(), events=3)
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
     dead_letter(connection, 1)
     # Signing in, the membership and the session's save take 6 of them; the banner 2.
     for tab in ("connection", "connection_deliveries", "connection_checks", "connection_settings"):
@@ -622,7 +623,7 @@ def test_the_banner_follows_a_fix_and_a_newly_failing_connection(
 
 def test_the_banner_shows_a_connection_retrying_for_minutes(alice_client: Client, workspace: Workspace,
                                                             connection: Connection) -> None:
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
     Connection.objects.filter(pk=connection.pk).update(failures=2)
     assert banner(alice_client, workspace) == ""  # retrying, but only for a moment
     Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(minutes=8))
@@ -708,7 +709,7 @@ def test_the_empty_states_say_how_many_events_are_held_and_why_instead_of_claimi
     new = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Unknown", region="us",
                                      write_key=new_write_key())
     for n in range(3):
-        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+        emit.track(workspace, "Signed Up", user_id=f"u{n}")
     for name in ("connection_deliveries", "dead_letters"):  # its first check has not run yet
         page = alice_client.get(url(name, workspace, pk=new.pk)).content.decode()
         assert "Nothing undelivered" not in page and "accepted by Segment or is still on its way" not in page
@@ -734,7 +735,7 @@ def test_the_empty_states_still_say_everything_was_delivered_when_nothing_waits(
 def test_a_total_outage_says_retrying_and_never_that_events_still_reach_segment(
         alice_client: Client, workspace: Workspace, connection: Connection) -> None:
     record(connection, ago=timedelta(minutes=20))  # delivered before the outage
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
     Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(minutes=9))
     for n in range(5):
         record(connection, ago=timedelta(minutes=9 - 2 * n), events=1, status=500,
@@ -761,7 +762,7 @@ def test_events_that_waited_for_a_check_are_sent_healthy_right_after_it_passes(
     new = checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                              region="us", write_key=key))
     for n in range(3):
-        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+        emit.track(workspace, "Signed Up", user_id=f"u{n}")
     Event.objects.filter(workspace=workspace).update(received_at=timezone.now() - timedelta(minutes=15))
     assert health(new).word == "Paused"
     services.connection_change_region(actor=Actor(user=alice), connection=new, region="eu")

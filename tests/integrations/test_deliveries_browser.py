@@ -13,8 +13,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User, Workspace
-from integrations import relay
 from integrations.deliveries import ATTEMPTS_PAGE_SIZE
+from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt
 from integrations.relay.accounting import Sent, attempt_record
 from tests.conftest import ARTIFACTS, screenshot, sign_in
@@ -91,7 +91,7 @@ def test_an_owner_watches_deliveries_go_out_reads_the_chart_and_filters_the_atte
     page.evaluate("window.tributaryNoReload = true")
     with transaction.atomic():
         for n in range(4):
-            relay.track(workspace, "Plan Upgraded", user_id=f"u{n}")
+            emit.track(workspace, "Plan Upgraded", user_id=f"u{n}")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).delivered_seq == 14)
     expect(panel.locator('[data-figure="delivered-hour"]')).to_have_text("13", timeout=12_000)
     expect(panel.get_by_test_id("backlog-waiting")).to_have_text("0")
@@ -130,7 +130,7 @@ def test_a_member_sees_a_paused_connection_in_the_banner_and_who_can_fix_it(
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=new_write_key())
     services.verification_run(verification_id=connection.latest_verification.pk)  # type: ignore[union-attr]
-    relay.track(workspace, "Waiting", user_id="u1")
+    emit.track(workspace, "Waiting", user_id="u1")
 
     sign_in(page, bob.email)
     banner = page.get_by_test_id("attention-banner")

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import ratelimit
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest import ratelimit
+from integrations.ingest.keys import ingest_key_create
+from integrations.ingest.messages import MAX_DEPTH, Invalid, normalise
 from integrations.models import Event, RejectedEvent
-from integrations.relay.messages import MAX_DEPTH, Invalid, normalise
 
 
 @pytest.fixture(autouse=True)
@@ -331,7 +331,7 @@ def test_a_value_nested_deep_where_a_string_belongs_is_refused_without_a_server_
 ])
 def test_the_normaliser_names_what_cannot_be_serialised_and_where(properties: dict[Any, Any], reason: str,
                                                                   where: str) -> None:
-    # Reached by Python callers (relay.track), whose values no JSON parser has seen.
+    # Reached by Python callers (emit.track), whose values no JSON parser has seen.
     with pytest.raises(Invalid) as refused:
         normalise({"type": "track", "event": "E", "userId": "u", "properties": properties},
                   received_at=timezone.now())

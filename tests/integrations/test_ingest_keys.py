@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, Membership, Role, User, Workspace
-from integrations import ingest_keys
-from integrations.ingest_keys import (
+from integrations.ingest import keys as ingest_keys
+from integrations.ingest.keys import (
     ingest_key_authenticate,
     ingest_key_create,
     ingest_key_get_for_workspace,

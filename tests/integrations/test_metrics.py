@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay, services
+from integrations import services
+from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, Event
 from integrations.models.deliveries import LATENCY_BOUNDS
 from integrations.relay.accounting import Sent, attempt_record, failures_record
@@ -178,7 +179,7 @@ def test_the_backlog_and_pause_of_each_connection(client: Client, token: str, al
     idle = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Idle", region="eu",
                                       write_key=new_write_key())
     for n in range(3):
-        relay.track(workspace, "Signed Up", user_id=f"u{n}")
+        emit.track(workspace, "Signed Up", user_id=f"u{n}")
     Event.objects.filter(workspace=workspace, seq=1).update(received_at=timezone.now() - timedelta(seconds=90))
     Connection.objects.filter(pk=idle.pk).update(delivered_seq=3)
     services.connection_pause(connection_id=connection.pk, health="failing", reason="Unknown key.")

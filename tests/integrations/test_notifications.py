@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, Membership, Role, User, Workspace
-from integrations import notifications, relay, services
+from integrations import notifications, services
+from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, Health
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.tasks import check_delivery_notices
@@ -102,7 +103,7 @@ def test_a_paused_connection_that_delivers_again_is_told_once(
     wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
     wait_for(lambda: len(notices("is paused")) == 1)
     assert notices("is paused")[0].to == [alice.email]
-    relay.track(workspace, "Queued While Paused", user_id="u1")
+    emit.track(workspace, "Queued While Paused", user_id="u1")
     assert notifications.delivery_notices_check().recovered == 0  # still paused
 
     segment.register_key(key, "us")
@@ -130,7 +131,7 @@ def test_a_connection_that_never_passed_a_check_is_neither_told_paused_nor_recov
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
                                             region="us", write_key=key)
     wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
-    relay.track(workspace, "Signed Up", user_id="u1")
+    emit.track(workspace, "Signed Up", user_id="u1")
 
     # The region fixed a few seconds later: delivery starts, and no one hears of a "recovery".
     services.connection_replace_key(actor=Actor(user=alice), connection=Connection.objects.get(pk=connection.pk),
@@ -171,7 +172,7 @@ def test_a_resumed_connection_with_nothing_waiting_counts_as_recovered(alice: Us
 def test_a_resumed_connection_is_told_only_once_it_delivered_what_waited(workspace: Workspace,
                                                                         connection: Connection) -> None:
     services.connection_pause(connection_id=connection.pk, health=Health.FAILING, reason="Unknown key.")
-    relay.track(workspace, "Waiting", user_id="u1")
+    emit.track(workspace, "Waiting", user_id="u1")
     Connection.objects.filter(pk=connection.pk).update(paused_reason="")  # resumed; no worker has run yet
     assert notifications.delivery_notices_check().recovered == 0
     attempt_record(connection_id=connection.pk, sent=Sent(1, 1, 1, 300), started_at=timezone.now(), duration_ms=9,
@@ -190,14 +191,14 @@ def test_a_long_failure_that_ends_is_told_and_a_short_blip_is_not(
     wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
 
     segment.set_fault(key, status=503, count=1)  # one 503, retried after 0.25 to 0.75 s
-    relay.track(workspace, "Blip", user_id="u1")
+    emit.track(workspace, "Blip", user_id="u1")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).delivered_seq == 1)
     assert notifications.delivery_notices_check().recovered == 0
 
     # Backs off 0.5 + 1 + 2 s, each times 0.5 to 1.5 (jitter): 1.75 to 5.25 s in all, every wait
     # short enough for the relay's own countdown (no beat runs here to sweep longer ones).
     segment.set_fault(key, status=503, count=3)
-    relay.track(workspace, "Outage", user_id="u1")
+    emit.track(workspace, "Outage", user_id="u1")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).delivered_seq == 2, timeout=30)
     assert notifications.delivery_notices_check().recovered == 1
     wait_for(lambda: len(notices("has recovered")) == 1)

@@ -16,8 +16,8 @@ from django.test import Client, RequestFactory
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import ratelimit
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest import ratelimit
+from integrations.ingest.keys import ingest_key_create
 from tests.integrations.relay.processes import RedisServer
 
 

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.audit import Actor
 from accounts.models import Workspace
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest.keys import ingest_key_create
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Workspace
-from integrations import relay
+from integrations.ingest import emit
 
 VARIATIONS = [("a", "Control"), ("b", "Blue button")]
 
@@ -33,13 +33,13 @@ class Command(BaseCommand):
 
     def _visitor(self, workspace: Workspace, visitor: str) -> int:
         variation_id, variation_name = random.choice(VARIATIONS)  # noqa: S311
-        stored = int(relay.identify(workspace, anonymous_id=visitor, traits={"plan": "trial"},
+        stored = int(emit.identify(workspace, anonymous_id=visitor, traits={"plan": "trial"},
                                     dedupe_key=f"identify:{visitor}"))
-        stored += relay.experiment_viewed(workspace, anonymous_id=visitor, experiment_id="checkout-2026",
+        stored += emit.experiment_viewed(workspace, anonymous_id=visitor, experiment_id="checkout-2026",
                                           experiment_name="Checkout button", variation_id=variation_id,
                                           variation_name=variation_name)
         if random.random() < 0.3:  # noqa: S311
-            stored += relay.conversion_triggered(workspace, anonymous_id=visitor, conversion_id="purchase",
+            stored += emit.conversion_triggered(workspace, anonymous_id=visitor, conversion_id="purchase",
                                                  conversion_type="purchase", origin_url="https://shop.example/cart",
                                                  once_per_visitor=True)
         return stored

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
-from integrations import relay, services
+from integrations import services
+from integrations.ingest import emit
 from integrations.models import Connection, Health, Verification
 from integrations.relay.delivery import connection_deliver
 from tests.conftest import new_write_key
@@ -33,11 +34,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "
         time.sleep(0.05)
 
 
-def emit(workspace: Workspace, count: int, prefix: str) -> list[str]:
+def store(workspace: Workspace, count: int, prefix: str) -> list[str]:
     ids = [f"{prefix}-{uuid.uuid4()}" for _ in range(count)]
     with transaction.atomic():
         for message_id in ids:
-            relay.track(workspace, "Experiment Viewed", user_id="visitor-1", message_id=message_id)
+            emit.track(workspace, "Experiment Viewed", user_id="visitor-1", message_id=message_id)
     return ids
 
 
@@ -100,7 +101,7 @@ def test_a_new_connection_sends_nothing_before_its_check_and_everything_after_a_
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=key)
     assert connection.awaiting_check
-    ids = emit(workspace, 10, "before-verdict")
+    ids = store(workspace, 10, "before-verdict")
     # The events are stored and the connection woken, but its check is still waiting on the CDN.
     running = Connection.objects.get(pk=connection.pk).latest_verification
     assert running is not None and running.is_running
@@ -120,7 +121,7 @@ def test_a_key_segment_does_not_know_never_receives_the_events_that_waited(
     slow_cdn(segment, key)
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=key)
-    emit(workspace, 10, "unknown-key")
+    store(workspace, 10, "unknown-key")
     verdict(connection)
     assert connection.health == Health.FAILING and connection.awaiting_check and connection.paused_reason
 
@@ -139,12 +140,12 @@ def test_a_replaced_key_waits_for_its_own_check_and_then_gets_the_events_that_wa
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=old_key)
     verdict(connection)
-    first = emit(workspace, 5, "old-key")
+    first = store(workspace, 5, "old-key")
     wait_for(lambda: len(relayed(segment, old_key)) == 5, what="delivery with the first key")
 
     slow_cdn(segment, new_key)
     services.connection_replace_key(actor=Actor(user=alice), connection=connection, write_key=new_key)
-    later = emit(workspace, 10, "new-key")
+    later = store(workspace, 10, "new-key")
     assert Connection.objects.get(pk=connection.pk).awaiting_check
     assert relayed(segment, new_key) == []
 
@@ -163,7 +164,7 @@ def test_a_wrong_region_sends_nothing_until_the_region_is_changed_and_checked(
     segment.set_fault(key, scope="cdn", latency_ms=SLOW_CDN_MS, count=1)
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=key)
-    ids = emit(workspace, 10, "wrong-region")
+    ids = store(workspace, 10, "wrong-region")
     assert relayed(segment, key) == []
     run = verdict(connection)
     assert connection.health == Health.FAILING and "Wrong region" in run.summary
@@ -189,7 +190,7 @@ def test_a_check_that_cannot_finish_keeps_a_new_connection_waiting_and_is_retrie
     segment.set_fault(key, scope="cdn", status=503)
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=key)
-    emit(workspace, 3, "unfinished-check")
+    store(workspace, 3, "unfinished-check")
     verdict(connection)
     assert connection.health == Health.DEGRADED and connection.awaiting_check
     connection_deliver(connection_id=connection.pk)

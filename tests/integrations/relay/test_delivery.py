@@ -15,7 +15,9 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import relay, services
+from integrations import services
+from integrations.ingest import emit
+from integrations.ingest.messages import normalise
 from integrations.models import (
     AttemptOutcome,
     Connection,
@@ -27,7 +29,6 @@ from integrations.models import (
 )
 from integrations.relay.delivery import RELAY_NAMESPACE
 from integrations.relay.log import events_append
-from integrations.relay.messages import normalise
 from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,9 +65,9 @@ def test_every_source_gets_every_event_in_order_under_its_own_message_id(
     us, us_key = connect(segment, alice, workspace, "Production")
     eu, eu_key = connect(segment, alice, workspace, "Staging EU", region="eu")
     with transaction.atomic():
-        relay.identify(workspace, user_id="visitor-1", traits={"email": "v1@example.com"}, message_id="emit-0")
+        emit.identify(workspace, user_id="visitor-1", traits={"email": "v1@example.com"}, message_id="emit-0")
         for n in range(1, 5):
-            relay.track(workspace, "Experiment Viewed", user_id="visitor-1", properties={"n": n},
+            emit.track(workspace, "Experiment Viewed", user_id="visitor-1", properties={"n": n},
                         message_id=f"emit-{n}")
     wait_for(lambda: delivered(us) == 5 and delivered(eu) == 5)
     for connection, key in ((us, us_key), (eu, eu_key)):
@@ -88,9 +89,9 @@ def test_a_rolled_back_transaction_emits_nothing(segment: Any, celery_worker: An
                                                  workspace: Workspace) -> None:
     connection, key = connect(segment, alice, workspace, "Production")
     with pytest.raises(RuntimeError), transaction.atomic():
-        relay.track(workspace, "Signed Up", user_id="u1")
+        emit.track(workspace, "Signed Up", user_id="u1")
         raise RuntimeError("the caller's work failed")
-    relay.track(workspace, "Signed Up", user_id="u2")
+    emit.track(workspace, "Signed Up", user_id="u2")
     wait_for(lambda: delivered(connection) == 1)
     assert [e["userId"] for e in arrived(segment, key)] == ["u2"]
     assert Event.objects.count() == 1
@@ -99,8 +100,8 @@ def test_a_rolled_back_transaction_emits_nothing(segment: Any, celery_worker: An
 def test_a_resent_message_id_is_stored_once(segment: Any, celery_worker: Any, alice: User,
                                             workspace: Workspace) -> None:
     connection, key = connect(segment, alice, workspace, "Production")
-    assert relay.track(workspace, "Order Completed", user_id="u1", message_id="client-42") is True
-    assert relay.track(workspace, "Order Completed", user_id="u1", message_id="client-42") is False
+    assert emit.track(workspace, "Order Completed", user_id="u1", message_id="client-42") is True
+    assert emit.track(workspace, "Order Completed", user_id="u1", message_id="client-42") is False
     wait_for(lambda: delivered(connection) == 1)
     assert len(arrived(segment, key)) == 1
 
@@ -108,16 +109,16 @@ def test_a_resent_message_id_is_stored_once(segment: Any, celery_worker: Any, al
 def test_first_time_events_happen_once_per_visitor(db: None, alice: User, workspace: Workspace) -> None:
     assigned = {"experiment_id": "exp-1", "experiment_name": "Checkout", "variation_id": "b",
                 "variation_name": "Blue button"}
-    assert relay.experiment_viewed(workspace, anonymous_id="anon-1", **assigned) is True
-    assert relay.experiment_viewed(workspace, anonymous_id="anon-1", **assigned) is False
-    assert relay.experiment_viewed(workspace, anonymous_id="anon-2", **assigned) is True
+    assert emit.experiment_viewed(workspace, anonymous_id="anon-1", **assigned) is True
+    assert emit.experiment_viewed(workspace, anonymous_id="anon-1", **assigned) is False
+    assert emit.experiment_viewed(workspace, anonymous_id="anon-2", **assigned) is True
     conversion: dict[str, Any] = {"conversion_id": "c1", "conversion_type": "purchase",
                                   "origin_url": "https://shop.example/cart"}
-    assert relay.conversion_triggered(workspace, anonymous_id="anon-1", once_per_visitor=True, **conversion)
-    assert not relay.conversion_triggered(workspace, anonymous_id="anon-1", once_per_visitor=True, **conversion)
-    assert relay.conversion_triggered(workspace, anonymous_id="anon-1", **conversion)  # not once-only: again
-    assert relay.identify(workspace, anonymous_id="anon-1", dedupe_key="identify:anon-1")
-    assert not relay.identify(workspace, anonymous_id="anon-1", dedupe_key="identify:anon-1")
+    assert emit.conversion_triggered(workspace, anonymous_id="anon-1", once_per_visitor=True, **conversion)
+    assert not emit.conversion_triggered(workspace, anonymous_id="anon-1", once_per_visitor=True, **conversion)
+    assert emit.conversion_triggered(workspace, anonymous_id="anon-1", **conversion)  # not once-only: again
+    assert emit.identify(workspace, anonymous_id="anon-1", dedupe_key="identify:anon-1")
+    assert not emit.identify(workspace, anonymous_id="anon-1", dedupe_key="identify:anon-1")
     assert Event.objects.count() == 5
 
 
@@ -127,7 +128,7 @@ def test_retry_after_is_honoured_while_another_source_keeps_flowing(
     healthy, _ = connect(segment, alice, workspace, "Healthy")
     segment.set_fault(limited_key, status=429, retry_after=3, seconds=3)
     started = time.monotonic()
-    relay.track(workspace, "Conversion Triggered", user_id="u1")
+    emit.track(workspace, "Conversion Triggered", user_id="u1")
     wait_for(lambda: delivered(healthy) == 1, timeout=5)
     assert time.monotonic() - started < 3, "the healthy source waited for the limited one"
     wait_for(lambda: delivered(limited) == 1, timeout=20)
@@ -141,14 +142,14 @@ def test_retry_after_is_honoured_while_another_source_keeps_flowing(
 def test_a_poison_event_is_bisected_out_and_dead_lettered(segment: Any, celery_worker: Any, alice: User,
                                                           workspace: Workspace) -> None:
     connection, key = connect(segment, alice, workspace, "Production")
-    relay.track(workspace, "Before", user_id="u1")
+    emit.track(workspace, "Before", user_id="u1")
     # Ingest refuses what Segment would, so a poison event has to be planted in the log, as an
     # event accepted under older rules would sit there: 40 KB, which Segment answers with 400.
     huge = normalise({"type": "track", "event": "Huge", "userId": "u1"}, received_at=timezone.now())
     poison = huge._replace(body=huge.body[:-1] + b',"properties":{"blob":"' + b"x" * 40_000 + b'"}}')
     with transaction.atomic():
         events_append(workspace_id=workspace.pk, messages=[poison])
-    relay.track(workspace, "After", user_id="u1")
+    emit.track(workspace, "After", user_id="u1")
     wait_for(lambda: delivered(connection) == 3)
     assert [e["event"] for e in arrived(segment, key)] == ["Before", "After"]
     dead = DeadLetter.objects.get(connection=connection)
@@ -166,8 +167,8 @@ def test_a_poison_event_is_bisected_out_and_dead_lettered(segment: Any, celery_w
 def test_an_event_too_large_for_segment_once_relayed_is_refused_when_emitted(db: None, workspace: Workspace) -> None:
     # Just under 32 KB as emitted; over it with the context Tributary adds for Segment.
     blob = "x" * (32 * 1024 - 200)
-    with pytest.raises(relay.Invalid) as refused:
-        relay.track(workspace, "Huge", user_id="u1", properties={"blob": blob})
+    with pytest.raises(emit.Invalid) as refused:
+        emit.track(workspace, "Huge", user_id="u1", properties={"blob": blob})
     assert refused.value.reason == "event_too_large" and "as sent to Segment" in refused.value.detail
     assert Event.objects.count() == 0
 
@@ -177,7 +178,7 @@ def test_an_unreadable_key_pauses_and_events_wait(segment: Any, celery_worker: A
     connection, key = connect(segment, alice, workspace, "Production")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
     Connection.objects.filter(pk=connection.pk).update(write_key_encrypted=connection.write_key_encrypted[:-8] + "AAAAAAA=")
-    relay.track(workspace, "Waiting", user_id="u1")
+    emit.track(workspace, "Waiting", user_id="u1")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
     assert delivered(connection) == 0 and arrived(segment, key) == []
     # Pasting the key again resumes delivery from where it stopped.
@@ -203,7 +204,7 @@ def test_an_unknown_key_pauses_delivery_tells_the_owners_and_resumes_when_the_ch
     segment.unregister_key(key)
     services.verification_request(actor=Actor(user=alice), connection=connection, trigger="manual")
     wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
-    relay.track(workspace, "Queued While Paused", user_id="u1")
+    emit.track(workspace, "Queued While Paused", user_id="u1")
     wait_for(lambda: any("paused" in m.subject for m in mail.outbox))
     notice = next(m for m in mail.outbox if "paused" in m.subject)
     assert notice.to == [alice.email]  # owners and admins, not the member bob

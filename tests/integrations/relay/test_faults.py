@@ -21,8 +21,9 @@ from django.test import Client
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from config.celery_app import app
-from integrations import relay, services
-from integrations.ingest_keys import ingest_key_create
+from integrations import services
+from integrations.ingest import emit
+from integrations.ingest.keys import ingest_key_create
 from integrations.models import Connection, Event, Health
 from integrations.relay.delivery import RELAY_NAMESPACE
 from tests.conftest import new_write_key
@@ -72,11 +73,11 @@ def connect(segment: Any, alice: User, workspace: Workspace) -> tuple[Connection
     return connection, key
 
 
-def emit(workspace: Workspace, message_ids: list[str]) -> None:
+def store(workspace: Workspace, message_ids: list[str]) -> None:
     """One transaction, as a platform's request handler would emit them."""
     with transaction.atomic():
         for message_id in message_ids:
-            assert relay.track(workspace, "Order Completed", user_id="buyer-1", message_id=message_id) is True
+            assert emit.track(workspace, "Order Completed", user_id="buyer-1", message_id=message_id) is True
 
 
 def delivered(connection: Connection) -> int:
@@ -107,12 +108,12 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_resends_under_the_same_mess
     # Segment takes 3 s over the next batch: long enough to kill the worker while it waits.
     segment.set_fault(key, latency_ms=3000, count=1)
     before, after = new_ids("before-kill", 50), new_ids("after-kill", 50)
-    emit(workspace, before)
+    store(workspace, before)
     wait_for(lambda: not any(f["writeKey"] == key for f in segment.faults()), 10,
              "the batch reaching Segment", logs=processes.logs)
     first.kill()
     assert first.popen.returncode == -9
-    emit(workspace, after)  # stored while no worker runs
+    store(workspace, after)  # stored while no worker runs
 
     processes.worker("faults-second")
     took = wait_for(lambda: delivered(connection) == 100, 60, "delivery after the kill", logs=processes.logs)
@@ -140,7 +141,7 @@ def test_a_flushed_or_restarted_redis_loses_nothing_and_delivery_resumes_by_itse
     #    and the sweeper is all that can find them.
     worker.stop()
     flushed = new_ids("flushed", 100)
-    emit(workspace, flushed)
+    store(workspace, flushed)
     assert "integrations.tasks.deliver_connection" in own_redis.queued_tasks(), "no wake-up waiting in Redis"
     own_redis.flushall()
     assert own_redis.queued_tasks() == []
@@ -157,7 +158,7 @@ def test_a_flushed_or_restarted_redis_loses_nothing_and_delivery_resumes_by_itse
     time.sleep(3)  # long enough for worker and beat to lose their connections
     own_redis.start()
     after_restart = new_ids("after-restart", 100)
-    emit(workspace, after_restart)
+    store(workspace, after_restart)
     took = wait_for(lambda: worker.running() and delivered(connection) == 200, 60, "delivery after the restart",
                     logs=processes.logs)
     print(f"restart: delivered {took:.1f} s after redis-server started again")
@@ -176,7 +177,7 @@ def test_a_redis_restart_during_a_delivery_run_keeps_the_worker_and_delivery_res
     connection, key = connect(segment, alice, workspace)
     segment.set_fault(key, latency_ms=3000, count=1)
     during = new_ids("during-run", 100)
-    emit(workspace, during)
+    store(workspace, during)
     wait_for(lambda: not any(f["writeKey"] == key for f in segment.faults()), 10,
              "the batch reaching Segment", logs=processes.logs)
 
@@ -184,7 +185,7 @@ def test_a_redis_restart_during_a_delivery_run_keeps_the_worker_and_delivery_res
     time.sleep(3)
     own_redis.start()
     after_restart = new_ids("after-restart", 100)
-    emit(workspace, after_restart)
+    store(workspace, after_restart)
     took = wait_for(lambda: worker.running() and delivered(connection) == 200, 60, "delivery after the restart",
                     logs=processes.logs)
     print(f"delivered {took:.1f} s after redis-server started again")
@@ -205,9 +206,9 @@ def test_emitting_while_redis_is_down_stores_the_events_and_they_follow_once_it_
     own_redis.stop()
     while_down = new_ids("while-down", 100)
     started = time.monotonic()
-    emit(workspace, while_down[:50])
+    store(workspace, while_down[:50])
     for message_id in while_down[50:]:
-        emit(workspace, [message_id])
+        store(workspace, [message_id])
     took = time.monotonic() - started
     print(f"100 events emitted with Redis down in {took:.1f} s")
     assert took < 10, "emitting waited on the broker"
@@ -266,7 +267,7 @@ def test_a_worker_killed_mid_stream_hands_its_connection_on_within_15_seconds(
         try:
             while not stop.is_set():
                 ids = new_ids("stream", 40)
-                emit(workspace, ids)
+                store(workspace, ids)
                 emitted.extend(ids)
                 stop.wait(0.05)
         finally:

@@ -8,9 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Workspace
+from integrations.ingest.messages import normalise
 from integrations.models import Event, EventStream
 from integrations.relay import log
-from integrations.relay.messages import normalise
 
 
 def message(message_id: str, name: str = "Order Completed") -> log.Message:
@@ -31,7 +31,7 @@ def test_a_message_id_stored_by_a_concurrent_request_after_the_check_is_stored_o
         return set() if len(checks) == 1 else real_check(workspace_id, column, values)
 
     monkeypatch.setattr(log, "_already_logged", stale_first_check)
-    with transaction.atomic():  # as relay.emit runs, inside the caller's transaction
+    with transaction.atomic():  # as emit.message runs, inside the caller's transaction
         appended = log.events_append(workspace_id=workspace.pk, messages=[message("m-1"), message("m-2")])
     assert (appended.stored, appended.duplicates) == (1, ["m-1"])
     assert list(Event.objects.order_by("seq").values_list("seq", "message_id")) == [(1, "m-1"), (2, "m-2")]

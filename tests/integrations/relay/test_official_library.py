@@ -10,7 +10,7 @@ from segment.analytics import Client as SegmentClient
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import services
-from integrations.ingest_keys import ingest_key_create
+from integrations.ingest.keys import ingest_key_create
 from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -31,11 +31,13 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from integrations.ingest_keys import ingest_key_authenticate, ingest_key_recognised
-from integrations.models import IngestKey, RejectedEvent
-from integrations.ratelimit import client_address, hits, hits_so_far, hits_this_second, seconds_left
-from integrations.relay.log import events_append
-from integrations.relay.messages import TYPES, Invalid, Message, Normaliser, loads_lenient, normalise
+from integrations.ingest.keys import ingest_key_authenticate, ingest_key_recognised
+from integrations.ingest.messages import Invalid, Normaliser, loads_lenient, normalise
+from integrations.ingest.ratelimit import client_address, hits, hits_so_far, hits_this_second, seconds_left
+from integrations.ingest.rejections import rejections_record
+from integrations.models import IngestKey
+from integrations.relay.log import Message, events_append
+from integrations.segment.protocol import TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def _ingest_one(ingest_key: IngestKey, body: dict[str, Any], call: str) -> dict[
     try:
         message = normalise(body, received_at=timezone.now(), call=call)
     except Invalid as invalid:
-        _record_rejections(ingest_key, f"http:{call}", [(None, body, invalid)])
+        rejections_record(workspace_id=ingest_key.workspace_id, source=f"http:{call}", rejected=[(None, body, invalid)])
         raise Refused(400, invalid.reason, invalid.detail) from None
     appended = events_append(workspace_id=ingest_key.workspace_id, messages=[message])
     return {"success": True, "accepted": appended.stored, "duplicates": len(appended.duplicates), "rejected": []}
@@ -100,7 +102,7 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]
             rejected.append((index, item, invalid))
     appended = events_append(workspace_id=ingest_key.workspace_id, messages=valid)
     if rejected:
-        _record_rejections(ingest_key, "http:batch", rejected)
+        rejections_record(workspace_id=ingest_key.workspace_id, source="http:batch", rejected=rejected)
     return {
         "success": True,
         "accepted": appended.stored,
@@ -196,38 +198,6 @@ def _rate_limit(ingest_key: IngestKey) -> None:
     if hits_this_second(f"ingest:{ingest_key.pk}") > limit:
         raise Refused(429, "rate_limited", f"More than {limit} requests a second for this ingest key.",
                       retry_after=1)
-
-
-def _record_rejections(ingest_key: IngestKey, source: str, rejected: list[tuple[int | None, Any, Invalid]]) -> None:
-    now = timezone.now()
-    RejectedEvent.objects.bulk_create([
-        RejectedEvent(workspace_id=ingest_key.workspace_id, received_at=now, source=source, index=index,
-                      reason=invalid.reason, detail=invalid.detail[:300], message_id=_message_id(item),
-                      excerpt=_excerpt(item))
-        for index, item, invalid in rejected
-    ])
-    logger.info("ingest.rejected", extra={"workspace_id": ingest_key.workspace_id, "count": len(rejected)})
-
-
-def _message_id(item: Any) -> str:
-    value = item.get("messageId") if isinstance(item, dict) else None
-    if not isinstance(value, str):
-        return ""
-    # PostgreSQL text holds neither NUL nor a lone surrogate (which "replace" turns into "?").
-    return value.encode("utf-8", "replace").decode().replace("\x00", "")[:100]
-
-
-def _excerpt(item: Any) -> str:
-    if isinstance(item, dict):
-        item = {k: v for k, v in item.items() if k != "writeKey"}
-    try:
-        return orjson.dumps(item).decode()[:1000]
-    except TypeError:
-        pass
-    try:
-        return repr(item)[:1000]  # repr escapes NUL and lone surrogates, which PostgreSQL text refuses
-    except RecursionError:  # nested past Python's recursion limit
-        return "(nested too deeply to show)"
 
 
 def _answer(status: int, payload: dict[str, Any]) -> HttpResponse:

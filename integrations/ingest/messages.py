@@ -25,18 +25,16 @@ import math
 import threading
 import uuid
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from django.utils.dateparse import parse_datetime
 
+from integrations.relay.log import Message
 from integrations.segment.client import LIBRARY
+from integrations.segment.protocol import MAX_EVENT_BYTES, SENT_MESSAGE_ID_BYTES, TYPES
 
-TYPES = ("identify", "track", "page", "screen", "group", "alias")
-MAX_EVENT_BYTES = 32 * 1024
 MAX_MESSAGE_ID = 100
-# What delivery adds to a stored body: `,"messageId":"<uuid>"`.
-SENT_MESSAGE_ID_BYTES = len(b',"messageId":""') + 36
 ENVELOPE_KEYS = ("context", "integrations")
 # How deep objects and arrays may nest, the event itself being level 1. orjson cannot write
 # past 254 levels, and no real event comes near 64; refusing early keeps a hostile event from
@@ -52,16 +50,6 @@ class Invalid(Exception):
         super().__init__(detail)
         self.reason, self.detail = reason, detail
 
-
-class Message(NamedTuple):
-    """A valid, normalised event ready for the log (`body`: the sent form, less messageId)."""
-
-    type: str
-    message_id: str
-    body: bytes
-    name: str
-    user_id: str
-    received_at: datetime
 
 
 class Normaliser:
