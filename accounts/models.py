@@ -150,6 +150,13 @@ class AuditAction(models.TextChoices):
     WEBHOOK_DISABLED = "webhook.disabled", "Webhook endpoint disabled"
     WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
     KEYS_ROTATED = "system.keys_rotated", "Encryption keys rotated"
+    SEGMENT_TOKEN_SAVED = "segment_workspace.token_saved", "Segment Public API token saved"
+    SEGMENT_TOKEN_REPLACED = "segment_workspace.token_replaced", "Segment Public API token replaced"
+    SEGMENT_TOKEN_REMOVED = "segment_workspace.token_removed", "Segment Public API token removed"
+    SEGMENT_SOURCE_PICKED = "segment_workspace.source_picked", "Segment source picked for a connection"
+    SEGMENT_LABEL_ADDED = "segment_workspace.label_added", "Label added to a Segment source"
+    SEGMENT_LABEL_CREATED = "segment_workspace.label_created", "Label created in Segment"
+    SEGMENT_SOURCE_DELETED = "segment_workspace.source_deleted", "Segment source deleted in Segment"
 
     @classmethod
     def groups(cls) -> list[str]:

@@ -163,6 +163,14 @@ SEGMENT_API_US = env("SEGMENT_API_US", default="https://api.segment.io/v1")
 SEGMENT_API_EU = env("SEGMENT_API_EU", default="https://events.eu1.segmentapis.com/v1")
 SEGMENT_CDN = env("SEGMENT_CDN", default="https://cdn.segment.com/v1")
 SEGMENT_TIMEOUT_SECONDS = env.float("SEGMENT_TIMEOUT_SECONDS", default=10.0)
+# Segment's Public API (issue #11: a workspace's token picks sources and reads their state).
+SEGMENT_PUBLIC_API_US = env("SEGMENT_PUBLIC_API_US", default="https://api.segmentapis.com")
+SEGMENT_PUBLIC_API_EU = env("SEGMENT_PUBLIC_API_EU", default="https://eu1.api.segmentapis.com")
+SEGMENT_PUBLIC_API_TIMEOUT_SECONDS = env.float("SEGMENT_PUBLIC_API_TIMEOUT_SECONDS", default=10.0)
+# The most a page waits on Segment; slower parts say so in place and offer to try again.
+SEGMENT_PUBLIC_API_PAGE_BUDGET_SECONDS = env.float("SEGMENT_PUBLIC_API_PAGE_BUDGET_SECONDS", default=8.0)
+# How long a read is reused (per token and path), so tabs and reloads do not hammer Segment.
+SEGMENT_PUBLIC_API_CACHE_SECONDS = env.int("SEGMENT_PUBLIC_API_CACHE_SECONDS", default=30)
 # Connection checks a minute per connection: enough for a person, useless as a key oracle.
 VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 

@@ -13,6 +13,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 SEGMENT_API_US = env("SEGMENT_API_US", default="http://127.0.0.1:9100/v1")
 SEGMENT_API_EU = env("SEGMENT_API_EU", default="http://127.0.0.1:9101/v1")
 SEGMENT_CDN = env("SEGMENT_CDN", default="http://127.0.0.1:9100/v1")
+SEGMENT_PUBLIC_API_US = env("SEGMENT_PUBLIC_API_US", default="http://127.0.0.1:9100")
+SEGMENT_PUBLIC_API_EU = env("SEGMENT_PUBLIC_API_EU", default="http://127.0.0.1:9101")
 
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 

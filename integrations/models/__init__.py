@@ -21,6 +21,7 @@ from integrations.models.events import (
 )
 from integrations.models.imports import ImportJob, ImportStatus
 from integrations.models.ingest import IngestKey
+from integrations.models.segment_workspace import CallOutcome, PublicApiCall, SegmentSource, SegmentToken
 from integrations.models.webhooks import (
     ReceiptOutcome,
     SignatureVerdict,
@@ -32,6 +33,7 @@ from integrations.models.webhooks import (
 __all__ = [
     "MASK",
     "AttemptOutcome",
+    "CallOutcome",
     "Connection",
     "DeadLetter",
     "DeadLetterReplay",
@@ -44,10 +46,13 @@ __all__ = [
     "ImportStatus",
     "IngestKey",
     "Outcome",
+    "PublicApiCall",
     "ReceiptOutcome",
     "Region",
     "RejectedEvent",
     "ReplayStatus",
+    "SegmentSource",
+    "SegmentToken",
     "SignatureVerdict",
     "SigningMode",
     "Trigger",
