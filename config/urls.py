@@ -7,6 +7,7 @@ from accounts import views as account_views
 from accounts.urls import workspace_urlpatterns
 from integrations import metrics
 from integrations.ingest import api as ingest_api
+from integrations.urls import receive_urlpatterns as webhook_receive_urlpatterns
 
 admin.site.site_header = "Tributary operations"
 admin.site.site_title = "Tributary admin"
@@ -23,4 +24,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The Segment-compatible ingest API, at the paths Segment's libraries use.
     path("v1/<str:call>", ingest_api.ingest, name="ingest"),
+    *webhook_receive_urlpatterns,
 ]

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.urls import path
 
 from integrations.views import connections as views
-from integrations.views import dead_letters, debugger, deliveries, imports
+from integrations.views import dead_letters, debugger, deliveries, imports, webhooks
+from integrations.webhooks import views as webhook_receive
 
 app_name = "integrations"
 
@@ -30,3 +31,11 @@ urlpatterns = [
 
 # Each area's pages keep their routes next to their views.
 urlpatterns += deliveries.urlpatterns + dead_letters.urlpatterns + debugger.urlpatterns + imports.urlpatterns
+urlpatterns += webhooks.urlpatterns
+
+# Where products post webhooks: outside the workspace's signed-in area (config/urls.py puts
+# them at the root), CSRF-exempt; the sender proves itself by signature or URL token.
+receive_urlpatterns = [
+    path("webhooks/in/<str:public_id>", webhook_receive.receive, name="webhook_receive"),
+    path("webhooks/in/<str:public_id>/<str:token>", webhook_receive.receive, name="webhook_receive_token"),
+]

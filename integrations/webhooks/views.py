@@ -1,0 +1,47 @@
+"""The URL products post webhooks to: `POST /webhooks/in/<public id>` (signed) or
+`/webhooks/in/<public id>/<token>` (unsigned, token in the URL).
+
+Outside the signed-in area and CSRF-exempt: the sender proves itself with the signature or
+the token. The body is read only up to the limit: a larger one is answered 413 unread.
+"""
+from __future__ import annotations
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations.webhooks.receive import MAX_BODY_BYTES, Request, webhook_receive
+
+HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "idempotency-key", "x-request-id")
+
+
+@csrf_exempt
+def receive(request: HttpRequest, public_id: str, token: str | None = None) -> HttpResponse:
+    if request.method != "POST":
+        response = _answer(405, {"success": False, "error": "method_not_allowed", "message": "Send webhooks with POST."})
+        response["Allow"] = "POST"
+        return response
+    body, too_large = _body(request)
+    headers = {name: value for name in HEADERS if (value := request.headers.get(name))}
+    answer = webhook_receive(Request(public_id=public_id, url_token=token, headers=headers, body=body,
+                                     too_large=too_large))
+    return _answer(answer.status, answer.payload)
+
+
+def _body(request: HttpRequest) -> tuple[bytes, int | None]:
+    """The body, or (b"", its size) when over the limit: a declared length is trusted to refuse
+    without reading; a chunked body is read one byte past the limit at most."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_BODY_BYTES:
+        return b"", declared
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return b"", len(body)
+    return body, None
+
+
+def _answer(status: int, payload: dict[str, object]) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
