@@ -19,6 +19,12 @@ from integrations.models.events import (
     RejectedEvent,
     ReplayStatus,
 )
+from integrations.models.filters import (
+    MAX_FILTERS_PER_CONNECTION,
+    DestinationFilter,
+    FilterAction,
+    FilteredBatch,
+)
 from integrations.models.imports import ImportJob, ImportStatus
 from integrations.models.ingest import IngestKey
 from integrations.models.segment_workspace import CallOutcome, PublicApiCall, SegmentSource, SegmentToken
@@ -32,6 +38,7 @@ from integrations.models.webhooks import (
 
 __all__ = [
     "MASK",
+    "MAX_FILTERS_PER_CONNECTION",
     "AttemptOutcome",
     "CallOutcome",
     "Connection",
@@ -39,8 +46,11 @@ __all__ = [
     "DeadLetterReplay",
     "DeliveryAttempt",
     "DeliveryCount",
+    "DestinationFilter",
     "Event",
     "EventStream",
+    "FilterAction",
+    "FilteredBatch",
     "Health",
     "ImportJob",
     "ImportStatus",

@@ -2,7 +2,7 @@
 
 `DeliveryAttempt` is one row per request to Segment's batch endpoint, newest first on the
 connection page and in the admin. `DeliveryCount` holds, per connection and 10-minute
-bucket, the events delivered, dead-lettered and retried, the API calls made and a latency
+bucket, the events delivered, dead-lettered, retried and filtered, the API calls made and a latency
 histogram; pages and /metrics sum a few of these rows instead of counting the event log.
 """
 from __future__ import annotations
@@ -62,6 +62,9 @@ class DeliveryCount(models.Model):
     delivered = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)  # became dead letters
     retried = models.PositiveIntegerField(default=0)  # sent in attempts that will be retried
+    # Held back by the connection's filters (sampled out, dropped, or a condition that failed):
+    # neither delivered nor failed.
+    filtered = models.PositiveIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
     # Delivered events per latency bucket: len(LATENCY_BOUNDS) + 1 counts, the last one
