@@ -34,7 +34,7 @@ class DestinationFilter(models.Model):
     # The condition in FQL, as shown and as compiled (the sentence form writes FQL too).
     condition = models.TextField()
     action = models.CharField(max_length=20, choices=FilterAction.choices)
-    # Sample: the share of matching events kept (0–1), and the field that makes it
+    # Sample: the share of matching events kept (0 to 1), and the field that makes it
     # deterministic (userId); blank samples by messageId.
     percent = models.FloatField(null=True, blank=True)
     sample_path = models.CharField(max_length=200, blank=True)
@@ -72,4 +72,4 @@ class FilteredBatch(models.Model):
                    models.Index(fields=["at"], name="filtered_at")]
 
     def __str__(self) -> str:
-        return f"{len(self.events)} filtered in {self.first_seq}–{self.last_seq}"
+        return f"{len(self.events)} filtered in {self.first_seq}-{self.last_seq}"

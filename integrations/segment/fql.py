@@ -1,0 +1,410 @@
+"""Segment's Filter Query Language (FQL), the condition language of destination filters.
+
+The subset Segment documents: `and`, `or`, `!`, parentheses; `= != > >= < <=` and `in`;
+strings in single or double quotes, numbers, `true`, `false`, `null`, lists `[..]`; dotted
+field paths with `\\` escapes (`properties.product\\ 1.price`); and the functions
+`contains length lowercase uppercase snakecase kebabcase titlecase typeof match bool string
+number`. Matching is case-sensitive and null-safe as Segment's table says
+(`contains(null, "x")` is false, `length(null)` is 0).
+
+`compile_fql(text)` parses once (lark, LALR) and returns a `Condition`: a tree of closures,
+so evaluating an event costs a few dictionary look-ups and comparisons, never a re-parse.
+`Condition.test(event)` is True only when the expression is exactly `true`; it raises
+`FQLRuntimeError` when the expression cannot be evaluated (`number("abc")`, `lowercase(5)`),
+and destination filters drop such an event, as Segment does.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+
+from integrations.segment.glob import GlobError, compile_glob
+
+MAX_FQL_LENGTH = 4_000
+
+GRAMMAR = r"""
+?start: or_expr
+?or_expr: and_expr
+        | or_expr "or" and_expr              -> or_
+?and_expr: unary
+         | and_expr "and" unary              -> and_
+?unary: "!" unary                            -> not_
+      | comparison
+?comparison: operand
+           | operand COMPARATOR operand      -> compare
+           | operand "in" operand            -> in_
+?operand: STRING                             -> string
+        | NUMBER                             -> number
+        | "true"                             -> true
+        | "false"                            -> false
+        | "null"                             -> null
+        | "[" [operand ("," operand)*] "]"   -> list_
+        | NAME "(" [or_expr ("," or_expr)*] ")" -> call
+        | path
+        | "(" or_expr ")"
+path: NAME ("." SEGMENT)*
+
+COMPARATOR: "=" | "!=" | ">=" | "<=" | ">" | "<"
+STRING: /'(?:[^'\\]|\\.)*'/ | /"(?:[^"\\]|\\.)*"/
+NUMBER: /-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/
+NAME: /(?:[A-Za-z_$]|\\.)(?:[A-Za-z0-9_\-$]|\\.)*/
+SEGMENT: /(?:[A-Za-z0-9_\-$]|\\.)+/
+%import common.WS
+%ignore WS
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr", maybe_placeholders=False)
+
+Value = Any
+Evaluate = Callable[[dict[str, Any]], Value]
+
+
+class FQLSyntaxError(ValueError):
+    """The text is not FQL we understand; the message says where and what to fix."""
+
+
+class FQLRuntimeError(ValueError):
+    """The expression could not be evaluated on one event (Segment drops such an event)."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    text: str
+    evaluate: Evaluate
+    paths: frozenset[str]
+
+    def test(self, event: dict[str, Any]) -> bool:
+        return self.evaluate(event) is True
+
+
+def compile_fql(text: str) -> Condition:
+    """Parse and compile; FQLSyntaxError with a message fit for a form when it does not parse."""
+    text = text.strip()
+    if not text:
+        raise FQLSyntaxError("Write a condition, for example: type = \"track\" and event = \"Order Completed\".")
+    if len(text) > MAX_FQL_LENGTH:
+        raise FQLSyntaxError(f"The condition is longer than {MAX_FQL_LENGTH:,} characters: shorten it.")
+    try:
+        tree = _PARSER.parse(text)
+    except UnexpectedInput as error:
+        raise FQLSyntaxError(_syntax_message(text, error)) from None
+    except LarkError as error:  # pragma: no cover - any other parser failure
+        raise FQLSyntaxError(f"The condition does not parse: {error}") from None
+    builder = _Builder()
+    try:
+        evaluate = builder.transform(tree)
+    except VisitError as error:
+        if isinstance(error.orig_exc, FQLSyntaxError):
+            raise error.orig_exc from None
+        raise
+    return Condition(text, evaluate, frozenset(builder.paths))
+
+
+def _syntax_message(text: str, error: UnexpectedInput) -> str:
+    column = getattr(error, "column", None)
+    where = f" at character {column}" if isinstance(column, int) and column > 0 else ""
+    if isinstance(error, UnexpectedEOF):
+        return "The condition ends too early: is a quote, a bracket or a value missing at the end?"
+    if isinstance(error, UnexpectedCharacters):
+        position = error.pos_in_stream or 0
+        char = text[position] if 0 <= position < len(text) else ""
+        return f"Unexpected {char!r}{where}: quote text values (\"Order Completed\") and use = != > >= < <= in."
+    token = getattr(error, "token", None)
+    shown = f"{token!s}" if token is not None and str(token) else "the end"
+    if shown == "the end":
+        return "The condition ends too early: is a quote, a bracket or a value missing at the end?"
+    return f"Unexpected {shown!r}{where}: check the operators (and, or, !) and the parentheses."
+
+
+# --- evaluation helpers -------------------------------------------------------------------
+
+
+def _kind(value: Value) -> str:
+    """FQL's type names."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def _equal(left: Value, right: Value) -> bool:
+    """Same FQL type and strictly equal (1 is not true, "1" is not 1)."""
+    kind = _kind(left)
+    if kind != _kind(right):
+        return False
+    if kind == "list":
+        return len(left) == len(right) and all(_equal(a, b) for a, b in zip(left, right, strict=True))
+    return bool(left == right)
+
+
+def _number(value: Value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+}
+
+
+def _unescape_path_segment(segment: str) -> str:
+    return re.sub(r"\\(.)", r"\1", segment)
+
+
+def _unquote(token: str) -> str:
+    body = token[1:-1]
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
+
+
+def lookup(event: dict[str, Any], keys: tuple[str, ...]) -> Value:
+    """The value at a path; None (FQL's null) when any step is missing."""
+    value: Any = event
+    for key in keys:
+        if isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
+        if value is None:
+            return None
+    return value
+
+
+def path_keys(path: str) -> tuple[str, ...]:
+    """`properties.product\\ 1.price` as its keys; the empty path is the event itself."""
+    if not path:
+        return ()
+    return tuple(_unescape_path_segment(part) for part in re.split(r"(?<!\\)\.", path))
+
+
+# --- functions ----------------------------------------------------------------------------
+
+
+def _string_arg(name: str, value: Value) -> str:
+    if not isinstance(value, str):
+        raise FQLRuntimeError(f"{name}() needs a string, got {_kind(value)}")
+    return value
+
+
+def _fn_contains(s: Value, sub: Value) -> bool:
+    if s is None:
+        return False
+    return _string_arg("contains", sub) in _string_arg("contains", s)
+
+
+def _fn_length(value: Value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):
+        return len(value)
+    raise FQLRuntimeError(f"length() needs a list or a string, got {_kind(value)}")
+
+
+def _string_fn(name: str, change: Callable[[str], str]) -> Callable[[Value], Value]:
+    def run(value: Value) -> Value:
+        return None if value is None else change(_string_arg(name, value))
+    return run
+
+
+def _fn_bool(value: Value) -> bool:
+    if isinstance(value, str):
+        return value.lower() not in ("", "false", "0")
+    return bool(value)
+
+
+def _fn_string(value: Value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_fn_string(item) for item in value) + "]"
+    raise FQLRuntimeError("string() cannot convert an object")
+
+
+def _fn_number(value: Value) -> float | int:
+    if _number(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise FQLRuntimeError(f"number() cannot read {value[:40]!r}") from None
+        return int(parsed) if parsed.is_integer() and "." not in value and "e" not in value.lower() else parsed
+    raise FQLRuntimeError(f"number() needs a number or a string, got {_kind(value)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _dynamic_glob(pattern: str) -> Callable[[str], bool]:
+    try:
+        return compile_glob(pattern)
+    except GlobError as error:
+        raise FQLRuntimeError(str(error)) from None
+
+
+FUNCTIONS: dict[str, tuple[int, Callable[..., Value]]] = {
+    "contains": (2, _fn_contains),
+    "length": (1, _fn_length),
+    "lowercase": (1, _string_fn("lowercase", str.lower)),
+    "uppercase": (1, _string_fn("uppercase", str.upper)),
+    "snakecase": (1, _string_fn("snakecase", lambda s: s.replace(" ", "_"))),
+    "kebabcase": (1, _string_fn("kebabcase", lambda s: s.replace(" ", "-"))),
+    "titlecase": (1, _string_fn("titlecase", str.title)),
+    "typeof": (1, _kind),
+    "bool": (1, _fn_bool),
+    "string": (1, _fn_string),
+    "number": (1, _fn_number),
+    "match": (2, lambda s, pattern: False),  # compiled specially in _Builder.call
+}
+
+
+# --- the tree to closures -----------------------------------------------------------------
+
+
+class _Constant:
+    """A literal: the same value whatever the event (so `match` can compile its pattern once)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Value) -> None:
+        self.value = value
+
+    def __call__(self, event: dict[str, Any]) -> Value:
+        return self.value
+
+
+class _Builder(Transformer[Token, Evaluate]):
+    """Turns the parse tree into closures, bottom up; `paths` collects the fields read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: set[str] = set()
+
+    def string(self, items: list[Token]) -> Evaluate:
+        return _Constant(_unquote(str(items[0])))
+
+    def number(self, items: list[Token]) -> Evaluate:
+        text = str(items[0])
+        return _Constant(float(text) if any(c in text for c in ".eE") else int(text))
+
+    def true(self, items: list[Token]) -> Evaluate:
+        return _Constant(True)
+
+    def false(self, items: list[Token]) -> Evaluate:
+        return _Constant(False)
+
+    def null(self, items: list[Token]) -> Evaluate:
+        return _Constant(None)
+
+    def list_(self, items: list[Evaluate]) -> Evaluate:
+        parts = [item for item in items if item is not None]
+        return lambda event: [part(event) for part in parts]
+
+    def path(self, items: list[Token]) -> Evaluate:
+        raw = ".".join(str(item) for item in items)
+        self.paths.add(raw)
+        keys = tuple(_unescape_path_segment(str(item)) for item in items)
+        if len(keys) == 1:
+            key = keys[0]
+            return lambda event: event.get(key)
+        if len(keys) == 2:
+            first, second = keys
+
+            def two(event: dict[str, Any]) -> Value:
+                inner = event.get(first)
+                return inner.get(second) if isinstance(inner, dict) else lookup(event, keys)
+            return two
+        return lambda event: lookup(event, keys)
+
+    @v_args(inline=True)
+    def compare(self, left: Evaluate, operator: Token, right: Evaluate) -> Evaluate:
+        op = str(operator)
+        if op == "=":
+            return lambda event: _equal(left(event), right(event))
+        if op == "!=":
+            return lambda event: not _equal(left(event), right(event))
+        order = _ORDER[op]
+
+        def ordered(event: dict[str, Any]) -> bool:
+            a, b = left(event), right(event)
+            return _number(a) and _number(b) and order(a, b)
+        return ordered
+
+    @v_args(inline=True)
+    def in_(self, needle: Evaluate, haystack: Evaluate) -> Evaluate:
+        def contained(event: dict[str, Any]) -> bool:
+            values = haystack(event)
+            if not isinstance(values, list):
+                return False
+            value = needle(event)
+            return any(_equal(value, item) for item in values)
+        return contained
+
+    def not_(self, items: list[Evaluate]) -> Evaluate:
+        inner = items[0]
+        return lambda event: inner(event) is not True
+
+    @v_args(inline=True)
+    def and_(self, left: Evaluate, right: Evaluate) -> Evaluate:
+        return lambda event: left(event) is True and right(event) is True
+
+    @v_args(inline=True)
+    def or_(self, left: Evaluate, right: Evaluate) -> Evaluate:
+        return lambda event: left(event) is True or right(event) is True
+
+    def call(self, items: list[Any]) -> Evaluate:
+        name = str(items[0])
+        args: list[Evaluate] = [item for item in items[1:] if item is not None]
+        if name not in FUNCTIONS:
+            known = ", ".join(sorted(FUNCTIONS))
+            raise FQLSyntaxError(f"Unknown function {name}(): FQL has {known}.")
+        arity, function = FUNCTIONS[name]
+        if len(args) != arity:
+            raise FQLSyntaxError(f"{name}() takes {arity} argument{'s' if arity != 1 else ''}, not {len(args)}.")
+        if name == "match":
+            return self._match(items, args)
+        if arity == 1:
+            (only,) = args
+            return lambda event: function(only(event))
+        first, second = args
+        return lambda event: function(first(event), second(event))
+
+    def _match(self, items: list[Any], args: list[Evaluate]) -> Evaluate:
+        subject, pattern_of = args
+        if isinstance(pattern_of, _Constant) and isinstance(pattern_of.value, str):
+            literal = pattern_of.value
+            try:
+                matcher = compile_glob(literal)
+            except GlobError as error:
+                raise FQLSyntaxError(str(error)) from None
+
+            def fixed(event: dict[str, Any]) -> bool:
+                value = subject(event)
+                return isinstance(value, str) and matcher(value)
+            return fixed
+
+        def dynamic(event: dict[str, Any]) -> bool:
+            value, pattern = subject(event), pattern_of(event)
+            if value is None:
+                return False
+            return _dynamic_glob(_string_arg("match", pattern))(_string_arg("match", value))
+        return dynamic
