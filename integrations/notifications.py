@@ -25,9 +25,11 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, AuditEvent, Membership, Role
 from accounts.validation import one_line
-from integrations.deliveries import STALE_AFTER, connection_backlog, duration_text
+from integrations.durations import duration_text
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, DeliveryCount
 from integrations.models.deliveries import bucket_of
+from integrations.selectors.health import STALE_AFTER
+from integrations.selectors.usage import connection_backlog
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from integrations.views import connections as views
-from integrations.views import dead_letters, debugger, deliveries, imports, webhooks
+from integrations.views import dead_letters, debugger, imports, usage, webhooks
 from integrations.webhooks import views as webhook_receive
 
 app_name = "integrations"
@@ -30,7 +30,7 @@ urlpatterns = [
 ]
 
 # Each area's pages keep their routes next to their views.
-urlpatterns += deliveries.urlpatterns + dead_letters.urlpatterns + debugger.urlpatterns + imports.urlpatterns
+urlpatterns += usage.urlpatterns + dead_letters.urlpatterns + debugger.urlpatterns + imports.urlpatterns
 urlpatterns += webhooks.urlpatterns
 
 # Where products post webhooks: outside the workspace's signed-in area (config/urls.py puts

@@ -1,5 +1,6 @@
-"""Words and marks for connection checks, so templates never show a raw check code, and the
-top of a connection's tabs."""
+"""Connection widgets for templates (`{% load connection_tags %}`): words and marks for checks, so
+templates never show a raw check code, the top of a connection's tabs, and the workspace's
+"needs attention" banner."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -7,7 +8,7 @@ from typing import Any
 
 from django import template
 
-from integrations.deliveries import connection_state
+from integrations.selectors.health import connection_state, workspace_attention
 
 register = template.Library()
 
@@ -56,3 +57,13 @@ def connection_top(context: dict[str, Any], tab: str, heading: bool = True) -> d
         health = connection_state(connection=connection, can_manage=bool(membership and membership.can_manage))
     return {"connection": connection, "workspace": context.get("workspace"), "membership": membership,
             "health": health, "tab": tab, "heading": heading}
+
+
+@register.inclusion_tag("integrations/_deliveries_banner.html", takes_context=True)
+def attention_banner(context: dict[str, Any]) -> dict[str, Any]:
+    """Every workspace page: the connections that need someone, each linked. Rendered by the
+    layout only, so htmx partials (which do not extend it) never pay for it."""
+    workspace = context.get("workspace")
+    if workspace is None:
+        return {"attention": []}
+    return {"attention": workspace_attention(workspace=workspace), "workspace": workspace}

@@ -3,7 +3,7 @@
 Owners and admins connect, rename, replace keys, change regions, enable, disable, delete and
 run checks; members see status only. A connection's page has tabs, each its own URL (Overview,
 Deliveries, Attempts, Dead letters, Checks, Settings), under one top that tells its health
-(integrations.deliveries.connection_health) and polls itself: every second while a check
+(integrations.selectors.health.connection_health) and polls itself: every second while a check
 runs, so the verdict replaces "Checking…" in place, every 5 seconds otherwise.
 """
 from __future__ import annotations
@@ -26,15 +26,14 @@ from accounts.audit import Actor
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
-from integrations import deliveries, services
+from integrations import services
 from integrations.forms import ConnectionForm, IngestKeyForm, RegionForm, RenameForm, ReplaceKeyForm
 from integrations.ingest import keys as ingest_keys
 from integrations.models import Connection, IngestKey, Outcome
-from integrations.selectors import (
-    connection_get_for_workspace,
-    rejected_events_for_workspace,
-    verifications_for_connection,
-)
+from integrations.selectors import connection_get_for_workspace, verifications_for_connection
+from integrations.selectors import health as health_selectors
+from integrations.selectors.overview import connection_overview
+from integrations.selectors.rejections import rejected_events_for_workspace
 
 REJECTED_PAGE_SIZE = 50
 # The Settings tab has two region choices (the region alone, and with a new key): their ids differ.
@@ -45,7 +44,7 @@ TABS = ("overview", "deliveries", "attempts", "dead_letters", "checks", "setting
 @workspace_view()
 @require_GET
 def index(request: WorkspaceRequest) -> HttpResponse:
-    rows = deliveries.workspace_connections_health(
+    rows = health_selectors.workspace_connections_health(
         workspace=request.workspace, can_manage=request.membership.can_manage)
     template = "integrations/_connection_rows.html" if request.htmx else "integrations/index.html"
     return render(request, template, {"rows": rows, "connections": [c for c, _ in rows], "nav": "integrations"})
@@ -102,7 +101,7 @@ def connection_state(request: WorkspaceRequest, pk: int) -> HttpResponse:
 HEALTH_CHANGED = "health-changed"
 
 
-def health_token(health: deliveries.ConnectionHealth) -> str:
+def health_token(health: health_selectors.ConnectionHealth) -> str:
     """What the banner depends on: the state, and whether it belongs in the banner."""
     return f"{health.state}{'-alert' if health.alert else ''}"
 
@@ -283,17 +282,15 @@ def attention(request: WorkspaceRequest) -> HttpResponse:
     fix and appears for a newly failing connection without a reload."""
     workspace = request.workspace
     return render(request, "integrations/_deliveries_banner.html",
-                  {"attention": deliveries.workspace_attention(workspace=workspace), "workspace": workspace})
+                  {"attention": health_selectors.workspace_attention(workspace=workspace), "workspace": workspace})
 
 
-def _health(request: WorkspaceRequest, connection: Connection) -> deliveries.ConnectionHealth:
-    return deliveries.connection_state(connection=connection,
-                                       can_manage=request.membership.can_manage)
+def _health(request: WorkspaceRequest, connection: Connection) -> health_selectors.ConnectionHealth:
+    return health_selectors.connection_state(connection=connection, can_manage=request.membership.can_manage)
 
 
 def _overview_context(request: WorkspaceRequest, connection: Connection) -> dict[str, Any]:
-    overview = deliveries.connection_deliveries(connection=connection,
-                                                can_manage=request.membership.can_manage)
+    overview = connection_overview(connection=connection, can_manage=request.membership.can_manage)
     run = connection.latest_verification
     if run is not None and run.is_running:  # the verdict shown is the last one known
         run = connection.verifications.exclude(outcome=Outcome.RUNNING).select_related("requested_by").first()

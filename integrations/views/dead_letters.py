@@ -24,7 +24,6 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.audit import Actor
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
-from integrations import deliveries
 from integrations.dead_letters import services
 from integrations.dead_letters.selection import (
     Replay,
@@ -41,6 +40,7 @@ from integrations.models import Connection
 from integrations.relay import delivery
 from integrations.segment.protocol import TYPES
 from integrations.selectors import connection_get_for_workspace
+from integrations.selectors.health import connection_state
 
 PAGE_SIZE = 50
 CHANGED = "dead-letters-changed"  # htmx event: the list reloads itself on it
@@ -114,8 +114,7 @@ def dead_letters(request: WorkspaceRequest, pk: int) -> HttpResponse:
     context: dict[str, Any] = {
         "connection": connection, "form": form, "page": page, "filtered": selection.is_filtered,
         "query": _filter_query(request.GET), "nav": "integrations",
-        "health": deliveries.connection_state(connection=connection,
-                                              can_manage=request.membership.can_manage),
+        "health": connection_state(connection=connection, can_manage=request.membership.can_manage),
     }
     status = 422 if form.errors else 200
     if request.htmx:

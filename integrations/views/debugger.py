@@ -20,10 +20,10 @@ from django.views.decorators.http import require_GET
 
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
-from integrations import debugger as selectors
-from integrations.debugger import SEARCH_FIELDS, SEARCH_WINDOW, RejectedRow, Search
 from integrations.models import Event
 from integrations.selectors import connections_for_workspace
+from integrations.selectors import debugger as selectors
+from integrations.selectors.debugger import SEARCH_FIELDS, SEARCH_WINDOW, RejectedRow, Search
 
 
 class SearchForm(forms.Form):

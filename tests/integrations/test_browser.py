@@ -22,7 +22,7 @@ from integrations import services
 from integrations.ingest import emit
 from integrations.models import Connection, Outcome, Verification
 from tests.conftest import new_write_key, screenshot, sign_in
-from tests.integrations.test_deliveries import wait_for
+from tests.integrations.support import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

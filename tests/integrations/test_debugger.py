@@ -20,12 +20,13 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import debugger, services
+from integrations import services
 from integrations.ingest import emit
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Event, RejectedEvent
 from integrations.models.events import rejection_reason_text
 from integrations.relay.delivery import RELAY_NAMESPACE
+from integrations.selectors import debugger
 from tests.conftest import new_write_key
 
 

@@ -19,7 +19,7 @@ from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, Eve
 from integrations.models.deliveries import LATENCY_BOUNDS
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from tests.conftest import new_write_key
-from tests.integrations.test_deliveries import deliver_with_faults
+from tests.integrations.support import deliver_with_faults
 
 TOKEN = "operators-only-6f1c2a9e"
 

@@ -1,12 +1,11 @@
-"""How delivery figures read on pages, and the workspace banner the layout shows."""
+"""How figures read on pages: counts, latencies, ages and the chart's days (`{% load figures %}`)."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 from django import template
 
-from integrations.deliveries import duration_text, workspace_attention
+from integrations.durations import duration_text
 
 register = template.Library()
 
@@ -60,13 +59,3 @@ def compact(value: int | None) -> str:
     if value < 1_000_000:
         return f"{value / 1000:.0f}k"
     return f"{value / 1_000_000:.1f}M".replace(".0M", "M")
-
-
-@register.inclusion_tag("integrations/_deliveries_banner.html", takes_context=True)
-def attention_banner(context: dict[str, Any]) -> dict[str, Any]:
-    """Every workspace page: the connections that need someone, each linked. Rendered by the
-    layout only, so htmx partials (which do not extend it) never pay for it."""
-    workspace = context.get("workspace")
-    if workspace is None:
-        return {"attention": []}
-    return {"attention": workspace_attention(workspace=workspace), "workspace": workspace}

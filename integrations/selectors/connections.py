@@ -1,11 +1,12 @@
-"""Reads of a workspace's connections. Another workspace's connection is a 404."""
+"""Tenancy-checked reads of a workspace's connections and their checks: another workspace's
+connection is a 404."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import Workspace
-from integrations.models import Connection, RejectedEvent, Verification
+from integrations.models import Connection, Verification
 
 
 def connections_for_workspace(*, workspace: Workspace) -> QuerySet[Connection]:
@@ -21,7 +22,3 @@ def connection_get_for_workspace(*, workspace: Workspace, pk: int) -> Connection
 
 def verifications_for_connection(*, connection: Connection, limit: int = 10) -> list[Verification]:
     return list(connection.verifications.select_related("requested_by")[:limit])
-
-
-def rejected_events_for_workspace(*, workspace: Workspace) -> QuerySet[RejectedEvent]:
-    return RejectedEvent.objects.filter(workspace=workspace).order_by("-received_at", "-id")

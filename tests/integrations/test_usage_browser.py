@@ -13,12 +13,12 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User, Workspace
-from integrations.deliveries import ATTEMPTS_PAGE_SIZE
 from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt
 from integrations.relay.accounting import Sent, attempt_record
+from integrations.selectors.usage import ATTEMPTS_PAGE_SIZE
 from tests.conftest import ARTIFACTS, screenshot, sign_in
-from tests.integrations.test_deliveries import deliver_with_faults, wait_for
+from tests.integrations.support import deliver_with_faults, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

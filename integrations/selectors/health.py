@@ -1,30 +1,27 @@
-"""What a connection's deliveries look like: health, backlog, counts and latency, the 30-day
-chart, the attempt log, and the workspace's "needs attention" banner.
+"""A connection's health: the one word every page shows, why, and what the person looking
+can do next; and the workspace's connections that need someone (the "needs attention" banner).
 
-Every figure comes from `DeliveryCount` (per connection and 10-minute bucket) or
-`DeliveryAttempt` rows, read through their (connection, time) indexes, plus single probes of
-the event log by its unique (workspace, seq) index; nothing here counts the event log.
+Health is derived from facts read in a few bounded reads (`integrations.selectors.usage`):
+the latest check, the backlog, the undelivered dead letters of 24 hours, the last attempt.
 """
 from __future__ import annotations
 
-import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Membership, Role, Workspace
+from integrations.durations import duration_text
 from integrations.models import (
     AttemptOutcome,
     Connection,
     DeadLetter,
     DeliveryAttempt,
-    DeliveryCount,
     Event,
     EventStream,
     Health,
@@ -32,105 +29,23 @@ from integrations.models import (
     Trigger,
     Verification,
 )
-from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
-from integrations.relay.accounting import histogram_percentile
+from integrations.selectors.usage import Backlog, attempts_for_connection, connection_backlog
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class Probes(TypedDict):
+    """What the connections list reads beside each connection: the log's end and the arrival
+    of the oldest event waiting for it."""
+
+    log_end: int | None
+    oldest: datetime | None
+
 
 # A backlog whose oldest event waited longer than this is worth a look; so is a connection
 # that has been retrying (its oldest waiting event is at least as old as its failures).
 STALE_AFTER = timedelta(minutes=5)
-WINDOWS = (("hour", "Last hour", timedelta(hours=1)), ("day", "24 hours", timedelta(days=1)),
-           ("week", "7 days", timedelta(days=7)))
-CHART_DAYS = 30
-LATEST_ATTEMPTS = 5
-ATTEMPTS_PAGE_SIZE = 50
-# Dead letters are counted up to this many; past it the page says "10,000+".
-DEAD_LETTER_COUNT_CAP = 10_000
-
-
-# --- backlog ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backlog:
-    waiting: int
-    oldest_received_at: datetime | None
-
-    def age(self, now: datetime) -> timedelta | None:
-        return max(timedelta(0), now - self.oldest_received_at) if self.oldest_received_at else None
-
-
-def connection_backlog(*, connection: Connection) -> Backlog:
-    """Events waiting (seqs are dense, so the log's end minus the position) and when the
-    first of them arrived: one probe of the (workspace, seq) index."""
-    # Sliced rather than .first(): no ORDER BY id, so the plan is the unique index's probe.
-    last_seq = next(iter(EventStream.objects.filter(workspace_id=connection.workspace_id)
-                         .values_list("last_seq", flat=True)[:1]), 0)
-    waiting = max(0, last_seq - connection.delivered_seq)
-    oldest = None
-    if waiting:
-        oldest = next(iter(Event.objects.filter(workspace_id=connection.workspace_id, seq=connection.delivered_seq + 1)
-                           .values_list("received_at", flat=True)[:1]), None)
-    return Backlog(waiting, oldest)
-
-
-# --- counts -----------------------------------------------------------------------------
-
-
-@dataclass
-class Totals:
-    """Sums of a connection's DeliveryCount rows over one window."""
-
-    key: str
-    label: str
-    delivered: int = 0
-    failed: int = 0
-    retried: int = 0
-    api_calls: int = 0
-    bytes: int = 0
-    # Of the dead letters of the window, those no replay has delivered (from DeadLetter rows).
-    undelivered: int = 0
-    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
-    latency_max: float = 0.0
-
-    @property
-    def p50(self) -> float | None:
-        return histogram_percentile(self.latency, 0.5, self.latency_max)
-
-    @property
-    def p95(self) -> float | None:
-        return histogram_percentile(self.latency, 0.95, self.latency_max)
-
-    def add(self, delivered: int, failed: int, retried: int, api_calls: int, sent_bytes: int,
-            latency: list[int], latency_max: float = 0.0) -> None:
-        # A row counted before latency_max existed knows no maximum: then neither does the window.
-        self.latency_max = max(self.latency_max, latency_max if latency_max or not any(latency) else math.inf)
-        self.delivered += delivered
-        self.failed += failed
-        self.retried += retried
-        self.api_calls += api_calls
-        self.bytes += sent_bytes
-        if len(latency) == len(self.latency):
-            self.latency = list(map(operator.add, self.latency, latency))
-
-
-def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
-    """Delivered, dead-lettered and retried events, API calls, bytes and latency for the last
-    hour, 24 hours and 7 days: one range read of at most 7 * 144 + 1 bucket rows. A window
-    starts at the bucket its start falls in, so it may reach up to 10 minutes further back."""
-    totals = [Totals(key, label) for key, label, _ in WINDOWS]
-    starts = [bucket_of(now - length) for _, _, length in WINDOWS]
-    # Tuples, not model instances: a week is a thousand rows, and building a model (with its
-    # deferred-field bookkeeping) for each cost more than the query.
-    rows = DeliveryCount.objects.filter(connection=connection, bucket__gte=min(starts)).values_list(
-        "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency", "latency_max")
-    for bucket, delivered, failed, retried, api_calls, sent_bytes, latency, latency_max in rows:
-        for total, start in zip(totals, starts, strict=True):
-            if bucket >= start:
-                total.add(delivered, failed, retried, api_calls, sent_bytes, latency, latency_max)
-    return totals
-
-
-# --- health -----------------------------------------------------------------------------
 
 
 class State:
@@ -185,16 +100,9 @@ class ConnectionHealth:
         return WORDS[self.state]
 
     @property
-    def title(self) -> str:  # the word, under the name the deliveries panel used
-        return self.word
-
-    @property
     def checking(self) -> bool:
         """A check runs: the page asks for its verdict every second."""
         return self.state == State.CHECKING
-
-
-DeliveryHealth = ConnectionHealth
 
 
 @dataclass(frozen=True)
@@ -465,16 +373,6 @@ def _healthy_summary(backlog: Backlog, last_attempt: DeliveryAttempt | None, now
     return "Up to date: every stored event has been delivered."
 
 
-def undelivered_dead_letters(*, connection: Connection, now: datetime) -> dict[str, int]:
-    """Dead letters no replay has delivered yet, by window ("hour", "day", "week"): one read
-    of the partial index on (connection, created_at) that holds only those rows."""
-    starts = {key: now - length for key, _, length in WINDOWS}
-    counts = DeadLetter.objects.filter(connection=connection, replayed_at__isnull=True,
-                                       created_at__gte=min(starts.values())).aggregate(
-        **{key: Count("connection_id", filter=Q(created_at__gte=start)) for key, start in starts.items()})
-    return {key: counts[key] or 0 for key in starts}
-
-
 def connection_state(*, connection: Connection, can_manage: bool, now: datetime | None = None) -> ConnectionHealth:
     """The health word at the top of every tab of a connection's page: four bounded reads."""
     now = now or timezone.now()
@@ -490,207 +388,6 @@ def managers_of(workspace_id: int) -> list[str]:
                 .order_by("user__email").values_list("user__email", flat=True)[:5])
 
 
-def duration_text(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
-
-
-# --- the 30-day chart -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DayUsage:
-    day: date
-    delivered: int
-    api_calls: int
-
-
-def connection_daily_usage(*, connection: Connection, today: date, days: int = CHART_DAYS) -> list[DayUsage]:
-    """Events delivered and API calls made per UTC day, oldest first, days without activity
-    as zeros: one grouped read of at most `days` * 144 bucket rows."""
-    first = today - timedelta(days=days - 1)
-    rows = (DeliveryCount.objects.filter(connection=connection, bucket__gte=datetime.combine(first, time.min, UTC))
-            .annotate(day=TruncDate("bucket", tzinfo=UTC)).values("day")
-            .annotate(delivered=Sum("delivered"), api_calls=Sum("api_calls")).order_by("day"))
-    by_day: dict[date, tuple[int, int]] = {row["day"]: (row["delivered"] or 0, row["api_calls"] or 0) for row in rows}
-    days_shown = (first + timedelta(days=offset) for offset in range(days))
-    return [DayUsage(day, *by_day.get(day, (0, 0))) for day in days_shown]
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    slot_x: float
-    slot_width: float
-    day: date
-    value: int
-    is_today: bool
-
-    @property
-    def center(self) -> float:
-        return round(self.x + self.width / 2, 2)
-
-
-@dataclass(frozen=True)
-class Tick:
-    y: float
-    value: int
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A bar chart's geometry in its SVG viewBox; the template only draws it."""
-
-    key: str
-    title: str
-    unit: str
-    bars: list[Bar]
-    ticks: list[Tick]
-    day_labels: list[Bar]
-    total: int
-    peak: DayUsage | None
-    peak_value: int
-    width: int = 320
-    height: int = 150
-    left: int = 34
-    top: int = 8
-    bottom: int = 128
-
-    @property
-    def right(self) -> int:
-        return self.width - 4
-
-    @property
-    def plot_height(self) -> int:
-        return self.bottom - self.top
-
-    @property
-    def middle(self) -> tuple[float, float]:
-        """The plot's centre, where an empty chart says so."""
-        return (self.left + self.right) / 2, self.top + self.plot_height / 2
-
-
-def bar_chart(usage: list[DayUsage], *, key: str, title: str, unit: str, today: date) -> Chart:
-    values = [getattr(day, key) for day in usage]
-    top_value = nice_ceiling(max(values, default=0))
-    chart = Chart(key, title, unit, [], [], [], sum(values), None, 0)
-    plot_width, plot_height = chart.right - chart.left, chart.plot_height
-    slot = plot_width / max(1, len(usage))
-    bars = []
-    for index, (day, value) in enumerate(zip(usage, values, strict=True)):
-        height = plot_height * value / top_value
-        if value:
-            height = max(height, 1.5)  # a day with a few events stays visible next to a busy one
-        x = chart.left + index * slot
-        bars.append(Bar(round(x + slot * 0.15, 2), round(chart.bottom - height, 2), round(slot * 0.7, 2),
-                        round(height, 2), round(x, 2), round(slot, 2), day.day, value, day.day == today))
-    # An idle chart keeps only its base line, under the words saying it is idle.
-    shown = (0, top_value // 2, top_value) if any(values) else (0,)
-    ticks = [Tick(round(chart.bottom - plot_height * v / top_value, 2), v) for v in shown]
-    labels = [bars[i] for i in range(0, len(bars), 7)] if bars else []
-    peak = max(usage, key=lambda d: getattr(d, key)) if any(values) else None
-    return Chart(key, title, unit, bars, ticks, labels, sum(values), peak,
-                 getattr(peak, key) if peak else 0)
-
-
-def nice_ceiling(value: int) -> int:
-    """The axis' top: the smallest of 1, 2, 4, 6, 8, 10 times 10^k at or above `value`, and at
-    least 4, so it is always even and its middle tick a whole number (0, 2, 4 for an idle source)."""
-    if value <= 4:
-        return 4
-    power = 10 ** math.floor(math.log10(value))
-    return next(step * power for step in (1, 2, 4, 6, 8, 10) if step * power >= value)
-
-
-# --- the attempt log --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttemptPage:
-    attempts: list[DeliveryAttempt]
-    newer: int | None  # cursor for the page of newer attempts (the first id shown), if any
-    older: int | None  # cursor for the page of older attempts (the last id shown), if any
-
-
-def attempts_for_connection(*, connection: Connection, outcome: str | None = None) -> QuerySet[DeliveryAttempt]:
-    attempts = DeliveryAttempt.objects.filter(connection=connection)
-    if outcome:
-        attempts = attempts.filter(outcome=outcome)
-    return attempts
-
-
-def attempts_page(*, connection: Connection, outcome: str | None = None, before: int | None = None,
-                  after: int | None = None, size: int = ATTEMPTS_PAGE_SIZE) -> AttemptPage:
-    """Newest first, `size` at a time, by keyset: `before`/`after` name the attempt the page
-    continues from, so each page is one bounded read of the (connection[, outcome],
-    started_at) index however long the log is. An unknown cursor gives the newest page."""
-    attempts = attempts_for_connection(connection=connection, outcome=outcome)
-    anchor_id = before or after
-    anchor = attempts.filter(pk=anchor_id).values_list("started_at", flat=True).first() if anchor_id else None
-    if anchor is not None and before:
-        rows = list(attempts.filter(started_at__lte=anchor).filter(Q(started_at__lt=anchor) | Q(pk__lt=before))
-                    .order_by("-started_at", "-id")[:size + 1])
-        more, shown = len(rows) > size, rows[:size]
-        return AttemptPage(shown, shown[0].pk if shown else None, shown[-1].pk if more else None)
-    if anchor is not None and after:
-        rows = list(attempts.filter(started_at__gte=anchor).filter(Q(started_at__gt=anchor) | Q(pk__gt=after))
-                    .order_by("started_at", "id")[:size + 1])
-        more, shown = len(rows) > size, rows[:size][::-1]
-        return AttemptPage(shown, shown[0].pk if more else None, shown[-1].pk if shown else None)
-    rows = list(attempts.order_by("-started_at", "-id")[:size + 1])
-    return AttemptPage(rows[:size], None, rows[size - 1].pk if len(rows) > size else None)
-
-
-def dead_letters_count(*, connection: Connection) -> int:
-    """The connection's dead letters that no replay delivered, counted up to
-    DEAD_LETTER_COUNT_CAP + 1 (the page shows "10,000+" past the cap), so the count stays
-    one bounded read of the partial index that holds only those."""
-    return (DeadLetter.objects.filter(connection=connection, replayed_at__isnull=True).order_by()
-            .values("pk")[:DEAD_LETTER_COUNT_CAP + 1].count())
-
-
-# --- everything the deliveries panel shows ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Overview:
-    health: ConnectionHealth
-    backlog: Backlog
-    backlog_age: timedelta | None
-    totals: list[Totals]
-    latest: list[DeliveryAttempt]
-    dead_letters: int  # not delivered by a replay, all time (capped)
-    dead_letters_capped: bool
-    undelivered: dict[str, int]  # dead letters not delivered by a replay, per window
-    now: datetime
-
-
-def connection_deliveries(*, connection: Connection, can_manage: bool, now: datetime | None = None) -> Overview:
-    """The connection's overview and deliveries panel, in six bounded reads."""
-    now = now or timezone.now()
-    backlog = connection_backlog(connection=connection)
-    totals = connection_totals(connection=connection, now=now)
-    latest = list(attempts_for_connection(connection=connection).order_by("-started_at", "-id")[:LATEST_ATTEMPTS])
-    dead = dead_letters_count(connection=connection)
-    undelivered = undelivered_dead_letters(connection=connection, now=now)
-    for total in totals:
-        total.undelivered = undelivered[total.key]
-    facts = Facts(connection, connection.latest_verification, backlog, undelivered["day"],
-                  latest[0] if latest else None)
-    health = connection_health(facts, can_manage=can_manage, now=now)
-    return Overview(health, backlog, backlog.age(now), totals, latest, min(dead, DEAD_LETTER_COUNT_CAP),
-                    dead > DEAD_LETTER_COUNT_CAP, undelivered, now)
-
-
 # --- the list and the banner ------------------------------------------------------------
 
 
@@ -704,8 +401,10 @@ def workspace_connections_health(*, workspace: Workspace, now: datetime | None =
     now = now or timezone.now()
     oldest = Event.objects.filter(workspace_id=workspace.pk, seq=OuterRef("delivered_seq") + 1).values("received_at")[:1]
     log_end = EventStream.objects.filter(workspace_id=workspace.pk).values("last_seq")[:1]
-    connections = list(Connection.objects.filter(workspace=workspace).select_related("latest_verification")
-                       .annotate(oldest=Subquery(oldest), log_end=Subquery(log_end)).order_by("name"))
+    rows = (Connection.objects.filter(workspace=workspace).select_related("latest_verification")
+            .annotate(oldest=Subquery(oldest), log_end=Subquery(log_end)).order_by("name"))
+    # The custom queryset's iterator forgets the annotations the plugin knows: name them here.
+    connections = cast("list[WithAnnotations[Connection, Probes]]", list(rows))
     dead: dict[int, int] = {}
     if connections:
         dead = dict(DeadLetter.objects.filter(connection_id__in=[c.pk for c in connections], replayed_at__isnull=True,

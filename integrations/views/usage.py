@@ -16,9 +16,11 @@ from django.views.decorators.http import require_GET
 
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
-from integrations import deliveries
+from integrations import charts
 from integrations.models import AttemptOutcome, Connection
 from integrations.selectors import connection_get_for_workspace
+from integrations.selectors.overview import connection_overview
+from integrations.selectors.usage import attempts_page, connection_daily_usage
 
 
 class AttemptFilterForm(forms.Form):
@@ -32,17 +34,16 @@ class AttemptFilterForm(forms.Form):
 
 def deliveries_context(request: WorkspaceRequest, connection: Connection) -> dict[str, Any]:
     """What the Deliveries tab and its polled panel need; the top shows the same health."""
-    overview = deliveries.connection_deliveries(connection=connection,
-                                                can_manage=request.membership.can_manage)
+    overview = connection_overview(connection=connection, can_manage=request.membership.can_manage)
     return {"connection": connection, "overview": overview, "health": overview.health, "nav": "integrations"}
 
 
 def chart_context(connection: Connection) -> dict[str, Any]:
     today = timezone.now().date()
-    usage = deliveries.connection_daily_usage(connection=connection, today=today)
+    usage = connection_daily_usage(connection=connection, today=today)
     return {"usage": usage, "charts": [
-        deliveries.bar_chart(usage, key="delivered", title="Events delivered", unit="events", today=today),
-        deliveries.bar_chart(usage, key="api_calls", title="API calls", unit="calls", today=today),
+        charts.bar_chart(usage, key="delivered", title="Events delivered", unit="events", today=today),
+        charts.bar_chart(usage, key="api_calls", title="API calls", unit="calls", today=today),
     ]}
 
 
@@ -66,8 +67,8 @@ def connection_attempts(request: WorkspaceRequest, pk: int) -> HttpResponse:
     form.is_valid()
     cleaned = form.cleaned_data
     outcome = cleaned.get("outcome") or None
-    page = deliveries.attempts_page(connection=connection, outcome=outcome, before=cleaned.get("before"),
-                                    after=cleaned.get("after"))
+    page = attempts_page(connection=connection, outcome=outcome, before=cleaned.get("before"),
+                         after=cleaned.get("after"))
     query = f"outcome={outcome}&" if outcome else ""
     context = {"connection": connection, "form": form, "page": page, "outcome": outcome, "query": query,
                "outcome_label": AttemptOutcome(outcome).label if outcome else "",

@@ -1,0 +1,97 @@
+"""The 30-day bar charts of a connection's Deliveries tab, as geometry in an SVG viewBox:
+the template only draws what is computed here."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+from integrations.selectors.usage import DayUsage
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    slot_x: float
+    slot_width: float
+    day: date
+    value: int
+    is_today: bool
+
+    @property
+    def center(self) -> float:
+        return round(self.x + self.width / 2, 2)
+
+
+@dataclass(frozen=True)
+class Tick:
+    y: float
+    value: int
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A bar chart's geometry in its SVG viewBox; the template only draws it."""
+
+    key: str
+    title: str
+    unit: str
+    bars: list[Bar]
+    ticks: list[Tick]
+    day_labels: list[Bar]
+    total: int
+    peak: DayUsage | None
+    peak_value: int
+    width: int = 320
+    height: int = 150
+    left: int = 34
+    top: int = 8
+    bottom: int = 128
+
+    @property
+    def right(self) -> int:
+        return self.width - 4
+
+    @property
+    def plot_height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def middle(self) -> tuple[float, float]:
+        """The plot's centre, where an empty chart says so."""
+        return (self.left + self.right) / 2, self.top + self.plot_height / 2
+
+
+def bar_chart(usage: list[DayUsage], *, key: str, title: str, unit: str, today: date) -> Chart:
+    values = [getattr(day, key) for day in usage]
+    top_value = nice_ceiling(max(values, default=0))
+    chart = Chart(key, title, unit, [], [], [], sum(values), None, 0)
+    plot_width, plot_height = chart.right - chart.left, chart.plot_height
+    slot = plot_width / max(1, len(usage))
+    bars = []
+    for index, (day, value) in enumerate(zip(usage, values, strict=True)):
+        height = plot_height * value / top_value
+        if value:
+            height = max(height, 1.5)  # a day with a few events stays visible next to a busy one
+        x = chart.left + index * slot
+        bars.append(Bar(round(x + slot * 0.15, 2), round(chart.bottom - height, 2), round(slot * 0.7, 2),
+                        round(height, 2), round(x, 2), round(slot, 2), day.day, value, day.day == today))
+    # An idle chart keeps only its base line, under the words saying it is idle.
+    shown = (0, top_value // 2, top_value) if any(values) else (0,)
+    ticks = [Tick(round(chart.bottom - plot_height * v / top_value, 2), v) for v in shown]
+    labels = [bars[i] for i in range(0, len(bars), 7)] if bars else []
+    peak = max(usage, key=lambda d: getattr(d, key)) if any(values) else None
+    return Chart(key, title, unit, bars, ticks, labels, sum(values), peak,
+                 getattr(peak, key) if peak else 0)
+
+
+def nice_ceiling(value: int) -> int:
+    """The axis' top: the smallest of 1, 2, 4, 6, 8, 10 times 10^k at or above `value`, and at
+    least 4, so it is always even and its middle tick a whole number (0, 2, 4 for an idle source)."""
+    if value <= 4:
+        return 4
+    power: int = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 4, 6, 8, 10) if step * power >= value)
