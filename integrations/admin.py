@@ -27,6 +27,8 @@ from integrations.models import (
     ImportJob,
     ImportStatus,
     IngestKey,
+    PublicApiCall,
+    SegmentToken,
     Trigger,
     Verification,
 )
@@ -427,3 +429,29 @@ class ImportJobAdmin(ReadOnlyAdmin):
             import_cancel(actor=Actor.from_request(request), job=job, reason="cancelled by an operator")
             cancelled += 1
         self.message_user(request, f"{cancelled} import(s) cancelled.", messages.SUCCESS)
+
+
+# --- Segment workspaces (issue #11): who has a Public API token, and the calls made with it -----
+
+
+@admin.register(SegmentToken)
+class SegmentTokenAdmin(ReadOnlyAdmin):
+    """Which workspaces have a token: never the token, only its last 4 and what Segment said."""
+
+    list_display = ["workspace", "segment_workspace_name", "region", "masked_token", "token_key_id", "checked_at",
+                    "updated_at"]
+    list_filter = ["region", "token_key_id"]
+    search_fields = ["workspace__name", "workspace__slug", "segment_workspace_name"]
+    list_select_related = ["workspace"]
+    fields = ("workspace", "segment_workspace_name", "segment_workspace_id", "region", "masked_token", "token_key_id",
+              "created_by", "created_at", "checked_at", "updated_at")
+    readonly_fields = fields
+
+
+@admin.register(PublicApiCall)
+class PublicApiCallAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "workspace", "method", "path", "region", "status", "outcome", "duration_ms"]
+    list_filter = ["outcome", "method", "region"]
+    search_fields = ["workspace__name", "workspace__slug", "path"]
+    list_select_related = ["workspace"]
+    date_hierarchy = "created_at"

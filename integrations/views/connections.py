@@ -55,6 +55,9 @@ def index(request: WorkspaceRequest) -> HttpResponse:
 @sensitive_post_parameters("write_key")
 def connection_create(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
+    # With a Segment token, connecting starts by picking a source; pasting stays one link away.
+    if request.method == "GET" and "paste" not in request.GET and hasattr(workspace, "segment_token"):
+        return redirect("integrations:segment_source_pick", slug=workspace.slug)
     form = ConnectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
