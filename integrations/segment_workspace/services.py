@@ -132,6 +132,28 @@ def segment_token_remove(*, actor: Actor, workspace: Workspace) -> None:
         row.delete()
 
 
+def segment_tokens_reencrypt() -> tuple[int, int]:
+    """Re-encrypt every token not under the first FIELD_ENCRYPTION_KEYS key (rotate_encryption_keys).
+    A token no key decrypts stays as it is, fail closed: its pages say to paste it again.
+    Answers (re-encrypted, unreadable); a second run finds nothing to do."""
+    primary = crypto.primary_key_id()
+    moved = unreadable = 0
+    for pk in list(SegmentToken.objects.exclude(token_key_id=primary).values_list("pk", flat=True)):
+        with transaction.atomic():
+            row = SegmentToken.objects.select_for_update().filter(pk=pk).exclude(token_key_id=primary).first()
+            if row is None:
+                continue
+            try:
+                plaintext = row.token()
+            except crypto.CredentialUnreadable:
+                unreadable += 1
+                continue
+            row.set_token(plaintext)
+            row.save(update_fields=["token_encrypted", "token_key_id", "token_last4", "updated_at"])
+            moved += 1
+    return moved, unreadable
+
+
 # --- picking a source -----------------------------------------------------------------------
 
 

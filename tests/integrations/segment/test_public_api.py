@@ -5,16 +5,21 @@ import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import call_command
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
+from integrations import crypto
 from integrations.models import PublicApiCall, SegmentToken
 from integrations.segment.public_api import Budget, PublicApi, PublicApiError, rate_limit_wait
 from integrations.segment_workspace import services
+from integrations.segment_workspace.selectors import api_for, api_for_workspace
 from segment_emulator.testing import run_emulator
 from tests.integrations.segment.conftest import PublicSegment
 
@@ -186,3 +191,19 @@ def test_the_rate_limit_wait_comes_from_ms_before_next_then_the_headers() -> Non
     assert rate_limit_wait(Answer(b"{}", {"Retry-After": "7"})) == 7
     reset = {"X-RateLimit-Reset": "Wed, 02 Dec 2026 11:00:30 GMT"}
     assert rate_limit_wait(Answer(b"", reset), now=datetime(2026, 12, 2, 11, 0, 0, tzinfo=UTC)) == 30
+
+
+def test_rotating_encryption_keys_re_encrypts_the_token_and_an_unreadable_one_fails_closed(
+        public_segment: PublicSegment, alice: User, workspace: Workspace, settings: Any) -> None:
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    save(alice, workspace, public_segment.token)
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+    call_command("rotate_encryption_keys", stdout=StringIO())
+    row = SegmentToken.objects.get()
+    assert row.token_key_id == crypto.key_id(new_key) and row.token() == public_segment.token
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    assert api_for(row) is None
+    with pytest.raises(PublicApiError) as unreadable:
+        api_for_workspace(workspace=workspace)
+    assert "paste it again" in unreadable.value.message
