@@ -1,4 +1,4 @@
-"""Re-encrypt every stored write key under the first FIELD_ENCRYPTION_KEYS key.
+"""Re-encrypt every stored write key and Segment Public API token under the first FIELD_ENCRYPTION_KEYS key.
 
 Works in committed batches, so it can be stopped and run again: each run only touches values
 not yet under the first key, and a second run finds nothing to do.
@@ -14,6 +14,7 @@ from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction
 from integrations import crypto
 from integrations.models import Connection, Health
+from integrations.segment_workspace.services import segment_tokens_reencrypt
 
 BATCH = 200
 
@@ -38,8 +39,11 @@ class Command(BaseCommand):
             moved, failed = self._rotate(batch_pks, primary)
             done, unreadable, last_pk = done + moved, unreadable + failed, batch_pks[-1]
             self.stdout.write(f"  {done + unreadable}/{total} processed ({done} re-encrypted, {unreadable} unreadable)")
+        tokens_done, tokens_unreadable = segment_tokens_reencrypt()
+        self.stdout.write(f"Segment Public API tokens: {tokens_done} re-encrypted, {tokens_unreadable} unreadable.")
         audit_record(actor=Actor.system(), action=AuditAction.KEYS_ROTATED, details={
-            "primary_key_id": primary, "re_encrypted": done, "unreadable": unreadable})
+            "primary_key_id": primary, "re_encrypted": done, "unreadable": unreadable,
+            "segment_tokens_re_encrypted": tokens_done, "segment_tokens_unreadable": tokens_unreadable})
         self.stdout.write(self.style.SUCCESS(f"Done: {done} re-encrypted, {unreadable} unreadable."))
         if unreadable:
             self.stdout.write("Unreadable values are marked on their connections: their owners must paste the key again.")
