@@ -128,6 +128,14 @@ def payload_as_received(event: Event) -> dict[str, Any]:
     return received
 
 
+def via_webhook(event: Event) -> dict[str, Any] | None:
+    """The webhook endpoint an event came through (`context.tributary.webhook`: its id, name
+    and the sender's webhook-id), or None for an event emitted any other way."""
+    context = orjson.loads(bytes(event.body)).get("context")
+    via = (context.get("tributary") or {}).get("webhook") if isinstance(context, dict) else None
+    return via if isinstance(via, dict) else None
+
+
 def pretty(document: Any) -> str:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 

@@ -113,6 +113,7 @@ def debugger_event(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "integrations/_debugger_event.html", {
         "event": event,
         "received": selectors.pretty(selectors.payload_as_received(event)),
+        "via_webhook": selectors.via_webhook(event),
         "trails": selectors.event_trails(event=event, connections=connections),
         "more_connections": max(0, len(connections) - selectors.TRAIL_CONNECTIONS),
         "max_age_hours": settings.RELAY_MAX_EVENT_AGE_HOURS,

@@ -124,3 +124,15 @@ def test_rotating_shows_the_new_secret_once(alice_client: Client, alice: User, w
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.secret() in response.content.decode() and endpoint.previous_secret() == created.secret
     assert "keeps working until" in response.content.decode()
+
+
+def test_the_debugger_says_which_webhook_an_event_came_through(client: Client, alice_client: Client, alice: User,
+                                                               workspace: Workspace) -> None:
+    receive._receivers.clear()
+    created = make_endpoint(alice, workspace)
+    send_signed(client, created, CHAT_STARTED, webhook_id="msg_debugged")
+    opened = alice_client.get(reverse("integrations:debugger_event", kwargs={"slug": workspace.slug}), {"seq": 1})
+    page = opened.content.decode()
+    assert opened.status_code == 200 and 'data-testid="event-via-webhook"' in page
+    assert "Chat assistant" in page and "msg_debugged" in page
+    assert url("webhook", workspace, pk=created.endpoint.pk) in page
