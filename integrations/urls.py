@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from integrations.views import connections as views
-from integrations.views import dead_letters, debugger, imports, segment_workspace, usage, webhooks
+from integrations.views import dead_letters, debugger, filters, imports, segment_workspace, usage, webhooks
 from integrations.webhooks import views as webhook_receive
 
 app_name = "integrations"
@@ -32,6 +32,7 @@ urlpatterns = [
 # Each area's pages keep their routes next to their views.
 urlpatterns += usage.urlpatterns + dead_letters.urlpatterns + debugger.urlpatterns + imports.urlpatterns
 urlpatterns += webhooks.urlpatterns
+urlpatterns += filters.urlpatterns
 urlpatterns += segment_workspace.urlpatterns
 
 # Where products post webhooks: outside the workspace's signed-in area (config/urls.py puts

@@ -13,8 +13,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts.audit import Actor
 from accounts.models import Membership, User, Workspace
 from integrations import services
+from integrations.filters.services import filter_save
 from integrations.ingest.keys import ingest_key_authenticate, ingest_key_create
-from integrations.models import Connection
+from integrations.models import Connection, DestinationFilter
 from tests.conftest import new_write_key
 
 
@@ -29,7 +30,7 @@ def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) 
 
 
 def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
-                   ingest_key_pk: int = 1) -> list[str]:
+                   ingest_key_pk: int = 1, filter_pk: int = 1) -> list[str]:
     """Every workspace URL, with ids of objects that really exist in that workspace."""
     urls = []
     for name, kwargs in walk(get_resolver().url_patterns):
@@ -43,6 +44,8 @@ def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
                 values["pk"] = connection_pk
             else:
                 values["pk"] = member_pk
+        if "filter_pk" in kwargs:
+            values["filter_pk"] = filter_pk
         unknown = kwargs - set(values)
         assert not unknown, f"{name}: teach this test how to fill {unknown}"
         urls.append(reverse(name, kwargs=values))
@@ -62,12 +65,15 @@ def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=new_write_key())
     ingest_key, key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Production")
-    for path in workspace_urls(workspace, member_pk, connection.pk, ingest_key.pk):
+    destination_filter = filter_save(actor=Actor(user=alice), connection=connection, title="No tests",
+                                     condition="userId = 'test'", action="drop")
+    for path in workspace_urls(workspace, member_pk, connection.pk, ingest_key.pk, destination_filter.pk):
         response = getattr(charlie_client, method)(path)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
     assert Membership.objects.filter(pk=member_pk).exists()
     assert Connection.objects.filter(pk=connection.pk, name="Production", enabled=True).exists()
     assert ingest_key_authenticate(key) == ingest_key
+    assert DestinationFilter.objects.filter(pk=destination_filter.pk, title="No tests").exists()
 
 
 def test_an_unknown_workspace_is_a_404_too(alice_client: Client) -> None:

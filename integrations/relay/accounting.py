@@ -1,6 +1,6 @@
 """Recording what delivery did, as it does it: one DeliveryAttempt per request to Segment,
 and the connection's DeliveryCount for the current 10-minute bucket (events delivered,
-dead-lettered and retried, API calls, bytes, latency histogram).
+dead-lettered, retried and filtered, API calls, bytes, latency histogram).
 
 Callers record inside the transaction that moves the connection's position, so the counts
 and the position never disagree. Only the run holding a connection's lease (or a replay,
@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from integrations.models import AttemptOutcome, DeliveryAttempt, DeliveryCount
+from integrations.models import AttemptOutcome, DeliveryAttempt, DeliveryCount, FilteredBatch
 from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
 
 REPLY_LENGTH = 300
@@ -52,6 +52,17 @@ def attempt_record(*, connection_id: int, sent: Sent, started_at: datetime, dura
 def failures_record(*, connection_id: int, at: datetime, events: int) -> None:
     """Count events that became dead letters."""
     _add(connection_id, at, failed=events)
+
+
+def filtered_record(*, connection_id: int, at: datetime, held: Sequence[tuple[int, str, str]]) -> None:
+    """Count events the connection's filters held back, `(seq, filter title, outcome)` each,
+    and keep which ones for the debugger: one row per batch, not per event."""
+    if not held:
+        return
+    with transaction.atomic():
+        FilteredBatch.objects.create(connection_id=connection_id, first_seq=min(h[0] for h in held),
+                                     last_seq=max(h[0] for h in held), at=at, events=[list(h) for h in held])
+        _add(connection_id, at, filtered=len(held))
 
 
 def histogram(latencies: Iterable[float]) -> list[int]:
