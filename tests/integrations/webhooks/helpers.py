@@ -17,7 +17,7 @@ from accounts.models import User, Workspace
 from integrations.webhooks import services
 from integrations.webhooks.services import Created
 
-CHAT_STARTED = {
+CHAT_STARTED: dict[str, Any] = {
     "type": "conversation.started", "id": "evt_1", "created_at": "2026-12-02T10:15:00Z",
     "data": {"conversation": {"id": "conv_1", "channel": "web"}, "visitor": {"id": "vis_1", "user_id": "user-42"}},
 }
