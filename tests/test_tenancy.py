@@ -15,7 +15,8 @@ from accounts.models import Membership, User, Workspace
 from integrations import services
 from integrations.filters.services import filter_save
 from integrations.ingest.keys import ingest_key_authenticate, ingest_key_create
-from integrations.models import Connection, DestinationFilter
+from integrations.models import Connection, DestinationFilter, WebhookEndpoint
+from integrations.webhooks.services import endpoint_create
 from tests.conftest import new_write_key
 
 
@@ -30,7 +31,7 @@ def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) 
 
 
 def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
-                   ingest_key_pk: int = 1, filter_pk: int = 1) -> list[str]:
+                   ingest_key_pk: int = 1, filter_pk: int = 1, webhook_pk: int = 1) -> list[str]:
     """Every workspace URL, with ids of objects that really exist in that workspace."""
     urls = []
     for name, kwargs in walk(get_resolver().url_patterns):
@@ -40,6 +41,8 @@ def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
         if "pk" in kwargs:
             if name.startswith("integrations:ingest_key"):
                 values["pk"] = ingest_key_pk
+            elif name.startswith("integrations:webhook"):
+                values["pk"] = webhook_pk
             elif name.startswith("integrations:"):
                 values["pk"] = connection_pk
             else:
@@ -67,13 +70,16 @@ def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client
     ingest_key, key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Production")
     destination_filter = filter_save(actor=Actor(user=alice), connection=connection, title="No tests",
                                      condition="userId = 'test'", action="drop")
-    for path in workspace_urls(workspace, member_pk, connection.pk, ingest_key.pk, destination_filter.pk):
+    webhook = endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat assistant").endpoint
+    for path in workspace_urls(workspace, member_pk, connection.pk, ingest_key.pk, destination_filter.pk,
+                               webhook.pk):
         response = getattr(charlie_client, method)(path)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
     assert Membership.objects.filter(pk=member_pk).exists()
     assert Connection.objects.filter(pk=connection.pk, name="Production", enabled=True).exists()
     assert ingest_key_authenticate(key) == ingest_key
     assert DestinationFilter.objects.filter(pk=destination_filter.pk, title="No tests").exists()
+    assert WebhookEndpoint.objects.filter(pk=webhook.pk, enabled=True, name="Chat assistant").exists()
 
 
 def test_an_unknown_workspace_is_a_404_too(alice_client: Client) -> None:
