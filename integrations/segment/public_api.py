@@ -518,8 +518,8 @@ def _warehouse(value: Any) -> Warehouse:
 
 def metric_windows(now: datetime) -> Iterator[tuple[str, str, datetime, datetime]]:
     """(label, granularity, start, end) for the windows Segment allows: 4 h by the minute,
-    7 d by the hour, 14 d by the day; the end is the current minute."""
-    end = now.astimezone(UTC).replace(second=0, microsecond=0)
+    7 d by the hour, 14 d by the day, each ending now (to the second)."""
+    end = now.astimezone(UTC).replace(microsecond=0)
     yield "Last 4 hours", "MINUTE", end - timedelta(hours=4), end
     yield "Last 7 days", "HOUR", end - timedelta(days=7), end
     yield "Last 14 days", "DAY", end - timedelta(days=14), end
