@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import django
 import orjson
 import redis
+import relay_filters
 import relay_official as official
 import relay_profile
 from django.db import connection as db_connection
@@ -426,6 +427,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-analyze", action="store_true", help="never ANALYZE the event table (as on a "
                         "server without autovacuum)")
     parser.add_argument("--skip-official", action="store_true", help="leave out the official library")
+    parser.add_argument("--filters", type=int, default=0, metavar="N", help="also run the one-connection end "
+                        "to end without and with N destination filters (1-4), alternating, and print both figures")
     parser.add_argument("--pythonpath", default="", help="directory put first on the stack's PYTHONPATH, "
                         "for the three options below (measuring a patched build)")
     parser.add_argument("--settings", default="config.settings.production", help="DJANGO_SETTINGS_MODULE")
@@ -494,6 +497,8 @@ def _run_phases(bench: Bench) -> None:
     bench.ingest_spread()
     bench.end_to_end("one", "1 connection")
     bench.end_to_end("three", "3 connections")
+    if bench.args.filters:
+        relay_filters.compare(bench)
     bench.end_to_end("one", f"1 connection, {bench.args.large_batch_size}-event requests",
                      batch_size=bench.args.large_batch_size, figure="e2e_one_large")
     bench.latency()

@@ -38,6 +38,9 @@ COUNTERS = (
                                              "or older than the maximum age) since 00:00 UTC today."),
     ("retried", "events_retried_total", "Events sent in requests that failed and will be retried (408, 429, 5xx, no "
                                         "answer) since 00:00 UTC today; an event counts once per failed request."),
+    ("filtered", "events_filtered_total", "Events the connection's destination filters held back (sampled out, "
+                                          "dropped, or a condition that failed), neither delivered nor failed, "
+                                          "since 00:00 UTC today."),
     ("api_calls", "api_calls_total", "Requests to Segment's batch endpoint, whatever their outcome, since 00:00 UTC today."),
     ("bytes", "sent_bytes_total", "Bytes of request bodies sent to Segment since 00:00 UTC today."),
 )

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from integrations.models import DestinationFilter
+from integrations.models import DestinationFilter, FilteredBatch
 from integrations.segment.destination_filters import (
     CompiledFilter,
     FilterInvalid,
@@ -97,3 +97,19 @@ def run_filters(filters: Sequence[CompiledFilter], seq: int, message_id: str, bo
 def held_text(title: str, outcome: str) -> str:
     """"Filtered by 'No test users'", as the debugger shows it."""
     return f"{HELD_WORDS.get(outcome, 'Filtered by')} '{title}'"
+
+
+def filtered_among(*, connection_ids: Sequence[int], seqs: Sequence[int]) -> dict[tuple[int, int], str]:
+    """For the debugger: which of `seqs` the connections' filters held back, in words, by
+    (connection id, seq). One range read of the per-batch records around the seqs."""
+    if not connection_ids or not seqs:
+        return {}
+    wanted = set(seqs)
+    found: dict[tuple[int, int], str] = {}
+    batches = FilteredBatch.objects.filter(connection_id__in=list(connection_ids), last_seq__gte=min(wanted),
+                                           first_seq__lte=max(wanted)).values_list("connection_id", "events")
+    for connection_id, events in batches:
+        for seq, title, outcome in events:
+            if seq in wanted:
+                found[(connection_id, seq)] = held_text(title, outcome)
+    return found

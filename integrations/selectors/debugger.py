@@ -22,6 +22,7 @@ from django.http import Http404
 from accounts.models import Workspace
 from integrations.models import Connection, DeadLetter, DeliveryAttempt, Event, EventStream, RejectedEvent
 from integrations.relay import delivery
+from integrations.relay.filtering import connection_filters, filtered_among, run_filters
 
 PAGE_SIZE = 50
 SEARCH_WINDOW = 10_000
@@ -145,8 +146,14 @@ def sent_message_id(event: Event, connection: Connection) -> str:
 
 
 def sent_payload(event: Event, connection: Connection) -> str:
-    """The event exactly as the connection sends it (`delivery.wire`), indented."""
-    wire = delivery.wire(bytes(event.body), sent_message_id(event, connection).encode())
+    """The event exactly as the connection sends it (`delivery.wire`), indented: with the
+    properties its filters (as they are now) remove already removed."""
+    body = bytes(event.body)
+    filters = connection_filters(connection.pk)
+    if filters:
+        result = run_filters(filters, event.seq, event.message_id, body)
+        body = result if isinstance(result, bytes) else body
+    wire = delivery.wire(body, sent_message_id(event, connection).encode())
     return pretty(orjson.loads(wire))
 
 
@@ -181,10 +188,12 @@ def event_trails(*, event: Event, connections: Iterable[Connection]) -> list[Tra
     chosen = list(connections)[:TRAIL_CONNECTIONS]
     dead = {d.connection_id: d for d in DeadLetter.objects.filter(
         connection_id__in=[c.pk for c in chosen], seq=event.seq).defer("body")}
+    filtered = filtered_among(connection_ids=[c.pk for c in chosen], seqs=[event.seq])
     trails = []
     for connection in chosen:
         # The same derivation and words as the list's chips.
-        chip = chip_for(event.seq, event.received_at, connection, dead.get(connection.pk))
+        chip = chip_for(event.seq, event.received_at, connection, dead.get(connection.pk),
+                        filtered.get((connection.pk, event.seq), ""))
         if chip.state == "before":
             trails.append(Trail(connection, chip))
             continue
@@ -277,10 +286,12 @@ def _waiting(connection: Connection) -> str:
     return "Sending"
 
 
-def chip_for(event_seq: int, received_at: Any, connection: Connection, dead: DeadLetter | None) -> Chip:
+def chip_for(event_seq: int, received_at: Any, connection: Connection, dead: DeadLetter | None,
+             filtered: str = "") -> Chip:
     """1. a connection created after the event never sends it; 2. a dead letter is the
     event's end there, unless a replay was accepted since; 3. otherwise the connection's
-    position says whether it has been sent; 4. if not, why it waits."""
+    position says whether it has been passed: sent, or held back by one of its filters
+    (`filtered`, in words: "Filtered by 'No test users'"); 4. if not, why it waits."""
     if connection.created_at > received_at:
         return Chip(connection, "before", "Connected after this event")
     if dead is not None:
@@ -288,6 +299,8 @@ def chip_for(event_seq: int, received_at: Any, connection: Connection, dead: Dea
             return Chip(connection, "replayed", "Delivered (replayed)")
         return Chip(connection, "dead", "Dead letter")
     if event_seq <= connection.delivered_seq:
+        if filtered:
+            return Chip(connection, "filtered", filtered)
         return Chip(connection, "delivered", "Delivered")
     return Chip(connection, "waiting", _waiting(connection))
 
@@ -302,9 +315,11 @@ def row_statuses(*, events: list[Event], connections: list[Connection]) -> dict[
         for letter in DeadLetter.objects.filter(connection_id__in=[c.pk for c in shown], seq__in=seqs).only(
                 "id", "connection_id", "seq", "replayed_at"):
             dead[(letter.connection_id, letter.seq)] = letter
+    filtered = filtered_among(connection_ids=[c.pk for c in shown], seqs=seqs)
     statuses = {}
     for event in events:
-        chips = [chip_for(event.seq, event.received_at, c, dead.get((c.pk, event.seq))) for c in shown]
+        chips = [chip_for(event.seq, event.received_at, c, dead.get((c.pk, event.seq)),
+                          filtered.get((c.pk, event.seq), "")) for c in shown]
         more = connections[CHIPS:]
         statuses[event.seq] = RowStatus(chips, len(more), _more_title(event, more))
     return statuses

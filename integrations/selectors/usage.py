@@ -65,6 +65,7 @@ class Totals:
     delivered: int = 0
     failed: int = 0
     retried: int = 0
+    filtered: int = 0  # held back by the connection's filters: neither delivered nor failed
     api_calls: int = 0
     bytes: int = 0
     # Of the dead letters of the window, those no replay has delivered (from DeadLetter rows).
@@ -81,12 +82,13 @@ class Totals:
         return histogram_percentile(self.latency, 0.95, self.latency_max)
 
     def add(self, delivered: int, failed: int, retried: int, api_calls: int, sent_bytes: int,
-            latency: list[int], latency_max: float = 0.0) -> None:
+            latency: list[int], latency_max: float = 0.0, filtered: int = 0) -> None:
         # A row counted before latency_max existed knows no maximum: then neither does the window.
         self.latency_max = max(self.latency_max, latency_max if latency_max or not any(latency) else math.inf)
         self.delivered += delivered
         self.failed += failed
         self.retried += retried
+        self.filtered += filtered
         self.api_calls += api_calls
         self.bytes += sent_bytes
         if len(latency) == len(self.latency):
@@ -94,7 +96,7 @@ class Totals:
 
 
 def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
-    """Delivered, dead-lettered and retried events, API calls, bytes and latency for the last
+    """Delivered, dead-lettered, retried and filtered events, API calls, bytes and latency for the last
     hour, 24 hours and 7 days: one range read of at most 7 * 144 + 1 bucket rows. A window
     starts at the bucket its start falls in, so it may reach up to 10 minutes further back."""
     totals = [Totals(key, label) for key, label, _ in WINDOWS]
@@ -102,11 +104,11 @@ def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
     # Tuples, not model instances: a week is a thousand rows, and building a model (with its
     # deferred-field bookkeeping) for each cost more than the query.
     rows = DeliveryCount.objects.filter(connection=connection, bucket__gte=min(starts)).values_list(
-        "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency", "latency_max")
-    for bucket, delivered, failed, retried, api_calls, sent_bytes, latency, latency_max in rows:
+        "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency", "latency_max", "filtered")
+    for bucket, delivered, failed, retried, api_calls, sent_bytes, latency, latency_max, filtered in rows:
         for total, start in zip(totals, starts, strict=True):
             if bucket >= start:
-                total.add(delivered, failed, retried, api_calls, sent_bytes, latency, latency_max)
+                total.add(delivered, failed, retried, api_calls, sent_bytes, latency, latency_max, filtered)
     return totals
 
 
