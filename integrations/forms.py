@@ -1,4 +1,8 @@
+"""The Settings forms: connecting a Segment source, replacing its key, moving its region, renaming,
+and naming an ingest API key."""
 from __future__ import annotations
+
+from typing import Any
 
 from django import forms
 
@@ -19,11 +23,11 @@ REGION_HELP = (
 class WriteKeyField(forms.CharField):
     """A password-style input that is never re-filled: after a failed submit the key is typed again."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             label="Write key", strip=True, max_length=128, help_text=WRITE_KEY_HELP,
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def validate(self, value: str) -> None:

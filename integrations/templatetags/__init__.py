@@ -1,0 +1,1 @@
+"""Template libraries, one per subject, each loaded by its module name (`{% load figures %}`)."""

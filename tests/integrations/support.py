@@ -87,7 +87,9 @@ def deliver_with_faults(segment: Any, alice: User, workspace: Workspace, setting
     connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
                                             region="us", write_key=key)
     wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
-    delivered = lambda: Connection.objects.get(pk=connection.pk).delivered_seq  # noqa: E731
+
+    def delivered() -> int:
+        return Connection.objects.get(pk=connection.pk).delivered_seq
 
     with transaction.atomic():
         for n in range(5):

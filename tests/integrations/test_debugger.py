@@ -165,7 +165,8 @@ def test_each_source_says_what_happened_to_the_event_delivered_after_a_retry_wai
     response = alice_client.get(url("debugger_event", workspace, "seq=1"))
     trails = {t.connection.name: t for t in response.context["trails"]}
     assert trails["Delivered"].state == "delivered" and [a.status for a in trails["Delivered"].attempts] == [503, 200]
-    assert trails["Waiting"].state == "waiting" and trails["Waiting"].reply.status == 429  # type: ignore[union-attr]
+    waiting_reply = trails["Waiting"].reply
+    assert trails["Waiting"].state == "waiting" and waiting_reply is not None and waiting_reply.status == 429
     assert trails["Dead"].state == "dead" and trails["Dead"].dead_letter is not None
     assert trails["Later"].state == "before"
     page = page_text(response)
