@@ -4,9 +4,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jmespath
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from integrations.webhooks.mapping import MappingError, Unmappable, compile_mapping
+from integrations.webhooks.mapping import MappingError, Unmappable, _compile, compile_mapping
 from integrations.webhooks.presets import CHAT_SAMPLE, PRESETS
 
 
@@ -91,3 +94,18 @@ def test_every_matching_route_adds_a_call_in_order() -> None:
     ]})
     assert [c["type"] for c in mapping.apply({"kind": "signup", "user": "u"})] == ["identify", "track"]
     assert [c["type"] for c in mapping.apply({"kind": "login", "user": "u"})] == ["track"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.sampled_from(
+    ["", "a", "conversation.started", "1"]), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(["type", "data", "visitor", "id", "a"]), inner, max_size=4), max_leaves=12)
+
+
+@given(payload=JSON)
+@settings(max_examples=300, deadline=None)
+def test_the_fast_evaluator_means_what_jmespath_means(payload: Any) -> None:
+    for text in ("@", "type", "data.visitor.id", "type == 'conversation.started'", "data.id != 'a'", "a == '1'"):
+        expression = _compile(text, "")
+        assert expression.fast is not None
+        assert expression.search(payload) == jmespath.search(text, payload), (text, payload)
+    assert _compile("length(data)", "").fast is None and _compile("a == `1`", "").fast is None
