@@ -33,7 +33,7 @@ from integrations.ingest.messages import normalise
 from integrations.models import Connection
 from integrations.relay import delivery
 from integrations.relay.log import Message, events_append
-from integrations.segment import client
+from integrations.segment import client, protocol
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -106,7 +106,7 @@ def delivery_stages(bench: BenchWorkspace, repeats: int) -> list[Stage]:
             break
         for stage in (read, build, decrypt, send, advance):
             stage.events = len(batch)
-        body = _timed(build, delivery.batch_body, batch)  # wire forms are built while reading now
+        body = _timed(build, protocol.batch_body, (p.wire for p in batch))  # wire forms are built while reading now
         write_key = _timed(decrypt, connection.write_key)
         answer = _timed(send, client.post, connection.region, write_key, "batch", body)
         if answer.status != 200:

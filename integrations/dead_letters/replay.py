@@ -1,14 +1,13 @@
 """The Celery task's side of a replay: claim it, send the chosen dead letters, record the result.
 
 A replay sends each event exactly as its first attempt did: the stored body under the
-connection's messageId for it (`delivery.wire`), so Segment drops a replay of an event it
+connection's messageId for it (`protocol.wire`), so Segment drops a replay of an event it
 already accepted within its 24-hour deduplication window. Every request is in the attempt
 log, marked as a replay.
 """
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,10 +21,8 @@ from django.views.decorators.debug import sensitive_variables
 from integrations.crypto import CredentialUnreadable
 from integrations.dead_letters.selection import Selection, replay_blocker
 from integrations.models import AttemptOutcome, Connection, DeadLetter, DeadLetterReplay, ReplayStatus
-from integrations.relay import delivery
 from integrations.relay.accounting import Sent, attempt_record
-from integrations.segment import client
-from integrations.segment.protocol import SENT_MESSAGE_ID_BYTES
+from integrations.segment import client, protocol
 
 logger = logging.getLogger(__name__)
 
@@ -116,36 +113,30 @@ def _send(run: Run) -> None:
 
 
 @dataclass
-class Letter(delivery.Pending):
-    """An event as delivery sends it, and the dead letter it comes from."""
+class Letter:
+    """A dead letter's event as delivery sends it (`protocol.wire`)."""
 
-    dead_letter_id: int = 0
+    dead_letter_id: int
+    seq: int
+    wire: bytes
 
 
 def _batches(connection: Connection, selection: Selection, limit: int) -> Iterator[list[Letter]]:
-    """The selection in log order, cut like delivery cuts: at most MAX_EVENTS events and
-    MAX_BYTES bytes as sent. Sizes are read first, bodies only for the rows of one batch."""
-    namespace = delivery.connection_namespace(connection.pk)
+    """The selection in log order, cut like delivery cuts (`protocol.batch_cut`) on the sizes
+    as sent. Sizes are read first, bodies only for the rows of one batch."""
+    namespace = protocol.connection_namespace(connection.pk)
     chosen = selection.apply(DeadLetter.objects.filter(connection=connection))
     after, left = 0, limit
     while left > 0:
         sizes = list(chosen.filter(seq__gt=after).order_by("seq").annotate(length=Length("body"))
-                     .values_list("pk", "seq", "length")[:min(delivery.MAX_EVENTS, left)])
+                     .values_list("pk", "length")[:min(protocol.MAX_BATCH_EVENTS, left)])
         if not sizes:
             return
-        ids: list[int] = []
-        size = len(delivery.ENVELOPE_OVERHEAD)
-        for pk, _seq, length in sizes:
-            adds = (length or 0) + SENT_MESSAGE_ID_BYTES + 1
-            if ids and size + adds > delivery.MAX_BYTES:
-                break
-            ids.append(pk)
-            size += adds
-        rows = DeadLetter.objects.filter(pk__in=ids).order_by("seq").values_list(
-            "pk", "seq", "message_id", "body", "received_at")
-        batch = [Letter(seq, message_id, bytes(body), received_at or timezone.now(),
-                        delivery.wire(bytes(body), delivery.sent_message_id(namespace, message_id)), pk)
-                 for pk, seq, message_id, body, received_at in rows]
+        cut = protocol.batch_cut((length or 0) + protocol.SENT_MESSAGE_ID_BYTES for _pk, length in sizes)
+        rows = DeadLetter.objects.filter(pk__in=[pk for pk, _length in sizes[:cut]]).order_by("seq").values_list(
+            "pk", "seq", "message_id", "body")
+        batch = [Letter(pk, seq, protocol.wire(bytes(body), protocol.sent_message_id(namespace, message_id)))
+                 for pk, seq, message_id, body in rows]
         if not batch:  # discarded meanwhile
             return
         yield batch
@@ -157,13 +148,14 @@ def _send_batch(run: Run, write_key: str, batch: list[Letter]) -> None:
     """Send one batch (split on a 400 as delivery splits, so only the refused events are
     refused), record what Segment said on each dead letter and report the counts."""
     answer = _post(run.connection, write_key, batch)
-    if answer is not None and answer.status in delivery.REJECTED and len(batch) > 1:
+    verdict = protocol.outcome(answer.status if answer is not None else None)
+    if verdict == AttemptOutcome.REJECTED and len(batch) > 1:
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
             if not run.why:
                 _send_batch(run, write_key, half)
         return
-    if answer is not None and answer.status == 200:
+    if verdict == AttemptOutcome.DELIVERED:
         _mark(batch, accepted=True)
         run.accepted += len(batch)
     else:
@@ -171,7 +163,7 @@ def _send_batch(run: Run, write_key: str, batch: list[Letter]) -> None:
         reply = answer.body if answer is not None else "No answer from Segment."
         _mark(batch, accepted=False, status=status, reply=reply)
         run.refused += len(batch)
-        if answer is None or answer.status not in delivery.REJECTED:
+        if verdict != AttemptOutcome.REJECTED:
             # Not this batch's content but Segment or the key: stop rather than insist.
             run.why = (f"Segment answered {status or 'nothing'} and the replay stopped there. "
                        "Replay again later for the rest.")
@@ -182,8 +174,7 @@ def _send_batch(run: Run, write_key: str, batch: list[Letter]) -> None:
 def _post(connection: Connection, write_key: str, batch: list[Letter]) -> client.Answer | None:
     """One request, tried again after 408/429/5xx or no answer (a short wait, Segment's
     Retry-After when it gives one); every try is a recorded replay attempt."""
-    pending: list[delivery.Pending] = [*batch]
-    body = delivery.batch_body(pending)
+    body = protocol.batch_body(letter.wire for letter in batch)
     sent = Sent(batch[0].seq, batch[-1].seq, len(batch), len(body))
     answer: client.Answer | None = None
     for attempt in range(1, TRIES_PER_BATCH + 1):
@@ -196,25 +187,15 @@ def _post(connection: Connection, write_key: str, batch: list[Letter]) -> client
         else:
             reply = answer.body
         status = answer.status if answer is not None else None
+        verdict = protocol.outcome(status)
         attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at,
                        duration_ms=round((time.monotonic() - started) * 1000), status=status,
-                       outcome=_outcome(status), reply=reply, attempt=attempt, replay=True)
-        if _outcome(status) != AttemptOutcome.RETRYING or attempt == TRIES_PER_BATCH:
+                       outcome=verdict, reply=reply, attempt=attempt, replay=True)
+        if verdict != AttemptOutcome.RETRYING or attempt == TRIES_PER_BATCH:
             break
         retry_after = answer.retry_after if answer is not None else None
-        wait = retry_after if retry_after is not None else 0.5 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311
-        time.sleep(min(float(wait), LONGEST_WAIT_SECONDS))
+        time.sleep(min(protocol.backoff_seconds(attempt, retry_after), LONGEST_WAIT_SECONDS))
     return answer
-
-
-def _outcome(status: int | None) -> AttemptOutcome:
-    if status == 200:
-        return AttemptOutcome.DELIVERED
-    if status in delivery.REJECTED:
-        return AttemptOutcome.REJECTED
-    if status is None or status in delivery.RETRYABLE or (status >= 500 and status not in (501, 505)):
-        return AttemptOutcome.RETRYING
-    return AttemptOutcome.REFUSED
 
 
 def _mark(batch: list[Letter], *, accepted: bool, status: int | None = None, reply: str = "") -> None:

@@ -20,15 +20,11 @@ A delivery run:
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
 from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
@@ -49,23 +45,25 @@ from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
 from integrations.relay.log import queue_delivery
 from integrations.segment import client
-from integrations.segment.protocol import SENT_MESSAGE_ID_BYTES
+from integrations.segment.protocol import (
+    BATCH_ROOM,
+    MAX_BATCH_EVENTS,
+    SENT_MESSAGE_ID_BYTES,
+    backoff_seconds,
+    batch_body,
+    batch_cut,
+    connection_namespace,
+    outcome,
+    sent_message_id,
+    wire,
+)
 
 logger = logging.getLogger(__name__)
 
-MAX_EVENTS = 2500
-MAX_BYTES = 475_000
 RUN_BUDGET_SECONDS = 20.0
-BACKOFF_CAP_SECONDS = 300.0
 SHORT_WAIT_SECONDS = 5.0
 LINGER_BELOW_EVENTS = 500
 LINGER_SECONDS = 0.02
-RETRYABLE = {408, 410, 429, 460}
-REJECTED = {400, 413, 422}
-# Fixed namespace for per-connection messageIds: uuid5(namespace(connection), event messageId).
-RELAY_NAMESPACE = uuid.UUID("7d1c1f0e-2f4b-5b8e-9a57-1f0f2c5d9e31")
-# What the batch envelope adds around the events: '{"batch":[' … '],"sentAt":"<ISO time>"}'.
-ENVELOPE_OVERHEAD = b'{"batch":[],"sentAt":"2026-01-01T00:00:00.000000+00:00"}'
 
 
 @dataclass
@@ -145,25 +143,18 @@ def _next_batch(connection: Connection) -> list[Pending]:
     messageId added) stays within Segment's batch limits."""
     rows = _read(connection.workspace_id, connection.delivered_seq)
     namespace = connection_namespace(connection.pk)
-    batch: list[Pending] = []
-    size = len(ENVELOPE_OVERHEAD)
-    for seq, message_id, body, received_at in rows:
-        pending = Pending(seq, message_id, body, received_at)
-        pending.wire = wire(pending.body, sent_message_id(namespace, message_id))
-        if batch and size + len(pending.wire) + 1 > MAX_BYTES:
-            break
-        batch.append(pending)
-        size += len(pending.wire) + 1
-    return batch
+    batch = [Pending(seq, message_id, body, received_at, wire(body, sent_message_id(namespace, message_id)))
+             for seq, message_id, body, received_at in rows]
+    return batch[:batch_cut(len(pending.wire) for pending in batch)]
 
 
 def _read(workspace_id: int, after: int) -> list[tuple[int, str, bytes, datetime]]:
-    """(seq, messageId, body, received_at) of the next MAX_EVENTS seqs after `after`, in log order."""
+    """(seq, messageId, body, received_at) of the next MAX_BATCH_EVENTS seqs after `after`, in log order."""
     # seqs are dense, so a bounded range keeps the plan an index range scan whatever the
     # backlog or the planner's statistics.
     if db.vendor != "postgresql":
         return [(seq, message_id, bytes(body), received_at) for seq, message_id, body, received_at in
-                Event.objects.filter(workspace_id=workspace_id, seq__gt=after, seq__lte=after + MAX_EVENTS)
+                Event.objects.filter(workspace_id=workspace_id, seq__gt=after, seq__lte=after + MAX_BATCH_EVENTS)
                 .order_by("seq").values_list("seq", "message_id", "body", "received_at")]
     # Only the rows that fit in one batch (the running total of what each adds to the sent
     # body), and binary results, so bodies arrive as bytes rather than hex text.
@@ -172,28 +163,8 @@ def _read(workspace_id: int, after: int) -> list[tuple[int, str, bytes, datetime
                        f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
                        f"FROM {Event._meta.db_table} WHERE workspace_id = %s AND seq > %s AND seq <= %s) AS w "
                        "WHERE upto <= %s ORDER BY seq",
-                       [workspace_id, after, after + MAX_EVENTS, MAX_BYTES - len(ENVELOPE_OVERHEAD)], binary=True)
+                       [workspace_id, after, after + MAX_BATCH_EVENTS, BATCH_ROOM], binary=True)
         return cursor.fetchall()
-
-
-def connection_namespace(connection_id: int) -> bytes:
-    return uuid.uuid5(RELAY_NAMESPACE, str(connection_id)).bytes
-
-
-def sent_message_id(namespace: bytes, message_id: str) -> bytes:
-    """`uuid.uuid5(namespace, message_id)` as text, without building UUID objects: this runs
-    once per event and connection."""
-    digest = bytearray(hashlib.sha1(namespace + message_id.encode()).digest()[:16])  # noqa: S324 (UUIDv5 is SHA-1)
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}".encode()
-
-
-def wire(body: bytes, message_id: bytes) -> bytes:
-    """The event as Segment receives it from one connection: the stored body (a JSON object,
-    never empty) with that connection's messageId added."""
-    return body[:-1] + b',"messageId":"' + message_id + b'"}'
 
 
 def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:
@@ -201,11 +172,12 @@ def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:
     answer = _post(connection, write_key, batch)
     if answer is None:
         return False
-    if answer.status == 200:
+    verdict = outcome(answer.status)
+    if verdict == AttemptOutcome.DELIVERED:
         return True
-    if answer.status in REJECTED:
+    if verdict == AttemptOutcome.REJECTED:
         return _bisect(connection, write_key, batch, answer)
-    if _retryable(answer.status):
+    if verdict == AttemptOutcome.RETRYING:
         _back_off(connection, answer.retry_after, f"HTTP {answer.status}")
         return False
     _pause(connection, Health.FAILING, f"Segment refused the key (HTTP {answer.status}). Check the key and run a check.")
@@ -216,7 +188,7 @@ def _post(connection: Connection, write_key: str, batch: list[Pending]) -> clien
     """One request to Segment, recorded as an attempt; on a 200 the position moves past the
     batch in the same transaction. None when Segment did not answer (the wait is set)."""
     started_at, started = timezone.now(), time.monotonic()
-    body = batch_body(batch)
+    body = batch_body(pending.wire for pending in batch)
     sent = Sent(batch[0].seq, batch[-1].seq, len(batch), len(body))
     attempt = connection.failures + 1
     try:
@@ -229,28 +201,16 @@ def _post(connection: Connection, write_key: str, batch: list[Pending]) -> clien
         _back_off(connection, None, f"network: {unreachable.reason}")
         return None
     _log(connection, sent, answer.status, started)
-    outcome = _outcome(answer.status)
+    verdict = outcome(answer.status)
     with transaction.atomic():
-        if outcome == AttemptOutcome.DELIVERED:
+        if verdict == AttemptOutcome.DELIVERED:
             _advance(connection, batch[-1].seq)
         now = timezone.now()
         attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
-                       status=answer.status, outcome=outcome, reply=answer.body, attempt=attempt,
+                       status=answer.status, outcome=verdict, reply=answer.body, attempt=attempt,
                        latencies=[(now - p.received_at).total_seconds() for p in batch]
-                       if outcome == AttemptOutcome.DELIVERED else ())
+                       if verdict == AttemptOutcome.DELIVERED else ())
     return answer
-
-
-def _outcome(status: int) -> AttemptOutcome:
-    if status == 200:
-        return AttemptOutcome.DELIVERED
-    if status in REJECTED:
-        return AttemptOutcome.REJECTED
-    return AttemptOutcome.RETRYING if _retryable(status) else AttemptOutcome.REFUSED
-
-
-def _retryable(status: int) -> bool:
-    return status in RETRYABLE or (status >= 500 and status not in (501, 505))
 
 
 def _bisect(connection: Connection, write_key: str, batch: list[Pending], refusal: client.Answer) -> bool:
@@ -268,18 +228,13 @@ def _bisect(connection: Connection, write_key: str, batch: list[Pending], refusa
         answer = _post(connection, write_key, half)
         if answer is None:
             return False
-        if answer.status in REJECTED:
+        if outcome(answer.status) == AttemptOutcome.REJECTED:
             if not _bisect(connection, write_key, half, answer):
                 return False
         elif answer.status != 200:
             _back_off(connection, answer.retry_after, f"HTTP {answer.status} while splitting a refused batch")
             return False
     return True
-
-
-def batch_body(batch: list[Pending]) -> bytes:
-    sent_at = orjson.dumps(timezone.now().isoformat())
-    return b'{"batch":[' + b",".join(p.wire for p in batch) + b'],"sentAt":' + sent_at + b"}"
 
 
 def _advance(connection: Connection, seq: int) -> None:
@@ -291,10 +246,7 @@ def _advance(connection: Connection, seq: int) -> None:
 
 def _back_off(connection: Connection, retry_after: int | None, why: str) -> None:
     failures = connection.failures + 1
-    if retry_after is not None:
-        wait = float(retry_after)
-    else:
-        wait = min(BACKOFF_CAP_SECONDS, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)  # noqa: S311
+    wait = backoff_seconds(failures, retry_after)
     Connection.objects.filter(pk=connection.pk).update(
         failures=F("failures") + 1, next_attempt_at=timezone.now() + timedelta(seconds=wait))
     connection.failures = failures

@@ -39,8 +39,8 @@ from integrations.models import (
     Health,
     ReplayStatus,
 )
-from integrations.relay.delivery import RELAY_NAMESPACE
 from integrations.segment import client as segment_client
+from integrations.segment.protocol import RELAY_NAMESPACE
 from integrations.tasks import replay_dead_letters
 from tests.conftest import new_write_key
 
@@ -540,6 +540,29 @@ def test_a_replay_that_cannot_go_on_ends_failed_with_the_reason_and_what_was_not
         ended = dead_letters_replay_run(replay_id=queued.pk)
     assert ended is not None and (ended.status, ended.accepted, ended.not_sent) == ("failed", 0, 3) and calls == []
     assert ended.failure.startswith("This connection is disabled")
+
+
+@pytest.mark.parametrize(("status", "tries"), [(503, 3), (501, 1), (505, 1)])
+def test_a_replay_tries_a_server_error_again_but_not_a_501_or_505(
+        status: int, tries: int, db: None, alice: User, workspace: Workspace) -> None:
+    connection, _ = connect(alice, workspace)
+    plant(connection, ["Order Completed"] * 2)
+    replay = dead_letters_replay(actor=Actor(user=alice), connection=connection, selection=Selection())
+    calls: list[int] = []
+
+    def post(*args: Any) -> segment_client.Answer:
+        calls.append(1)
+        return segment_client.Answer(status, '{"error":"unavailable"}', retry_after=0)  # no wait between tries
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(segment_client, "post", post)
+        ended = dead_letters_replay_run(replay_id=replay.pk)
+    assert ended is not None and (ended.status, ended.accepted, ended.refused) == ("failed", 0, 2)
+    assert ended.failure.startswith(f"Segment answered {status} and the replay stopped there.")
+    assert len(calls) == tries
+    attempts = DeliveryAttempt.objects.filter(connection=connection, replay=True).order_by("attempt")
+    assert [(a.attempt, a.status, a.outcome) for a in attempts] == [
+        (n, status, "retrying" if status == 503 else "refused") for n in range(1, tries + 1)]
 
 
 def test_the_replay_panel_shows_progress_then_the_result_and_reloads_the_list_and_history(

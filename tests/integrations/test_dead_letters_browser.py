@@ -27,7 +27,7 @@ from integrations.dead_letters.services import dead_letters_replay
 from integrations.ingest import emit
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import Connection, DeadLetter, DeadLetterReplay, Health
-from integrations.relay.delivery import RELAY_NAMESPACE
+from integrations.segment.protocol import RELAY_NAMESPACE
 from tests.conftest import ARTIFACTS, new_write_key, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

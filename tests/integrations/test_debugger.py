@@ -25,7 +25,7 @@ from integrations.ingest import emit
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Event, RejectedEvent
 from integrations.models.events import rejection_reason_text
-from integrations.relay.delivery import RELAY_NAMESPACE
+from integrations.segment.protocol import RELAY_NAMESPACE
 from integrations.selectors import debugger
 from tests.conftest import new_write_key
 

@@ -27,8 +27,8 @@ from integrations.models import (
     Event,
     Health,
 )
-from integrations.relay.delivery import RELAY_NAMESPACE
 from integrations.relay.log import events_append
+from integrations.segment.protocol import RELAY_NAMESPACE
 from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,6 +137,27 @@ def test_retry_after_is_honoured_while_another_source_keeps_flowing(
     assert statuses[0] == 429 and statuses[-1] == 200
     refused_at, accepted_at = (datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in (batches[0], batches[-1]))
     assert (accepted_at - refused_at).total_seconds() >= 2.9, "a request went out before Retry-After elapsed"
+
+
+@pytest.mark.parametrize(("status", "retried"), [(503, True), (501, False), (505, False)])
+def test_a_server_error_is_retried_but_a_501_or_505_pauses_delivery(
+        status: int, retried: bool, segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
+    segment.set_fault(key, status=status, count=1)
+    emit.track(workspace, "Order Completed", user_id="u1")
+    if retried:
+        wait_for(lambda: delivered(connection) == 1)
+        assert [e["event"] for e in arrived(segment, key)] == ["Order Completed"]
+    else:
+        # The same request would get the same answer: delivery stops until a check passes.
+        wait_for(lambda: Connection.objects.get(pk=connection.pk).paused_reason != "")
+        assert f"HTTP {status}" in Connection.objects.get(pk=connection.pk).paused_reason
+        assert delivered(connection) == 0 and arrived(segment, key) == []
+    attempts = DeliveryAttempt.objects.filter(connection=connection).order_by("started_at", "id")
+    assert [(a.status, a.outcome) for a in attempts] == (
+        [(status, AttemptOutcome.RETRYING), (200, AttemptOutcome.DELIVERED)] if retried
+        else [(status, AttemptOutcome.REFUSED)])
 
 
 def test_a_poison_event_is_bisected_out_and_dead_lettered(segment: Any, celery_worker: Any, alice: User,

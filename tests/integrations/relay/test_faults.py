@@ -25,7 +25,7 @@ from integrations import services
 from integrations.ingest import emit
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import Connection, Event, Health
-from integrations.relay.delivery import RELAY_NAMESPACE
+from integrations.segment.protocol import RELAY_NAMESPACE
 from tests.conftest import new_write_key
 from tests.integrations.relay.processes import Processes, ProcessExited, RedisServer, publishing_to, wait_for
 
