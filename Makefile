@@ -30,8 +30,9 @@ bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need Postgre
 
 # The demo workspace's write keys (create_demo), known to every emulator `make run` (Procfile.dev)
 # or `make emulator` starts: the US one is connected, the EU one is there to paste. The Public
-# API tokens (an owner's, and one without Source Admin) let the demo pick the US sources.
-DEMO_KEYS := --register demoUSproductionWriteKey2026:us --register demoEUstagingWriteKey2026:eu --public-token demoSegmentPublicApiToken2026:owner:us --public-token demoReadOnlyPublicApiToken2026:read_only:us --register demoUSmarketingWriteKey2026:us --source-name demoUSproductionWriteKey2026=Production --source-name "demoUSmarketingWriteKey2026=Marketing site" --source-name "demoEUstagingWriteKey2026=Staging (EU)"
+# API tokens of the EU workspace (an owner's, and one without Source Admin) pick its source; the
+# US owner's reads the connected US source.
+DEMO_KEYS := --register demoUSproductionWriteKey2026:us --register demoEUstagingWriteKey2026:eu --public-token demoSegmentPublicApiToken2026:owner:eu --public-token demoReadOnlyPublicApiToken2026:read_only:eu --public-token demoSegmentPublicApiTokenUS2026:owner:us --source-name demoUSproductionWriteKey2026=Production --source-name "demoEUstagingWriteKey2026=Staging (EU)"
 
 emulator: $(STAMP) ## Only the local Segment emulator (US :9100, EU :9101), knowing the demo keys
 	$(BIN)/python -m segment_emulator --host 127.0.0.1 --us-port 9100 --eu-port 9101 $(DEMO_KEYS)
