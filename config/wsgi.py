@@ -1,4 +1,5 @@
-"""WSGI entry point (gunicorn config.wsgi)."""
+"""WSGI entry point (gunicorn config.wsgi): Django, with the ingest API's POST /v1/* answered
+first without the middleware stack (integrations.ingest.api.wsgi_application)."""
 from __future__ import annotations
 
 import os
@@ -6,9 +7,13 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
 
 # Refuse to serve when stored write keys could not be decrypted with the configured keys.
 from integrations.checks import ensure_encryption_keys  # noqa: E402
 
 ensure_encryption_keys()
+
+from integrations.ingest.api import wsgi_application  # noqa: E402
+
+application = wsgi_application(django_application)

@@ -1,0 +1,175 @@
+"""The lean path: POST /v1/* answered by the WSGI application in front of Django's middleware
+(config.wsgi, which gunicorn, the Procfile, `make run`'s runserver and the bench all serve)."""
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pytest
+from django.core import signals
+from django.core.cache import cache
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import close_old_connections
+from django.test import RequestFactory
+
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations.ingest import api
+from integrations.ingest.keys import ingest_key_create
+from integrations.models import Event
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters() -> Iterable[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def ingest_key(alice: User, workspace: Workspace) -> str:
+    return ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+
+
+class Answer:
+    def __init__(self, app: Any, environ: dict[str, Any]) -> None:
+        self.status, self.headers = "", dict[str, str]()
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            self.status, self.headers = status, dict(headers)
+
+        # As Django's test client does: the test's transaction must outlive the request.
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_finished.disconnect(close_old_connections)
+        try:
+            response = app(environ, start_response)
+            try:
+                self.body = b"".join(response)
+            finally:
+                response.close()  # as a WSGI server does: Django's request_finished
+        finally:
+            signals.request_started.connect(close_old_connections)
+            signals.request_finished.connect(close_old_connections)
+
+    @property
+    def code(self) -> int:
+        return int(self.status.split()[0])
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def environ(path: str, body: Any = None, key: str | None = None, method: str = "post", **extra: Any) -> dict[str, Any]:
+    if key is not None:
+        extra["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    factory = RequestFactory()
+    if method == "get":
+        return factory.get(path, **extra).environ
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return factory.post(path, data=data, content_type="application/json", **extra).environ
+
+
+class Middleware:
+    """Records whether Django's middleware stack saw a request."""
+
+    seen: list[str] = []
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        Middleware.seen.append(request.path)
+        return self.get_response(request)
+
+
+@pytest.fixture
+def app(settings: Any) -> Any:
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.Middleware"]
+    Middleware.seen = []
+    return api.wsgi_application(WSGIHandler())
+
+
+def batch(*ids: str) -> dict[str, Any]:
+    return {"batch": [{"type": "track", "event": "Signed Up", "userId": "u1", "messageId": m} for m in ids]}
+
+
+def test_a_batch_is_stored_and_answered_without_the_middleware(app: Any, ingest_key: str,
+                                                              workspace: Workspace) -> None:
+    answer = Answer(app, environ("/v1/batch", batch("a", "b"), ingest_key))
+    assert answer.code == 200 and answer.json() == {"success": True, "accepted": 2, "duplicates": 0, "rejected": []}
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["Content-Length"] == str(len(answer.body))  # keep-alive needs it
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware's, applied by hand
+    assert Middleware.seen == []
+    assert list(Event.objects.filter(workspace=workspace).order_by("seq").values_list("message_id", flat=True)) \
+        == ["a", "b"]
+
+
+def test_refusals_are_the_views_own(app: Any, ingest_key: str) -> None:
+    answer = Answer(app, environ("/v1/track", {"type": "track", "userId": "u1"}, ingest_key))
+    assert answer.code == 400 and answer.json()["error"] == "missing_event"
+    answer = Answer(app, environ("/v1/batch", batch("a"), "tk_notakey"))
+    assert answer.code == 401 and answer.json()["error"] == "invalid_ingest_key"
+    answer = Answer(app, environ("/v1/nothing", batch("a"), ingest_key))
+    assert answer.code == 404 and answer.json()["error"] == "unknown_call"
+    assert Middleware.seen == []
+
+
+def test_everything_else_goes_through_django(app: Any, ingest_key: str) -> None:
+    answer = Answer(app, environ("/v1/batch", method="get"))
+    assert answer.code == 405 and answer.json()["error"] == "method_not_allowed"
+    answer = Answer(app, environ("/healthz", method="get"))
+    assert answer.code == 200
+    assert Middleware.seen == ["/v1/batch", "/healthz"]
+
+
+def test_a_host_not_allowed_is_a_400(app: Any, ingest_key: str, workspace: Workspace) -> None:
+    answer = Answer(app, environ("/v1/batch", batch("a"), ingest_key, HTTP_HOST="evil.example"))
+    assert answer.code == 400 and answer.json()["error"] == "bad_request"
+    assert not Event.objects.exists()
+
+
+def test_plain_http_is_redirected_when_the_site_requires_https(app: Any, ingest_key: str, settings: Any) -> None:
+    settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS = True, 3600
+    answer = Answer(app, environ("/v1/batch", batch("a"), ingest_key))
+    assert answer.code == 301 and answer.headers["Location"] == "https://testserver/v1/batch"
+    answer = Answer(app, environ("/v1/batch", batch("b"), ingest_key, secure=True))
+    assert answer.code == 200
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=3600")
+
+
+def test_a_server_error_is_a_json_500_that_is_logged(app: Any, ingest_key: str, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(api, "events_append", broken)
+    with caplog.at_level(logging.ERROR, logger="integrations.ingest.api"):
+        answer = Answer(app, environ("/v1/batch", batch("a"), ingest_key))
+    assert answer.code == 500 and answer.json()["error"] == "server_error"
+    assert "Send the request again" in answer.json()["message"]
+    assert [r.message for r in caplog.records] == ["ingest.server_error"]
+
+
+def test_the_served_application_takes_the_lean_path(ingest_key: str, workspace: Workspace, settings: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What gunicorn (config/gunicorn.conf.py), the Procfile and runserver (WSGI_APPLICATION) load."""
+    from config import wsgi
+
+    assert settings.WSGI_APPLICATION == "config.wsgi.application"
+    served: list[str] = []
+    real_serve = api.serve
+
+    def serve(environ: dict[str, Any], start_response: Any, view: Any, *args: Any) -> Any:
+        served.append(environ["PATH_INFO"])
+        return real_serve(environ, start_response, view, *args)
+
+    monkeypatch.setattr(api, "serve", serve)
+    answer = Answer(wsgi.application, environ("/v1/batch", batch("a"), ingest_key))
+    assert answer.code == 200 and answer.json()["accepted"] == 1
+    assert Answer(wsgi.application, environ("/healthz", method="get")).code == 200
+    assert served == ["/v1/batch"]
+    assert Event.objects.filter(workspace=workspace).count() == 1
