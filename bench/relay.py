@@ -23,7 +23,12 @@ Phases, each on an idle, drained relay:
      from enabling it until the emulator has them all;
   6. the official library (segment-analytics-python 2.4.0, default settings) sending straight
      to the emulator: delivered events/s, latency at 2,000 events/s, drops of a 100k burst;
-  7. the same library sending through Tributary's ingest API.
+  7. the same library sending through Tributary's ingest API;
+  8. answer time: one sender posting a 100-event batch at a time, 10 a second (light load, as
+     one library's consumer thread sends): the p50 of the time to a 200, stored and committed;
+  9. single calls: /v1/track requests/s, one event per request over keep-alive connections,
+     next to a trivial view answering {"success": true} through the same server and the same
+     path through Django (bench/relay_wsgi.py), alternating in the same run.
 Delivered counts are the emulator's exact per-key counters, which ignore duplicates. Each
 phase also prints the CPU each part of the stack used, what PostgreSQL's busy backends were
 doing, and the longest time a connection had a backlog but did not move (with a snapshot
@@ -59,7 +64,7 @@ import relay_filters
 import relay_official as official
 import relay_profile
 from django.db import connection as db_connection
-from relay_load import BatchMaker, Tally, blast, message_id, paced
+from relay_load import BatchMaker, Requests, Tally, blast, message_id, paced, requests_per_second
 from relay_observe import (
     CpuMeter,
     DeliveryWatch,
@@ -92,6 +97,7 @@ from segment_emulator.client import EmulatorClient
 from segment_emulator.testing import free_ports, run_emulator
 
 LIBRARY_KEY = "benchOfficialLibraryDirect0001"
+TRIVIAL_PATH = "/bench/trivial"  # relay_wsgi.TRIVIAL_PATH (importing it would load Django too early)
 
 
 @dataclass
@@ -370,6 +376,49 @@ class Bench:
                                     "→ Tributary → emulator")
         self.results.set("lib_via_lost", lost)
 
+    def answer_time(self) -> None:
+        """What an SDK waits for each batch (official libraries send the next only after it):
+        one sender, 100-event batches at 1,000 events/s, on the workspace with a connection."""
+        self.settle("one")
+        bench = self.workspaces["one"]
+        maker = BatchMaker(self.prefix("answer"), 100)
+        with self.observed("answer time") as observations:
+            tally = asyncio.run(paced(self.stack.web_url, bench.ingest_key, maker, rate=1_000.0,
+                                      seconds=self.args.answer_seconds, senders=1))
+        p50, p99 = percentile(tally.latencies, 0.5), percentile(tally.latencies, 0.99)
+        print(f"  answer time of a 100-event batch, one sender at 10 batches/s: {tally.requests:,} requests, "
+              f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms", *observations, sep="\n")
+        self.results.set("answer_p50", p50)
+
+    def single_calls(self) -> None:
+        """/v1/track one event per request against the trivial view, in alternating slices so
+        both see the same machine; requests/s and the web's CPU per request of each."""
+        bench = self.workspaces["ingest"]
+        totals: dict[str, list[float]] = {"trivial": [0.0, 0.0, 0.0], "track": [0.0, 0.0, 0.0]}
+        slices = 4 if self.args.quick else 6
+        for round_ in range(slices):
+            for label, path in (("trivial", TRIVIAL_PATH), ("track", "/v1/track")):
+                before = self.meter.snapshot()
+                run: Requests = asyncio.run(requests_per_second(
+                    self.stack.web_url, path, bench.ingest_key, self.prefix(f"single-{label}-{round_}"),
+                    senders=self.args.senders, seconds=self.args.seconds / slices))
+                web = CpuMeter.shares(before, self.meter.snapshot()).get("web", 0.0)
+                if run.answered != run.ok or run.errors:
+                    refused = {k: v for k, v in run.statuses.items() if k != 200}
+                    print(f"    {label}: {refused or ''} {run.errors or ''} not answered 200")
+                elapsed = run.finished - run.started
+                totals[label][0] += run.ok
+                totals[label][1] += elapsed
+                totals[label][2] += web * elapsed
+        rates = {}
+        for label, (ok, elapsed, web_seconds) in totals.items():
+            rates[label] = ok / max(1e-9, elapsed)
+            print(f"  single calls, {label} ({TRIVIAL_PATH if label == 'trivial' else '/v1/track'}), "
+                  f"{self.args.senders} keep-alive connections: {ok:,.0f} answered 200 in {elapsed:.1f} s = "
+                  f"{rates[label]:,.0f} requests/s; web CPU {web_seconds / max(1, ok) * 1e6:,.0f} µs per request")
+        self.results.set("track_rps", rates["track"])
+        self.results.set("trivial_rps", rates["trivial"])
+
     def profile(self, directory: Path) -> None:
         """An extra, unmeasured end-to-end run under py-spy, then the census."""
         seconds = min(self.args.seconds, 15.0)
@@ -416,6 +465,7 @@ def parse_args() -> argparse.Namespace:
                         "one-connection end-to-end run (per-request costs spread over more events)")
     parser.add_argument("--latency-rate", type=float, default=2_000.0, help="events/s of the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase")
+    parser.add_argument("--answer-seconds", type=float, default=10.0, help="length of the answer-time phase")
     parser.add_argument("--burst", type=int, default=100_000, help="events in the burst")
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for a backlog")
     parser.add_argument("--web-workers", type=int, default=6, help="gunicorn worker processes")
@@ -438,7 +488,7 @@ def parse_args() -> argparse.Namespace:
                         "time one request and one batch stage by stage")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.warmup, args.latency_seconds = 6.0, 2.0, 8.0
+        args.seconds, args.warmup, args.latency_seconds, args.answer_seconds = 6.0, 2.0, 8.0, 5.0
         args.burst, args.drain_timeout = min(args.burst, 30_000), min(args.drain_timeout, 90.0)
     return args
 
@@ -502,6 +552,8 @@ def _run_phases(bench: Bench) -> None:
     bench.end_to_end("one", f"1 connection, {bench.args.large_batch_size}-event requests",
                      batch_size=bench.args.large_batch_size, figure="e2e_one_large")
     bench.latency()
+    bench.answer_time()
+    bench.single_calls()
     bench.burst()
     bench.drain()
     if not bench.args.skip_official:

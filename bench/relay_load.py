@@ -161,3 +161,78 @@ async def paced(web_url: str, ingest_key: str, maker: BatchMaker, *, rate: float
 
     await _with_session(senders, run)
     return tally
+
+
+# Single calls over raw keep-alive connections ---------------------------------------------
+
+SINGLE_EVENT = (
+    b'{"type":"track","event":"Order Completed","userId":"user-%06d","messageId":"%s-%09d",'
+    b'"timestamp":"2026-01-05T10:00:00.000Z","properties":{"order_id":"o-%09d","revenue":42.5,'
+    b'"currency":"EUR","plan":"pro"},"context":{"library":{"name":"bench","version":"1.0"},'
+    b'"ip":"203.0.113.9","userAgent":"bench/1.0"}}'
+)
+
+
+@dataclass
+class Requests:
+    """What a run of single requests got: answers by status, and the time it took."""
+
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def answered(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / max(1e-9, self.finished - self.started)
+
+
+async def requests_per_second(web_url: str, path: str, ingest_key: str, prefix: str, *, senders: int,
+                              seconds: float) -> Requests:
+    """`senders` keep-alive connections, each posting one track call at a time to `path` for
+    `seconds`. A bare HTTP/1.1 client on asyncio streams with the request's bytes prepared, so
+    the generator costs far less per request than the server: aiohttp's own per-request work
+    would otherwise cap the figure on these shared cores."""
+    host, port = web_url.removeprefix("http://").split(":")
+    auth = headers(ingest_key)["Authorization"].encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n").encode() \
+        + b"Authorization: " + auth + b"\r\nContent-Length: %d\r\n\r\n"
+    result, numbers = Requests(), itertools.count()
+    prefix_bytes = prefix.encode()
+
+    async def sender(deadline: float) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.monotonic() < deadline:
+                n = next(numbers)
+                body = SINGLE_EVENT % (n % 1_000_000, prefix_bytes, n, n)
+                writer.write(head % len(body) + body)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                if not status_line:
+                    result.errors += 1
+                    return
+                status = int(status_line.split()[1])
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            result.errors += 1
+        finally:
+            writer.close()
+
+    deadline = time.monotonic() + seconds
+    result.started = time.time()
+    await asyncio.gather(*(sender(deadline) for _ in range(senders)))
+    result.finished = time.time()
+    return result

@@ -111,8 +111,10 @@ def environment(options: StackOptions) -> dict[str, str]:
         "SEGMENT_CDN": f"{options.us_url}/v1",
         "TRIBUTARY_DATA_DIR": str(options.log_dir / "data"),
         "LOG_LEVEL": "INFO",
-        "PYTHONPATH": os.pathsep.join(p for p in (options.pythonpath, str(REPO_ROOT), os.environ.get("PYTHONPATH", ""))
-                                      if p),
+        # relay_wsgi (in bench/) serves Tributary's application, named here, and the trivial view.
+        "BENCH_WSGI_MODULE": options.wsgi,
+        "PYTHONPATH": os.pathsep.join(p for p in (options.pythonpath, str(REPO_ROOT), str(REPO_ROOT / "bench"),
+                                                  os.environ.get("PYTHONPATH", "")) if p),
     })
     return env
 
@@ -180,7 +182,7 @@ def running_stack(options: StackOptions, env: dict[str, str]) -> Iterator[Stack]
 def _web_command(options: StackOptions) -> list[str]:
     # Production's gunicorn settings (gthread, keep-alive, the access log) with the bench's own
     # address, worker and thread counts; command-line options win over the file.
-    return [str(BIN / "gunicorn"), "--config", str(REPO_ROOT / "config" / "gunicorn.conf.py"), options.wsgi,
+    return [str(BIN / "gunicorn"), "--config", str(REPO_ROOT / "config" / "gunicorn.conf.py"), "relay_wsgi",
             "--bind", f"127.0.0.1:{options.web_port}", "--workers", str(options.web_workers),
             "--threads", str(options.web_threads), "--log-level", "warning"]
 
