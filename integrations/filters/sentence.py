@@ -106,3 +106,18 @@ def sentence_fql(rows: list[Row], join: str = "all") -> str:
 
 def _grouped(part: str, count: int) -> str:
     return part if count == 1 else f"({part})"
+
+
+def filter_sentence(*, action: str, percent: float | None, sample_path: str, fields: dict[str, list[str]]) -> str:
+    """What a saved filter does, as the list shows it before its FQL: "Sample 10% (by userId)
+    of events where", "Drop properties.email from events where"."""
+    named = ", ".join(f"{path}.{name}" if path else name for path, names in fields.items() for name in names)
+    if action == "sample":
+        share = f"{(percent or 0) * 100:.3g}%"
+        return f"Keep {share}{f' (by {sample_path})' if sample_path else ''} of events where"
+    return {
+        "drop": "Drop events where",
+        "only_send": "Only send events where",
+        "drop_properties": f"Drop {named} from events where",
+        "allow_properties": f"Allow only {named} on events where",
+    }.get(action, "Events where")

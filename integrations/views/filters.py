@@ -20,6 +20,7 @@ from accounts.views import attach_errors
 from integrations.filters import selectors, services
 from integrations.filters.forms import FIELD_SUGGESTIONS, FilterForm, initial_for
 from integrations.filters.preview import PREVIEW_EVENTS, filter_preview
+from integrations.filters.sentence import filter_sentence
 from integrations.models import Connection, DestinationFilter
 from integrations.selectors import connection_get_for_workspace
 
@@ -64,7 +65,7 @@ def filter_preview_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """What the filter being written would do to the latest events (a fragment for htmx)."""
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     form = FilterForm(request.POST)
-    context: dict[str, Any] = {"connection": connection, "preview_events": PREVIEW_EVENTS}
+    context: dict[str, Any] = {"connection": connection}
     if form.is_valid():
         try:
             spec = services.filter_validate(**_values(form))
@@ -125,10 +126,13 @@ def _save(request: WorkspaceRequest, connection: Connection, form: FilterForm,
 
 def _page(request: WorkspaceRequest, connection: Connection, form: FilterForm, *,
           editing: DestinationFilter | None = None, status: int = 200) -> HttpResponse:
+    rows = [(row, filter_sentence(action=row.action, percent=row.percent, sample_path=row.sample_path,
+                                  fields=row.fields or {}))
+            for row in selectors.filters_for_connection(connection=connection)]
     return render(request, "integrations/filters/connection_filters.html", {
-        "connection": connection, "filters": selectors.filters_for_connection(connection=connection),
+        "connection": connection, "filters": rows,
         "filtered_24h": selectors.filtered_last_24h(connection=connection), "form": form, "editing": editing,
-        "suggestions": FIELD_SUGGESTIONS, "preview_events": PREVIEW_EVENTS, "nav": "integrations",
+        "suggestions": FIELD_SUGGESTIONS, "preview_events": f"{PREVIEW_EVENTS:,}", "nav": "integrations",
     }, status=status)
 
 
