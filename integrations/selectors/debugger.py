@@ -21,8 +21,8 @@ from django.http import Http404
 
 from accounts.models import Workspace
 from integrations.models import Connection, DeadLetter, DeliveryAttempt, Event, EventStream, RejectedEvent
-from integrations.relay import delivery
 from integrations.relay.filtering import connection_filters, filtered_among, run_filters
+from integrations.segment import protocol
 
 PAGE_SIZE = 50
 SEARCH_WINDOW = 10_000
@@ -142,18 +142,18 @@ def pretty(document: Any) -> str:
 
 
 def sent_message_id(event: Event, connection: Connection) -> str:
-    return delivery.sent_message_id(delivery.connection_namespace(connection.pk), event.message_id).decode()
+    return protocol.sent_message_id(protocol.connection_namespace(connection.pk), event.message_id).decode()
 
 
 def sent_payload(event: Event, connection: Connection) -> str:
-    """The event exactly as the connection sends it (`delivery.wire`), indented: with the
+    """The event exactly as the connection sends it (`protocol.wire`), indented: with the
     properties its filters (as they are now) remove already removed."""
     body = bytes(event.body)
     filters = connection_filters(connection.pk)
     if filters:
         result = run_filters(filters, event.seq, event.message_id, body)
         body = result if isinstance(result, bytes) else body
-    wire = delivery.wire(body, sent_message_id(event, connection).encode())
+    wire = protocol.wire(body, sent_message_id(event, connection).encode())
     return pretty(orjson.loads(wire))
 
 

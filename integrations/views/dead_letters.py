@@ -37,7 +37,7 @@ from integrations.dead_letters.selection import (
 )
 from integrations.dead_letters.services import Plan, ReplayRefused
 from integrations.models import Connection
-from integrations.relay import delivery
+from integrations.segment import protocol
 from integrations.segment.protocol import TYPES
 from integrations.selectors import connection_get_for_workspace
 from integrations.selectors.health import connection_state
@@ -132,8 +132,8 @@ def dead_letter_body(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """One dead letter's body, indented, loaded when its row is opened."""
     connection = _connection(request, pk)
     dead_letter = dead_letter_get_for_connection(connection=connection, pk=_int(request.GET.get("id")))
-    sent_id = delivery.sent_message_id(delivery.connection_namespace(connection.pk), dead_letter.message_id)
-    wire = delivery.wire(bytes(dead_letter.body), sent_id)
+    sent_id = protocol.sent_message_id(protocol.connection_namespace(connection.pk), dead_letter.message_id)
+    wire = protocol.wire(bytes(dead_letter.body), sent_id)
     try:
         body = orjson.dumps(orjson.loads(wire), option=orjson.OPT_INDENT_2).decode()
     except orjson.JSONDecodeError:
