@@ -26,7 +26,7 @@ from time import monotonic
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from standardwebhooks.webhooks import Webhook
@@ -143,11 +143,24 @@ class Refusal(Exception):
         self.status, self.error, self.message, self.verdict, self.outcome = status, error, message, verdict, outcome
 
 
+UNKNOWN = Answer(404, {"success": False, "error": "unknown_endpoint", "message": "No webhook endpoint here."})
+
+
 def webhook_receive(request: Request) -> Answer:
     receiver = receiver_get(request.public_id)
     if receiver is None or (request.url_token is None) != receiver.signed:
         # An unknown URL, or the other mode's shape of it: nothing to record it against.
-        return Answer(404, {"success": False, "error": "unknown_endpoint", "message": "No webhook endpoint here."})
+        return UNKNOWN
+    try:
+        return _receive(receiver, request)
+    except IntegrityError:
+        # The endpoint was deleted after this process remembered it (its receipt has nothing
+        # to refer to): as unknown as it now is.
+        receiver_forget(request.public_id)
+        return UNKNOWN
+
+
+def _receive(receiver: Receiver, request: Request) -> Answer:
     # Named in the inbound log even when the request is refused.
     webhook_id = _webhook_id(receiver, request)
     verdict = SignatureVerdict.NOT_CHECKED

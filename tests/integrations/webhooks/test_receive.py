@@ -230,3 +230,28 @@ def test_unsigned_endpoints_take_the_token_in_the_url_and_dedupe_by_idempotency_
     post(client, public_id, {**CHAT_STARTED, "id": "evt_9"}, token=created.url_token)
     post(client, public_id, {**CHAT_STARTED, "id": "evt_9"}, token=created.url_token)
     assert Event.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)  # the receipt's foreign key is checked when its transaction commits
+def test_an_endpoint_deleted_while_remembered_answers_404(client: Client, alice: User, workspace: Workspace) -> None:
+    from accounts.audit import Actor
+    from integrations.webhooks import services
+
+    created = make_endpoint(alice, workspace)
+    assert send_signed(client, created, CHAT_STARTED).status_code == 200  # now remembered by this process
+    # Deleted by another process: this one still has it for a few seconds.
+    remembered = dict(receive._receivers)
+    services.endpoint_delete(actor=Actor(user=alice), endpoint=created.endpoint)
+    receive._receivers.update(remembered)
+    for body in (CHAT_STARTED, b"not json"):
+        assert send_signed(client, created, body).status_code == 404
+    assert not WebhookReceipt.objects.exists() and Event.objects.count() == 1
+
+
+def test_a_signed_body_that_is_not_utf8_is_refused_not_a_500(client: Client, alice: User,
+                                                             workspace: Workspace) -> None:
+    created = make_endpoint(alice, workspace)
+    body = b'{"type": "conversation.started", "x": "\xff"}'
+    headers = signed_headers(created.secret, b"{}")
+    response = post(client, created.endpoint.public_id, body, headers)
+    assert response.status_code == 401 and WebhookReceipt.objects.get().signature == SignatureVerdict.INVALID
