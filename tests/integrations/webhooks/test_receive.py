@@ -255,3 +255,20 @@ def test_a_signed_body_that_is_not_utf8_is_refused_not_a_500(client: Client, ali
     headers = signed_headers(created.secret, b"{}")
     response = post(client, created.endpoint.public_id, body, headers)
     assert response.status_code == 401 and WebhookReceipt.objects.get().signature == SignatureVerdict.INVALID
+
+
+def test_the_inbound_log_keeps_seven_days(client: Client, alice: User, workspace: Workspace, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.webhooks.services import webhook_receipts_trim
+
+    created = make_endpoint(alice, workspace)
+    send_signed(client, created, CHAT_STARTED, webhook_id="old")
+    send_signed(client, created, CHAT_STARTED, webhook_id="new")
+    WebhookReceipt.objects.filter(webhook_id="old").update(received_at=timezone.now() - timedelta(days=7, minutes=1))
+    assert webhook_receipts_trim() == 1
+    assert list(WebhookReceipt.objects.values_list("webhook_id", flat=True)) == ["new"]
+    settings.WEBHOOK_LOG_RETENTION_DAYS = 0  # never below a day: seen ids must outlive senders' retries
+    assert webhook_receipts_trim() == 0
