@@ -3,7 +3,16 @@ from __future__ import annotations
 from django.urls import path
 
 from integrations.views import connections as views
-from integrations.views import dead_letters, debugger, filters, imports, segment_workspace, usage, webhooks
+from integrations.views import (
+    dead_letters,
+    debugger,
+    filters,
+    imports,
+    ingest,
+    segment_workspace,
+    usage,
+    webhooks,
+)
 from integrations.webhooks import views as webhook_receive
 
 app_name = "integrations"
@@ -23,14 +32,11 @@ urlpatterns = [
     path("settings/integrations/segment/<int:pk>/key/", views.connection_replace_key, name="connection_key"),
     path("settings/integrations/segment/<int:pk>/enabled/", views.connection_enabled, name="connection_enabled"),
     path("settings/integrations/segment/<int:pk>/delete/", views.connection_delete, name="connection_delete"),
-    path("settings/api-keys/", views.api_keys, name="api_keys"),
-    path("settings/rejected-events/", views.rejected_events, name="rejected_events"),
-    path("settings/api-keys/new/", views.ingest_key_create, name="ingest_key_create"),
-    path("settings/api-keys/<int:pk>/revoke/", views.ingest_key_revoke, name="ingest_key_revoke"),
 ]
 
 # Each area's pages keep their routes next to their views.
 urlpatterns += usage.urlpatterns + dead_letters.urlpatterns + debugger.urlpatterns + imports.urlpatterns
+urlpatterns += ingest.urlpatterns
 urlpatterns += webhooks.urlpatterns
 urlpatterns += filters.urlpatterns
 urlpatterns += segment_workspace.urlpatterns

@@ -1,4 +1,4 @@
-"""Settings → Integrations: Segment connections of the workspace.
+"""Settings → Integrations: the workspace's Segment connections, each with its tabs.
 
 Owners and admins connect, rename, replace keys, change regions, enable, disable, delete and
 run checks; members see status only. A connection's page has tabs, each its own URL (Overview,
@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
-from django.views.decorators.cache import never_cache
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import Actor
@@ -27,15 +22,12 @@ from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
 from integrations import services
-from integrations.forms import ConnectionForm, IngestKeyForm, RegionForm, RenameForm, ReplaceKeyForm
-from integrations.ingest import keys as ingest_keys
-from integrations.models import Connection, IngestKey, Outcome
+from integrations.forms import ConnectionForm, RegionForm, RenameForm, ReplaceKeyForm
+from integrations.models import Connection, Outcome
 from integrations.selectors import connection_get_for_workspace, verifications_for_connection
 from integrations.selectors import health as health_selectors
 from integrations.selectors.overview import connection_overview
-from integrations.selectors.rejections import rejected_events_for_workspace
 
-REJECTED_PAGE_SIZE = 50
 # The Settings tab has two region choices (the region alone, and with a new key): their ids differ.
 REGION_IDS = "id_move_%s"
 TABS = ("overview", "deliveries", "attempts", "dead_letters", "checks", "settings")
@@ -231,55 +223,6 @@ def connection_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 @workspace_view()
 @require_GET
-def api_keys(request: WorkspaceRequest) -> HttpResponse:
-    return _api_keys_page(request)
-
-
-@workspace_view(manage=True)
-@require_POST
-@never_cache
-@sensitive_variables()
-def ingest_key_create(request: WorkspaceRequest) -> HttpResponse:
-    """The new key is in this response only: never in a redirect, the session or a message.
-
-    The page is rendered inside the transaction: if it cannot be shown, the key never existed.
-    """
-    form = IngestKeyForm(request.POST)
-    if form.is_valid():
-        try:
-            with transaction.atomic():
-                ingest_key, key = ingest_keys.ingest_key_create(
-                    actor=Actor.from_request(request), workspace=request.workspace,
-                    name=form.cleaned_data["name"])
-                return _api_keys_page(request, form=IngestKeyForm(), created=ingest_key, key=key)
-        except ValidationError as error:
-            attach_errors(form, error)
-    return _api_keys_page(request, form=form, status=422)
-
-
-@workspace_view(manage=True)
-@require_POST
-def ingest_key_revoke(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    ingest_key = ingest_keys.ingest_key_get_for_workspace(workspace=request.workspace, pk=pk)
-    ingest_keys.ingest_key_revoke(actor=Actor.from_request(request), ingest_key=ingest_key)
-    messages.success(request, f"“{ingest_key.name}” ({ingest_keys.masked(ingest_key)}) revoked. "
-                              f"Requests with it are refused from now on.")
-    if request.htmx:
-        return _api_keys_page(request)
-    return redirect("integrations:api_keys", slug=ingest_key.workspace.slug)
-
-
-@workspace_view()
-@require_GET
-def rejected_events(request: WorkspaceRequest) -> HttpResponse:
-    """Events the ingest API refused, with reasons: the workspace's schema violations."""
-    events = rejected_events_for_workspace(workspace=request.workspace)
-    page = Paginator(events, REJECTED_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "integrations/rejected_events.html", {"page": page, "nav": "rejected"})
-
-
-@workspace_view()
-@require_GET
 def attention(request: WorkspaceRequest) -> HttpResponse:
     """The workspace's "needs attention" banner alone: every page polls it, so it leaves after a
     fix and appears for a newly failing connection without a reload."""
@@ -320,23 +263,6 @@ def _settings_context(request: WorkspaceRequest, connection: Connection, **forms
         context["region_form"] = forms.get("region_form") or RegionForm(initial={"region": connection.region},
                                                                     auto_id=REGION_IDS)
     return context
-
-
-def _api_keys_page(request: WorkspaceRequest, *, form: IngestKeyForm | None = None, created: IngestKey | None = None,
-                   key: str = "", status: int = 200) -> HttpResponse:
-    """The API keys page, or for htmx only its panel. Members get no form."""
-    can_manage = request.membership.can_manage
-    context = {
-        "ingest_keys": ingest_keys.ingest_keys_for_workspace(workspace=request.workspace),
-        "form": (form or IngestKeyForm()) if can_manage else None,
-        "created": created,
-        "created_key": key,
-        "site_url": settings.SITE_URL,
-        "a_minute_ago": timezone.now() - ingest_keys.LAST_USED_RESOLUTION,
-        "nav": "api_keys",
-    }
-    template = "integrations/_api_keys_panel.html" if request.htmx else "integrations/api_keys.html"
-    return render(request, template, context, status=status)
 
 
 def _panel_or_redirect(request: WorkspaceRequest, connection: Connection) -> HttpResponse:

@@ -357,7 +357,7 @@ def test_a_failure_while_showing_the_key_leaves_no_key_behind(alice: User, works
     exist. The error report of the crash does not quote it either."""
     from django.views.debug import ExceptionReporter
 
-    from integrations.views import connections as views
+    from integrations.views import ingest as views
 
     seen: list[str] = []
     real_create = ingest_keys.ingest_key_create
