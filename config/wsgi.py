@@ -1,5 +1,6 @@
-"""WSGI entry point (gunicorn config.wsgi): Django, with the ingest API's POST /v1/* answered
-first without the middleware stack (integrations.ingest.api.wsgi_application)."""
+"""WSGI entry point (gunicorn config.wsgi): Django, with the ingest API's POST /v1/* and the
+webhook endpoints' POST /webhooks/in/… answered first without the middleware stack
+(integrations.ingest.api.wsgi_application, integrations.webhooks.views.wsgi_application)."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ from integrations.checks import ensure_encryption_keys  # noqa: E402
 
 ensure_encryption_keys()
 
-from integrations.ingest.api import wsgi_application  # noqa: E402
+from integrations.ingest.api import serve, wsgi_application  # noqa: E402
+from integrations.webhooks.views import wsgi_application as webhooks_first  # noqa: E402
 
-application = wsgi_application(django_application)
+application = webhooks_first(wsgi_application(django_application), serve)

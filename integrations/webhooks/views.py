@@ -3,8 +3,15 @@
 
 Outside the signed-in area and CSRF-exempt: the sender proves itself with the signature or
 the token. The body is read only up to the limit: a larger one is answered 413 unread.
+
+`wsgi_application` answers these POSTs in front of Django's middleware, as the ingest API's
+are (config/wsgi.py composes the two): sessions, CSRF, messages, CSP and the rest have nothing
+to do for a sender, and skipping them and URL resolution is most of a request's cost.
 """
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse
@@ -12,6 +19,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations.webhooks.receive import MAX_BODY_BYTES, Request, webhook_receive
 
+RECEIVE_PREFIX = "/webhooks/in/"
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# integrations.ingest.api.serve: Django's request handling less the middleware.
+Serve = Callable[..., Iterable[bytes]]
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "idempotency-key", "x-request-id")
 
 
@@ -45,3 +56,19 @@ def _body(request: HttpRequest) -> tuple[bytes, int | None]:
 
 def _answer(status: int, payload: dict[str, object]) -> HttpResponse:
     return HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def wsgi_application(application: WSGIApp, serve: Serve) -> WSGIApp:
+    """`application` with POST /webhooks/in/<public id>[/<token>] answered first by `serve`
+    (given, not imported: it belongs to the ingest API's entry point). Anything else, a GET of
+    the same URL included, goes to `application` unchanged."""
+
+    def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(RECEIVE_PREFIX) and environ.get("REQUEST_METHOD") == "POST":
+            parts = path[len(RECEIVE_PREFIX):].split("/")
+            if len(parts) <= 2 and all(parts):  # the shapes of the two receive URLs
+                return serve(environ, start_response, receive, *parts)
+        return application(environ, start_response)
+
+    return answer
