@@ -63,11 +63,18 @@ class SegmentSource(models.Model):
     connection = models.OneToOneField(Connection, on_delete=models.CASCADE, related_name="segment_source")
     source_id = models.CharField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
+    # The connection's write key (its keyed fingerprint) when linked: once the key is replaced,
+    # the link no longer says which source the connection sends to, and is found again.
+    key_fingerprint = models.CharField(max_length=64, blank=True)
     linked_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name or self.source_id} ({self.source_id})"
+
+    def is_current(self, connection: Connection) -> bool:
+        """Still the source of the connection's current write key (or deleted from here)."""
+        return self.deleted_at is not None or self.key_fingerprint in ("", connection.write_key_fingerprint)
 
 
 class CallOutcome(models.TextChoices):

@@ -67,6 +67,14 @@ def api_for_workspace(*, workspace: Workspace, budget: Budget | None = None) -> 
     return api
 
 
+def source_link_for_connection(*, connection: Connection) -> SegmentSource | None:
+    """The Segment source the connection sends to, as Tributary knows it: None when unknown, or
+    when the link was made for a write key since replaced (services.segment_source_find then
+    looks again)."""
+    link = SegmentSource.objects.filter(connection=connection).first()
+    return link if link is not None and link.is_current(connection) else None
+
+
 # --- the source list ---------------------------------------------------------------------
 
 

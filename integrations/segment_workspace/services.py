@@ -17,7 +17,12 @@ from integrations import crypto
 from integrations import services as connection_services
 from integrations.models import Connection, Region, SegmentSource, SegmentToken
 from integrations.segment.public_api import Budget, Label, PublicApi, PublicApiError
-from integrations.segment_workspace.selectors import api_for, api_for_workspace, call_logger
+from integrations.segment_workspace.selectors import (
+    api_for,
+    api_for_workspace,
+    call_logger,
+    source_link_for_connection,
+)
 
 TOKEN_MIN, TOKEN_MAX = 8, 512
 TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.~+/=:")
@@ -174,7 +179,8 @@ def segment_source_pick(*, actor: Actor, workspace: Workspace, source_id: str, n
         connection = connection_services.connection_create(
             actor=actor, workspace=workspace, name=(name.strip() or source.name)[:80], region=row.region,
             write_key=source.write_keys[0])
-        SegmentSource.objects.create(connection=connection, source_id=source.id, name=source.name[:200])
+        SegmentSource.objects.create(connection=connection, source_id=source.id, name=source.name[:200],
+                                     key_fingerprint=connection.write_key_fingerprint)
         audit_record(actor=actor, action=AuditAction.SEGMENT_SOURCE_PICKED, workspace=workspace, target=connection,
                      details={"segment_source_id": source.id, "segment_source": source.name,
                               "key": connection.masked_key})
@@ -185,14 +191,17 @@ def segment_source_find(*, connection: Connection, budget: Budget | None = None)
     """The connection's Segment source: picked, or found among the Segment workspace's sources
     by the connection's write key and then remembered (not audited: it records a fact Segment
     stated and changes nothing the user set). None when Segment has no such source."""
-    link = SegmentSource.objects.filter(connection=connection).first()
+    link = source_link_for_connection(connection=connection)
     if link is not None:
         return link
+    fingerprint = connection.write_key_fingerprint
     for source in api_for_workspace(workspace=connection.workspace, budget=budget).sources().items:
-        if any(crypto.fingerprint(key) == connection.write_key_fingerprint for key in source.write_keys):
-            link, _ = SegmentSource.objects.get_or_create(
-                connection=connection, defaults={"source_id": source.id, "name": source.name[:200]})
-            return link
+        if any(crypto.fingerprint(key) == fingerprint for key in source.write_keys):
+            with transaction.atomic():
+                # A link made for a replaced write key goes; the current key's source replaces it.
+                SegmentSource.objects.filter(connection=connection).delete()
+                return SegmentSource.objects.create(connection=connection, source_id=source.id,
+                                                    name=source.name[:200], key_fingerprint=fingerprint)
     return None
 
 
@@ -306,7 +315,7 @@ def _api_of(workspace: Workspace) -> tuple[PublicApi, SegmentToken]:
 
 
 def _link_of(connection: Connection) -> SegmentSource:
-    link = SegmentSource.objects.filter(connection=connection).first()
+    link = source_link_for_connection(connection=connection)
     if link is None or link.deleted_at is not None:
         raise ValidationError("Tributary does not know which Segment source this connection sends to.")
     return link

@@ -154,7 +154,7 @@ def in_segment(request: WorkspaceRequest, pk: int) -> HttpResponse:
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     context = {"connection": connection, "nav": "integrations", "parts": PARTS[1:],
                "token": selectors.segment_token_for_workspace(workspace=request.workspace),
-               "link": SegmentSource.objects.filter(connection=connection).first()}
+               "link": selectors.source_link_for_connection(connection=connection)}
     return render(request, "integrations/segment_workspace/in_segment.html", context)
 
 
@@ -181,7 +181,7 @@ def _read_part(request: WorkspaceRequest, connection: Connection, part: str) -> 
     budget = _budget()
     if part == "match":
         return {"link": services.segment_source_find(connection=connection, budget=budget)}
-    link = SegmentSource.objects.filter(connection=connection).first()
+    link = selectors.source_link_for_connection(connection=connection)
     if link is None or link.deleted_at is not None:
         raise PublicApiError("not_found", "Tributary does not know this connection's Segment source.")
     api = selectors.api_for_workspace(workspace=request.workspace, budget=budget)
@@ -262,7 +262,8 @@ def in_segment_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """The danger zone's confirmation: owners type the source's name; Segment deletes it, and
     the connection is disabled and kept."""
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
-    link = SegmentSource.objects.filter(connection=connection, deleted_at__isnull=True).first()
+    link = selectors.source_link_for_connection(connection=connection)
+    link = link if link is not None and link.deleted_at is None else None
     form = DeleteSourceForm(request.POST or None)
     context: dict[str, Any] = {"connection": connection, "link": link, "form": form, "nav": "integrations"}
     if not request.membership.is_owner:

@@ -258,3 +258,14 @@ def test_the_canary_token_never_leaves_in_full(public_segment: PublicSegment, al
     assert {where: text.count(canary) for where, text in texts.items()} == {"pages": 0, "logs": 0, "dump": 0,
                                                                              "broker": 0}
     assert canary[-4:] in texts["pages"] and PublicApiCall.objects.filter(workspace=workspace).exists()
+
+
+def test_replacing_the_write_key_finds_the_source_of_the_new_key(public_segment: PublicSegment, alice: User,
+                                                                  alice_client: Client, workspace: Workspace) -> None:
+    connection = picked(public_segment, alice, workspace, name="Before")
+    other_id, other_key = public_segment.new_source("After")
+    connection_services.connection_replace_key(actor=Actor(user=alice), connection=connection, write_key=other_key)
+    page = alice_client.get(url(workspace, "in_segment", pk=connection.pk)).content.decode()
+    assert "Asking Segment for this connection" in page  # the old link no longer counts
+    part(alice_client, workspace, connection, "match")
+    assert SegmentSource.objects.get(connection=connection).source_id == other_id
