@@ -158,7 +158,10 @@ def test_paging_reads_every_one_of_ten_thousand_sources(settings: Any) -> None:
 
 class _Garbage(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = b"<html>not json</html>" if self.path == "/" else b'{"data": {"sources": "not a list"}}'
+        if self.path.startswith("/sources/huge"):
+            body = b'{"data": {"source": {"id": "' + b"x" * (9 * 1024 * 1024) + b'"}}}'
+        else:
+            body = b"<html>not json</html>" if self.path == "/" else b'{"data": {"sources": "not a list"}}'
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -168,7 +171,7 @@ class _Garbage(BaseHTTPRequestHandler):
         pass
 
 
-def test_malformed_answers_are_a_clear_error_not_a_crash(settings: Any) -> None:
+def test_malformed_and_huge_answers_are_a_clear_error_not_a_crash(settings: Any) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -178,6 +181,9 @@ def test_malformed_answers_are_a_clear_error_not_a_crash(settings: Any) -> None:
             with pytest.raises(PublicApiError) as failed:
                 read()
             assert failed.value.kind == "malformed" and "could not be read" in failed.value.message
+        with pytest.raises(PublicApiError) as huge:
+            api.source("huge")
+        assert huge.value.kind == "too_large" and "too large" in huge.value.message
     finally:
         server.shutdown()
 
