@@ -33,6 +33,8 @@ from integrations.segment_workspace.words import NOT_APPLIED, masked_settings, s
 from integrations.selectors import connection_get_for_workspace
 
 PARTS = ("match", "labels", "destinations", "warehouses", "schema", "usage")
+PART_TITLES = {"match": "This connection's source", "labels": "Labels", "destinations": "Destinations",
+               "warehouses": "Warehouses", "schema": "Schema settings", "usage": "API calls this month"}
 SOURCES_SHOWN = 200
 
 
@@ -166,7 +168,8 @@ def in_segment_part(request: WorkspaceRequest, pk: int) -> HttpResponse:
     part = request.GET.get("name", "")
     if part not in PARTS:
         part = "labels"
-    context: dict[str, Any] = {"connection": connection, "part": part, "parts": PARTS[1:]}
+    context: dict[str, Any] = {"connection": connection, "part": part, "parts": PARTS[1:],
+                               "part_title": PART_TITLES[part]}
     try:
         context.update(_read_part(request, connection, part))
     except PublicApiError as error:
@@ -245,7 +248,8 @@ def in_segment_labels(request: WorkspaceRequest, pk: int) -> HttpResponse:
         else:
             status = 200
             label_form, new_label_form = LabelForm(), NewLabelForm()
-    context: dict[str, Any] = {"connection": connection, "part": "labels", "label_form": label_form,
+    context: dict[str, Any] = {"connection": connection, "part": "labels", "part_title": PART_TITLES["labels"],
+                               "label_form": label_form,
                                "new_label_form": new_label_form, "saved": status == 200}
     try:
         read = _read_part(request, connection, "labels")
