@@ -6,6 +6,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -79,7 +80,8 @@ def _check_failure(error: PublicApiError) -> str:
 
 @sensitive_variables("token")
 def _api(workspace: Workspace | None, token: str, region: str) -> PublicApi:
-    return PublicApi(token=token, region=region, budget=Budget(8.0), on_call=call_logger(workspace, region))
+    budget = Budget(float(settings.SEGMENT_PUBLIC_API_PAGE_BUDGET_SECONDS))
+    return PublicApi(token=token, region=region, budget=budget, on_call=call_logger(workspace, region))
 
 
 @sensitive_variables("token")
