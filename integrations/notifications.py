@@ -1,6 +1,6 @@
 """E-mails about connections, to the people who can act on them: owners and admins.
 
-A pause is told at once (`connection_pause` queues `send_paused_email`). Dead letters past
+A pause is told at once (`integrations.relay.pause.connection_pause` queues `send_paused_email`). Dead letters past
 DEAD_LETTER_ALERT_THRESHOLD in 24 hours, and a recovery (a paused or long-failing connection
 delivering again), are found by `delivery_notices_check`, which beat runs every minute: it
 reads DeliveryCount and the attempt log's failures (never the delivered traffic), so delivery
@@ -25,6 +25,7 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, AuditEvent, Membership, Role
 from accounts.validation import one_line
+from integrations import enqueue
 from integrations.durations import duration_text
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, DeliveryCount
 from integrations.models.deliveries import bucket_of
@@ -46,15 +47,6 @@ DEAD_LETTER_WINDOW = timedelta(hours=24)
 def managers_emails(workspace_id: int) -> list[str]:
     return sorted(Membership.objects.filter(workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN])
                   .values_list("user__email", flat=True))
-
-
-def pause_recipient_ids(connection: Connection) -> list[int]:
-    """Who is told of a pause: the owners and admins, unless no check ever cleared the
-    connection for delivery (nothing was ever sent; the page showing the check says why)."""
-    if not connection.checked_key:
-        return []
-    return sorted(Membership.objects.filter(workspace_id=connection.workspace_id, role__in=[Role.OWNER, Role.ADMIN])
-                  .values_list("user_id", flat=True))
 
 
 def _emails_of(workspace_id: int, user_ids: list[int]) -> list[str]:
@@ -220,8 +212,6 @@ def _told(connection: Connection, action: AuditAction, since: datetime) -> bool:
 def _notice(connection: Connection, action: AuditAction, details: dict[str, Any],
             told: list[int] | None = None) -> None:
     """`told`: only these people (those told of the pause that ended), when given."""
-    from integrations.tasks import send_delivery_notice
-
     if told is None:
         recipients = managers_emails(connection.workspace_id)
     else:
@@ -230,7 +220,7 @@ def _notice(connection: Connection, action: AuditAction, details: dict[str, Any]
     row = audit_record(actor=Actor.system(), action=action, workspace=connection.workspace, target=connection,
                        details={"name": connection.name, "key": connection.masked_key, **details,
                                 "recipients": len(recipients)})
-    transaction.on_commit(lambda: send_delivery_notice.delay(row.pk))
+    transaction.on_commit(lambda: enqueue.send_delivery_notice(row.pk))
     logger.info("deliveries.notice", extra={"connection_id": connection.pk, "action": action.value,
                                             "recipients": len(recipients)})
 

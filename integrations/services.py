@@ -18,9 +18,11 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
 from accounts.validation import name_problem
+from integrations import enqueue
 from integrations.crypto import CredentialUnreadable
 from integrations.models import Connection, EventStream, Health, Outcome, Region, Trigger, Verification
 from integrations.relay.log import connection_wake_now
+from integrations.relay.pause import connection_pause, connection_resume
 from integrations.segment import verification as checks
 
 logger = logging.getLogger(__name__)
@@ -134,8 +136,6 @@ def verification_request(*, actor: Actor, connection: Connection, trigger: str) 
 
     A refusal is audited after the transaction, so the row survives the exception.
     """
-    from integrations.tasks import verify_connection
-
     with transaction.atomic():
         # Lock the connection so concurrent requests count each other.
         Connection.objects.select_for_update().filter(pk=connection.pk).first()
@@ -147,7 +147,7 @@ def verification_request(*, actor: Actor, connection: Connection, trigger: str) 
             )
             Connection.objects.filter(pk=connection.pk).update(latest_verification=run)
             connection.latest_verification = run
-            transaction.on_commit(lambda: verify_connection.delay(run.pk))
+            transaction.on_commit(lambda: enqueue.verify_connection(run.pk))
             return run
     audit_record(actor=actor, action=AuditAction.CONNECTION_CHECK_THROTTLED, workspace=connection.workspace,
                  target=connection, details={"retry_in": wait})
@@ -194,14 +194,8 @@ def _record_report(run: Verification, report: checks.Report, checked: str) -> Ve
             setattr(locked, field, getattr(report, field))
         locked.finished_at = timezone.now()
         locked.save()
-        # Only the newest run decides the connection's health, and whether delivery is paused.
-        latest = Connection.objects.filter(pk=run.connection_id, latest_verification=locked)
-        if latest.update(health=report.health):
-            reason = _pause_reason(report)
-            if reason:
-                connection_pause(connection_id=run.connection_id, health=report.health, reason=reason)
-            elif report.key_known:
-                _clear_for_delivery(run.connection_id, checked)
+        if _is_latest(locked):
+            _record_health(run.connection_id, report, checked)
         actor = Actor(user=locked.requested_by, ip=locked.requested_ip, user_agent=locked.requested_user_agent)
         audit_record(actor=actor, action=AuditAction.CONNECTION_CHECKED, workspace=run.connection.workspace,
                      target=run.connection, details={
@@ -213,27 +207,22 @@ def _record_report(run: Verification, report: checks.Report, checked: str) -> Ve
     return locked
 
 
-def connection_pause(*, connection_id: int, health: str, reason: str) -> bool:
-    """Stop delivering (events keep accumulating) until a check passes. The first pause is
-    audited and e-mailed to the workspace's owners and admins (not when no check ever cleared
-    it: nothing was ever sent, and the page showing the check says why); repeats change nothing."""
-    from integrations.notifications import pause_recipient_ids
-    from integrations.tasks import notify_connection_paused
+def _is_latest(run: Verification) -> bool:
+    """Only the newest run decides the connection's health, and whether delivery is paused. The
+    connection's row stays locked until commit, so a newer run cannot be queued in between."""
+    return Connection.objects.select_for_update().filter(
+        pk=run.connection_id, latest_verification=run).values_list("pk", flat=True).first() is not None
 
-    with transaction.atomic():
-        paused = Connection.objects.filter(pk=connection_id, paused_reason="").update(
-            paused_reason=reason[:300], health=health)
-        Connection.objects.filter(pk=connection_id).update(health=health)
-        if not paused:
-            return False
-        connection = Connection.objects.select_related("workspace").get(pk=connection_id)
-        told = pause_recipient_ids(connection)
-        audit_record(actor=Actor.system(), action=AuditAction.CONNECTION_PAUSED, workspace=connection.workspace,
-                     target=connection, details={**_describe(connection), "reason": reason[:300], "told": told})
-        if told:
-            transaction.on_commit(lambda: notify_connection_paused.delay(connection_id))
-    logger.warning("relay.paused", extra={"connection_id": connection_id, "reason": reason[:300]})
-    return True
+
+def _record_health(connection_id: int, report: checks.Report, checked: str) -> None:
+    """The verdict's health, written once: with the pause when the key is unknown or unreadable."""
+    reason = _pause_reason(report)
+    if reason:
+        connection_pause(connection_id=connection_id, health=report.health, reason=reason)
+        return
+    Connection.objects.filter(pk=connection_id).update(health=report.health)
+    if report.key_known:
+        _clear_for_delivery(connection_id, checked)
 
 
 def _clear_for_delivery(connection_id: int, checked: str) -> None:
@@ -241,19 +230,6 @@ def _clear_for_delivery(connection_id: int, checked: str) -> None:
     if Connection.objects.filter(pk=connection_id).exclude(checked_key=checked).update(checked_key=checked):
         transaction.on_commit(lambda: connection_wake_now(connection_id=connection_id))
     connection_resume(connection_id=connection_id)
-
-
-def connection_resume(*, connection_id: int) -> bool:
-    """Deliver again, from where delivery stopped."""
-    with transaction.atomic():
-        if not Connection.objects.filter(pk=connection_id).exclude(paused_reason="").update(
-                paused_reason="", failures=0, next_attempt_at=None):
-            return False
-        connection = Connection.objects.select_related("workspace").get(pk=connection_id)
-        audit_record(actor=Actor.system(), action=AuditAction.CONNECTION_RESUMED, workspace=connection.workspace,
-                     target=connection, details=_describe(connection))
-        transaction.on_commit(lambda: connection_wake_now(connection_id=connection_id))
-    return True
 
 
 def _pause_reason(report: checks.Report) -> str:

@@ -23,6 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Workspace
+from integrations import enqueue
 from integrations.crypto import CredentialUnreadable
 from integrations.dead_letters.selection import Replay, Selection, replay_active, replay_blocker
 from integrations.models import Connection, DeadLetter, DeadLetterReplay, ReplayStatus
@@ -107,7 +108,7 @@ def dead_letters_replay(*, actor: Actor, connection: Connection, selection: Sele
                      target=connection, details={"connection": connection.name, "replay": record.pk,
                                                  **pinned.describe(), "matched": matched,
                                                  "dead_letters": record.total, "cap": cap})
-        transaction.on_commit(lambda: _queue(record.pk))
+        transaction.on_commit(lambda: enqueue.replay_dead_letters(record.pk))
     logger.info("dead_letters.replay_queued", extra={"connection_id": connection.pk, "replay_id": record.pk,
                                                      "dead_letters": record.total})
     return Replay(record)
@@ -118,12 +119,6 @@ def _busy(connection: Connection) -> str:
     who = f" (asked for by {running.requested_by}, now {running.status})" if running is not None else ""
     return (f"A replay of this connection is already queued or running{who}. Only one runs at a time: wait "
             "for it to finish, then replay again.")
-
-
-def _queue(replay_id: int) -> None:
-    from integrations.tasks import replay_dead_letters
-
-    replay_dead_letters.delay(replay_id)
 
 
 def replays_fail_stale(*, connection: Connection, now: datetime | None = None) -> int:

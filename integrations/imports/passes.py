@@ -39,6 +39,7 @@ from kombu.exceptions import OperationalError
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction
+from integrations import enqueue
 from integrations.imports.files import ErrorReport, Problem, Reader, Record, discard
 from integrations.ingest.messages import Invalid, Normaliser
 from integrations.models import ImportJob, ImportStatus
@@ -130,11 +131,9 @@ def _guarded(run: Run, work: Callable[[Run, OnProgress | None], None], on_progre
 
 def queue_pass(job_id: int, status: str) -> bool:
     """Ask a worker to run the job's current pass; best effort (the sweeper is the safety net)."""
-    from integrations import tasks
-
-    task = tasks.check_import if status == ImportStatus.VALIDATING else tasks.run_import
+    queue = enqueue.check_import if status == ImportStatus.VALIDATING else enqueue.run_import
     try:
-        task.apply_async((job_id,), retry=False)
+        queue(job_id, retry=False)
     except OperationalError:
         logger.warning("imports.queue_lost", extra={"job_id": job_id})
         return False

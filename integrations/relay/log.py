@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from integrations import enqueue
 from integrations.models import Connection, Event, EventStream
 from integrations.relay import pg
 
@@ -256,13 +257,8 @@ def queue_delivery(connection_id: int, *, countdown: float | None = None) -> boo
     """Ask a worker to deliver; best effort. The event is already stored when this runs, so a
     broker that is down must not fail the emitter: the sweeper finds the backlog instead.
     No publish retries either, so an unreachable broker cannot stall the request."""
-    from integrations.tasks import deliver_connection
-
     try:
-        if countdown is None:
-            deliver_connection.apply_async((connection_id,), retry=False)
-        else:
-            deliver_connection.apply_async((connection_id,), countdown=countdown, retry=False)
+        enqueue.deliver_connection(connection_id, countdown=countdown, retry=False)
     except OperationalError:
         logger.warning("relay.wake_lost", extra={"connection_id": connection_id})
         return False

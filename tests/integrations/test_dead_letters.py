@@ -393,7 +393,7 @@ def test_two_replays_asked_for_at_the_same_moment_queue_exactly_one(alice: User,
             database.close()
 
     with pytest.MonkeyPatch.context() as patch:  # the task itself is not under test here
-        patch.setattr("integrations.dead_letters.services._queue", lambda replay_id: None)
+        patch.setattr("integrations.enqueue.replay_dead_letters", lambda replay_id: None)
         threads = [threading.Thread(target=ask) for _ in range(2)]
         for thread in threads:
             thread.start()
@@ -474,7 +474,7 @@ def test_two_workers_running_one_replay_at_the_same_moment_send_it_once(alice: U
     connection, _ = connect(alice, workspace)
     plant(connection, ["Order Completed"] * 2)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("integrations.dead_letters.services._queue", lambda replay_id: None)
+        patch.setattr("integrations.enqueue.replay_dead_letters", lambda replay_id: None)
         replay = dead_letters_replay(actor=Actor(user=alice), connection=connection, selection=Selection())
         calls: list[int] = []
         segment_accepts_everything(patch, calls)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
@@ -120,6 +122,24 @@ def test_a_key_revoked_in_segment_is_noticed_by_the_next_check(segment: Any, ali
     assert services.verifications_schedule_daily() == 1
     connection.refresh_from_db()
     assert check(connection).outcome == Outcome.FAILED and connection.health == Health.FAILING
+
+
+def test_a_verdict_that_pauses_delivery_writes_the_connections_health_once(segment: Any, alice: User,
+                                                                          workspace: Workspace) -> None:
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = connect(alice, workspace, key)
+    assert check(connection).outcome == Outcome.PASSED
+    segment.unregister_key(key)
+    assert services.verifications_schedule_daily() == 1
+    connection.refresh_from_db()
+    with CaptureQueriesContext(db) as queries:
+        assert check(connection).outcome == Outcome.FAILED
+    assert connection.health == Health.FAILING and "does not recognise this write key" in connection.paused_reason
+    table = f'UPDATE "{Connection._meta.db_table}"'
+    assert len([q for q in queries if q["sql"].startswith(table) and '"health"' in q["sql"]]) == 1
+    [paused] = AuditEvent.objects.filter(action=AuditAction.CONNECTION_PAUSED, target_id=str(connection.pk))
+    assert paused.details["reason"] == connection.paused_reason
 
 
 def test_each_check_run_is_audited_with_its_outcome(segment: Any, alice: User, workspace: Workspace) -> None:
