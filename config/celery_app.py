@@ -1,12 +1,13 @@
-"""The Celery application. Settings come from Django settings prefixed CELERY_."""
+"""The Celery application. Settings come from Django settings prefixed CELERY_.
+
+It imports nothing of the apps: their tasks are found by autodiscovery once Django is set up,
+and the worker's start-up check (integrations.checks) connects itself from the app's ready()."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -51,23 +52,3 @@ app.conf.beat_schedule = {
     },
 }
 
-
-@worker_init.connect
-def _refuse_unreadable_secrets(**kwargs: Any) -> None:
-    """A worker that could not decrypt stored write keys must not start: it would mark every
-    healthy connection "Credential unreadable" and pause it.
-
-    Celery's signal dispatch logs an Exception raised by a handler and starts the worker
-    anyway, so the refusal is a SystemExit, which it does not catch: the worker exits with
-    status 1 before it connects to the broker or forks its pool (the prefork children are
-    forked from this process after the check, so they never run without it).
-    """
-    from django.core.exceptions import ImproperlyConfigured
-
-    from integrations.checks import ensure_encryption_keys
-
-    try:
-        ensure_encryption_keys()
-    except ImproperlyConfigured as problem:
-        # The message names key ids (short hashes) and what to do, never a key.
-        raise SystemExit(f"Celery worker refused to start: {problem}") from None

@@ -2,16 +2,19 @@
 
 Registered as a Django system check (runserver, migrate and every management command run
 it) and called at start-up by the WSGI/ASGI entry points and the Celery worker, which do not.
+The app's ready() imports this module, which connects the worker's hook.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from celery.signals import worker_init
 from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 from integrations import crypto
+from integrations.models import Connection
 
 
 def encryption_key_errors() -> list[CheckMessage]:
@@ -20,8 +23,6 @@ def encryption_key_errors() -> list[CheckMessage]:
     except ImproperlyConfigured as problem:
         return [Error(str(problem), id="integrations.E001")]
     try:
-        from integrations.models import Connection
-
         needed = set(Connection.objects.values_list("write_key_key_id", flat=True).distinct())
     except DatabaseError:
         return []  # not migrated yet: nothing stored, nothing to read
@@ -48,3 +49,21 @@ def ensure_encryption_keys() -> None:
     errors = encryption_key_errors()
     if errors:
         raise ImproperlyConfigured(" ".join(f"{e.msg} {e.hint or ''}".strip() for e in errors))
+
+
+@worker_init.connect
+def refuse_unreadable_secrets(**kwargs: Any) -> None:
+    """A worker that could not decrypt stored write keys must not start: it would mark every
+    healthy connection "Credential unreadable" and pause it.
+
+    The worker sets Django up (and so imports this module through the app's ready()) before it
+    sends worker_init. Celery's signal dispatch logs an Exception raised by a handler and starts
+    the worker anyway, so the refusal is a SystemExit, which it does not catch: the worker exits
+    with status 1 before it connects to the broker or forks its pool (the prefork children are
+    forked from this process after the check, so they never run without it).
+    """
+    try:
+        ensure_encryption_keys()
+    except ImproperlyConfigured as problem:
+        # The message names key ids (short hashes) and what to do, never a key.
+        raise SystemExit(f"Celery worker refused to start: {problem}") from None

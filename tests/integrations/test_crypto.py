@@ -13,7 +13,7 @@ from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations import crypto, services
 from integrations.admin import encryption_key_usage
-from integrations.checks import encryption_key_errors, ensure_encryption_keys
+from integrations.checks import encryption_key_errors, ensure_encryption_keys, refuse_unreadable_secrets
 from integrations.ingest import emit
 from integrations.models import Connection, Outcome
 from integrations.relay.delivery import connection_deliver
@@ -102,7 +102,5 @@ def test_processes_refuse_to_start_when_a_needed_key_is_missing(settings: Any, a
     assert crypto.key_id(OLD_KEY) in errors[0].msg
     with pytest.raises(ImproperlyConfigured):
         ensure_encryption_keys()  # what wsgi, asgi and the Celery worker call at start-up
-    from config.celery_app import _refuse_unreadable_secrets
-
     with pytest.raises(SystemExit, match="FIELD_ENCRYPTION_KEYS"):  # not logged and ignored, as an Exception is
-        _refuse_unreadable_secrets()
+        refuse_unreadable_secrets()
