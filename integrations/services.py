@@ -225,6 +225,29 @@ def _record_health(connection_id: int, report: checks.Report, checked: str) -> N
         _clear_for_delivery(connection_id, checked)
 
 
+@sensitive_variables("plaintext")
+def connection_key_reencrypt(*, connection: Connection) -> bool:
+    """Store the connection's write key again under the first FIELD_ENCRYPTION_KEYS key (for
+    `manage.py rotate_encryption_keys`, in its transaction). A key no configured key decrypts
+    is left as it is and the connection marked unreadable; False then."""
+    try:
+        plaintext = connection.write_key()
+    except CredentialUnreadable:
+        connection_mark_unreadable(connection_id=connection.pk)
+        return False
+    connection.set_write_key(plaintext)
+    # Only the stored key: the last four and the fingerprint describe the same key as before.
+    connection.save(update_fields=["write_key_encrypted", "write_key_key_id", "write_key_fingerprint"])
+    return True
+
+
+def connection_mark_unreadable(*, connection_id: int) -> bool:
+    """A stored key this process cannot decrypt: delivery stops as it does when a check or the
+    relay finds one, with the same audit row and e-mail (`connection_pause`). False when it was
+    already paused (its owners were told then); its health says unreadable either way."""
+    return connection_pause(connection_id=connection_id, health=Health.UNREADABLE, reason=UNREADABLE_MESSAGE)
+
+
 def _clear_for_delivery(connection_id: int, checked: str) -> None:
     """The check found the key known in its region: deliver with it (resuming a pause)."""
     if Connection.objects.filter(pk=connection_id).exclude(checked_key=checked).update(checked_key=checked):

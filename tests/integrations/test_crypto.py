@@ -1,11 +1,13 @@
 """Write keys at rest: encrypted, named by key id, never decrypted by fallback, rotatable."""
 from __future__ import annotations
 
+import time
 from io import StringIO
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
@@ -15,9 +17,9 @@ from integrations import crypto, services
 from integrations.admin import encryption_key_usage
 from integrations.checks import encryption_key_errors, ensure_encryption_keys, refuse_unreadable_secrets
 from integrations.ingest import emit
-from integrations.models import Connection, Outcome
+from integrations.models import Connection, Health, Outcome
 from integrations.relay.delivery import connection_deliver
-from tests.conftest import new_write_key
+from tests.conftest import mark_checked, new_write_key
 
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()
@@ -90,6 +92,48 @@ def test_the_full_rotation_drill(settings: Any, segment: Any, alice: User, works
         connection_deliver(connection_id=connection.pk)
         assert [e["payload"]["event"] for e in segment.events(write_key=key)
                 if e["payload"].get("event") == "After Rotation"] == ["After Rotation"]
+
+
+def stored(alice: User, workspace: Workspace, name: str) -> Connection:
+    """A delivering connection whose key is encrypted under the current first key. Saved
+    directly, so no check is queued for the worker."""
+    connection = Connection(workspace=workspace, name=name, region="us", created_by=alice)
+    connection.set_write_key(new_write_key())
+    connection.save()
+    return mark_checked(connection)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_no_configured_key_decrypts_pauses_its_connection_audited_and_e_mailed(
+        settings: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # lost before the rotation
+    lost = stored(alice, workspace, "Lost")
+    settings.FIELD_ENCRYPTION_KEYS = [OLD_KEY]
+    kept = stored(alice, workspace, "Kept")
+    settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    out = StringIO()
+    call_command("rotate_encryption_keys", stdout=out)
+    assert "Done: 1 re-encrypted, 1 unreadable." in out.getvalue()
+    lost.refresh_from_db()
+    kept.refresh_from_db()
+    assert lost.health == Health.UNREADABLE and lost.paused_reason == services.UNREADABLE_MESSAGE
+    assert kept.health == Health.HEALTHY and not kept.paused_reason
+    assert kept.write_key_key_id == crypto.key_id(NEW_KEY)
+    [paused] = AuditEvent.objects.filter(action=AuditAction.CONNECTION_PAUSED)
+    assert (paused.workspace, paused.target_id) == (workspace, str(lost.pk))
+    assert paused.details["reason"] == services.UNREADABLE_MESSAGE and paused.details["told"] == [alice.pk]
+    deadline = time.monotonic() + 20
+    while not mail.outbox:  # sent by the worker, from the task queued by name
+        assert time.monotonic() < deadline, "no e-mail about the pause"
+        time.sleep(0.05)
+    [email] = mail.outbox
+    assert email.to == [alice.email] and "“Lost”" in email.subject and "paused" in email.subject
+
+    # A second run finds the same unreadable value: told once, audited once.
+    call_command("rotate_encryption_keys", stdout=StringIO())
+    assert AuditEvent.objects.filter(action=AuditAction.CONNECTION_PAUSED).count() == 1
+    assert AuditEvent.objects.filter(action=AuditAction.KEYS_ROTATED).count() == 2
 
 
 def test_processes_refuse_to_start_when_a_needed_key_is_missing(settings: Any, alice: User,

@@ -1,7 +1,9 @@
 """Re-encrypt every stored write key and Segment Public API token under the first FIELD_ENCRYPTION_KEYS key.
 
 Works in committed batches, so it can be stopped and run again: each run only touches values
-not yet under the first key, and a second run finds nothing to do.
+not yet under the first key, and a second run finds nothing to do. A value no key can decrypt
+stays as it is and its connection is paused as unreadable through the service (audited per
+connection, its owners e-mailed), as a check or the relay would.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from django.db import transaction
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction
 from integrations import crypto
-from integrations.models import Connection, Health
+from integrations.models import Connection
 from integrations.segment_workspace.services import segment_tokens_reencrypt
+from integrations.services import connection_key_reencrypt
 
 BATCH = 200
 
@@ -54,13 +57,8 @@ class Command(BaseCommand):
             for connection in Connection.objects.select_for_update().filter(pk__in=pks).exclude(
                 write_key_key_id=primary
             ):
-                try:
-                    plaintext = connection.write_key()
-                except crypto.CredentialUnreadable:
-                    Connection.objects.filter(pk=connection.pk).update(health=Health.UNREADABLE)
+                if connection_key_reencrypt(connection=connection):
+                    moved += 1
+                else:
                     failed += 1
-                    continue
-                connection.set_write_key(plaintext)
-                connection.save(update_fields=["write_key_encrypted", "write_key_key_id", "write_key_fingerprint"])
-                moved += 1
         return moved, failed
