@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from accounts.management.commands.create_demo import DEMO_KEYS
+from integrations.management.commands.create_demo import DEMO_KEYS
 from segment_emulator.client import EmulatorClient
 from segment_emulator.testing import free_ports
 

@@ -1,4 +1,7 @@
-"""Create (or reuse) the demo login used by `make run`, and print it."""
+"""Create (or reuse) the demo login used by `make run`, with its connection, and print it.
+
+It lives with integrations, not accounts, because it also connects a source: accounts never
+imports integrations (the import contracts in pyproject.toml)."""
 from __future__ import annotations
 
 from typing import Any
