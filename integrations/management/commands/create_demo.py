@@ -24,6 +24,12 @@ DEMO_KEYS = {
     "us": "demoUSproductionWriteKey2026",
     "eu": "demoEUstagingWriteKey2026",
 }
+# Segment Public API tokens the emulator knows (Procfile.dev, `make emulator`): the EU owner's picks
+# the EU source; the read-only one plays a token without Source Admin (Segment withholds write
+# keys); the US owner's shows the connected US source "In Segment".
+DEMO_PUBLIC_API_TOKEN = "demoSegmentPublicApiToken2026"
+DEMO_READ_ONLY_PUBLIC_API_TOKEN = "demoReadOnlyPublicApiToken2026"
+DEMO_US_PUBLIC_API_TOKEN = "demoSegmentPublicApiTokenUS2026"
 
 
 class Command(BaseCommand):
@@ -52,4 +58,8 @@ class Command(BaseCommand):
             f"  Operator admin: {settings.SITE_URL}/admin/ with the same login\n"
             f"  Try connecting the emulator's EU source: write key {DEMO_KEYS['eu']}, region EU\n"
             "  (any other key plays a key Segment does not know)\n"
+            f"  Segment workspace: paste the Public API token {DEMO_PUBLIC_API_TOKEN} (region EU) under\n"
+            "  Integrations → Segment workspace, then Connect Segment picks the EU source\n"
+            f"  ({DEMO_READ_ONLY_PUBLIC_API_TOKEN}, EU, lacks Source Admin; {DEMO_US_PUBLIC_API_TOKEN}, US,\n"
+            "  shows the connected Production source In Segment)\n"
         )
