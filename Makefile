@@ -19,8 +19,9 @@ ifeq ($(findstring not browser,$(PYTEST_ARGS)),)
 endif
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import contracts (pyproject.toml: floors, no cycles)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/mypy .
 
 bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need PostgreSQL and Redis on 127.0.0.1; BENCH_ARGS=--quick for the relay, DASHBOARD_BENCH_ARGS="--quick --keep" for the dashboard)
