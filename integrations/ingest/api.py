@@ -257,7 +257,7 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
           view: Callable[..., HttpResponse], *args: Any) -> Iterable[bytes]:
     """Answer one request with `view(request, *args)` as Django's WSGIHandler would, less the
     middleware: request_started before (which closes stale database connections) and
-    request_finished when the server closes the response (which returns them)."""
+    request_finished once the answer is built (which returns them)."""
     global _security
     if _security is None:
         _security = _Security()
@@ -275,8 +275,9 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
                                  "message": "The server failed before answering. Send the request again: events "
                                             "already stored are not stored twice."})
     response = _security.process_response(request, response)
-    response._handler_class = WSGIHandler  # type: ignore[attr-defined]  # as WSGIHandler sets it
     if not response.has_header("Content-Length"):
         response["Content-Length"] = str(len(response.content))
+    content = response.content
+    response.close()  # request_finished now: the body is built and nothing else runs
     start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
-    return response
+    return [content]  # a list: servers write it in one piece (granian without iterating)

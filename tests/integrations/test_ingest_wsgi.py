@@ -49,7 +49,8 @@ class Answer:
             try:
                 self.body = b"".join(response)
             finally:
-                response.close()  # as a WSGI server does: Django's request_finished
+                if hasattr(response, "close"):
+                    response.close()  # as a WSGI server does: Django's request_finished
         finally:
             signals.request_started.connect(close_old_connections)
             signals.request_finished.connect(close_old_connections)
@@ -173,3 +174,23 @@ def test_the_served_application_takes_the_lean_path(ingest_key: str, workspace: 
     assert Answer(wsgi.application, environ("/healthz", method="get")).code == 200
     assert served == ["/v1/batch"]
     assert Event.objects.filter(workspace=workspace).count() == 1
+
+
+def test_each_call_sends_djangos_request_signals(app: Any, ingest_key: str) -> None:
+    """request_started closes a stale database connection, request_finished returns it."""
+    sent: list[str] = []
+
+    def started(**kwargs: Any) -> None:
+        sent.append("started")
+
+    def finished(**kwargs: Any) -> None:
+        sent.append("finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        Answer(app, environ("/v1/batch", batch("a"), ingest_key))
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert sent == ["started", "finished"]
