@@ -468,6 +468,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--answer-seconds", type=float, default=10.0, help="length of the answer-time phase")
     parser.add_argument("--burst", type=int, default=100_000, help="events in the burst")
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for a backlog")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="the HTTP server")
+    parser.add_argument("--phases", default="", help="comma-separated phases to run instead of all (e.g. "
+                        "answer_time,single_calls; the official library's are official_direct and "
+                        "official_through_tributary)")
     parser.add_argument("--web-workers", type=int, default=6, help="gunicorn worker processes")
     parser.add_argument("--web-threads", type=int, default=1, help="threads per gunicorn worker (ingest is "
                         "CPU-bound Python: more threads only contend for the GIL)")
@@ -504,7 +508,8 @@ def main() -> None:
             database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
             eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
             web_threads=args.web_threads, worker_concurrency=args.worker_concurrency, log_dir=log_dir,
-            settings=args.settings, wsgi=args.wsgi, celery_app=args.celery_app, pythonpath=args.pythonpath)
+            settings=args.settings, wsgi=args.wsgi, celery_app=args.celery_app, pythonpath=args.pythonpath,
+            server=args.server)
         env = environment(options)
         print(f"Code {code_revision()}. Setting up: database {args.database_url.rsplit('/', 1)[-1]}, "
               f"broker {args.broker_url}, logs in {log_dir}")
@@ -528,7 +533,7 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
-            print(f"Stack: gunicorn {args.web_workers} workers x {args.web_threads} threads (gthread), Celery prefork "
+            print(f"Stack: {args.server} {args.web_workers} workers x {args.web_threads} threads, Celery prefork "
                   f"{args.worker_concurrency}, beat; {os.cpu_count()} cores shared by everything, this "
                   "load generator included")
             bench = Bench(args, emulator, stack, owner, workspaces, meter)
@@ -542,6 +547,12 @@ def main() -> None:
 
 def _run_phases(bench: Bench) -> None:
     print("Phases:")
+    if bench.args.phases:
+        bench.warm_up()
+        for phase in bench.args.phases.split(","):
+            getattr(bench, phase.strip())()
+        bench.stack.check_alive()
+        return
     bench.warm_up()
     bench.ingest()
     bench.ingest_spread()

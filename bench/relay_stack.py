@@ -47,6 +47,7 @@ class StackOptions:
     wsgi: str = "config.wsgi"
     celery_app: str = "config"
     pythonpath: str = ""
+    server: str = "gunicorn"  # or "granian", the Rust HTTP server (WSGI interface)
 
 
 @dataclass
@@ -180,6 +181,10 @@ def running_stack(options: StackOptions, env: dict[str, str]) -> Iterator[Stack]
 
 
 def _web_command(options: StackOptions) -> list[str]:
+    if options.server == "granian":
+        return [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(options.web_port),
+                "--workers", str(options.web_workers), "--blocking-threads", str(options.web_threads),
+                "--runtime-threads", "1", "--no-ws", "--log-level", "warning", "relay_wsgi:application"]
     # Production's gunicorn settings (gthread, keep-alive, the access log) with the bench's own
     # address, worker and thread counts; command-line options win over the file.
     return [str(BIN / "gunicorn"), "--config", str(REPO_ROOT / "config" / "gunicorn.conf.py"), "relay_wsgi",
