@@ -1,7 +1,9 @@
 """Every write to Segment connections and their checks.
 
 Each function validates, runs in a transaction, writes its audit row (never the key) and
-schedules Celery work on commit. Views, the admin, commands and tasks all come through here.
+schedules Celery work on commit (by task name, through integrations.enqueue). Views, the admin,
+commands and tasks all come through here. Pausing and resuming delivery belong to the relay
+(integrations.relay.pause), which a check's verdict calls like the relay itself does.
 """
 from __future__ import annotations
 
