@@ -5,11 +5,13 @@ A delivery run:
      worker sends for it at the same time, and clears its wake-up flag; only a connection whose
      key and region passed a check can be claimed;
   2. reads the next events after the connection's position, in log order, up to 2,500 events
-     or 475,000 bytes;
+     or 475,000 bytes; when the connection has destination filters (and only then: otherwise
+     stored bytes are spliced, never parsed), runs them (integrations.relay.filtering): a
+     held-back event is not sent, and is counted as filtered when the position passes it;
   3. sends them to `/v1/batch` of the connection's region, each under a messageId derived from
      the event's own and the connection (so retries and resends dedupe in Segment, while the
      copies for different sources do not collide);
-  4. on 200 moves the position past the batch; on 400/413/422 bisects the batch so that only
+  4. on 200 moves the position past the batch (and the held-back events it spans); on 400/413/422 bisects the batch so that only
      the offending events become dead letters; on 408/429/5xx or a network error waits
      (exponential backoff with jitter, or Segment's Retry-After) with the wait stored in
      `next_attempt_at`; on an unreadable key or 401/403 pauses the connection;
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -41,11 +43,12 @@ from integrations.models import (
     Health,
 )
 from integrations.relay import pg
-from integrations.relay.accounting import Sent, attempt_record, failures_record
+from integrations.relay.accounting import Sent, attempt_record, failures_record, filtered_record
+from integrations.relay.filtering import Held, connection_filters, run_filters
 from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
 from integrations.relay.log import queue_delivery
-from integrations.relay.pause import connection_pause
 from integrations.segment import client
+from integrations.segment.destination_filters import CompiledFilter
 from integrations.segment.protocol import (
     BATCH_ROOM,
     MAX_BATCH_EVENTS,
@@ -74,6 +77,14 @@ class Pending:
     body: bytes
     received_at: datetime
     wire: bytes = b""
+    # Events the connection's filters held back, passed together with this one: those between
+    # the previous pending event and it (and, for a batch's last, those after it).
+    held: list[Held] = field(default_factory=list)
+
+    @property
+    def through(self) -> int:
+        """The seq the position may move to once this event is done with."""
+        return max(self.seq, self.held[-1].seq) if self.held else self.seq
 
 
 def connection_deliver(*, connection_id: int) -> None:
@@ -128,9 +139,14 @@ def _deliver_next_batch(connection: Connection, lease: Lease) -> int:
     replaced, a region changed, a pause or a disable stops the run before its next request, and
     whatever it sends was in the log before that change committed.
     """
-    batch = _next_batch(connection)
-    if not batch or not lease_renew(lease):
+    batch, held = _next_batch(connection)
+    if not (batch or held) or not lease_renew(lease):
         return 0
+    if not batch:  # every event read was held back by the connection's filters
+        with transaction.atomic():
+            _advance(connection, held[-1].seq)
+            filtered_record(connection_id=connection.pk, at=timezone.now(), held=held)
+        return len(held)
     try:
         write_key = connection.write_key()
     except CredentialUnreadable:
@@ -139,14 +155,41 @@ def _deliver_next_batch(connection: Connection, lease: Lease) -> int:
     return len(batch) if _send(connection, write_key, batch) else 0
 
 
-def _next_batch(connection: Connection) -> list[Pending]:
+def _next_batch(connection: Connection) -> tuple[list[Pending], list[Held]]:
     """The next events in log order, cut so that what is *sent* (with the per-connection
-    messageId added) stays within Segment's batch limits."""
+    messageId added) stays within Segment's batch limits; and, when the filters held back
+    every event read, those (else they ride on the pending events)."""
     rows = _read(connection.workspace_id, connection.delivered_seq)
     namespace = connection_namespace(connection.pk)
+    filters = connection_filters(connection.pk)
+    if filters:
+        return _filtered_batch(filters, rows, namespace)
     batch = [Pending(seq, message_id, body, received_at, wire(body, sent_message_id(namespace, message_id)))
              for seq, message_id, body, received_at in rows]
-    return batch[:batch_cut(len(pending.wire) for pending in batch)]
+    return batch[:batch_cut(len(pending.wire) for pending in batch)], []
+
+
+def _filtered_batch(filters: list[CompiledFilter], rows: list[tuple[int, str, bytes, datetime]],
+                    namespace: bytes) -> tuple[list[Pending], list[Held]]:
+    """Run the filters over the rows; held-back events ride on the next pending one. Held
+    events past the cut stay unread: the next batch meets them again."""
+    batch: list[Pending] = []
+    held: list[Held] = []
+    for seq, message_id, body, received_at in rows:
+        result = run_filters(filters, seq, message_id, body)
+        if isinstance(result, Held):
+            held.append(result)
+            continue
+        batch.append(Pending(seq, message_id, result, received_at, wire(result, sent_message_id(namespace, message_id)),
+                             held))
+        held = []
+    cut = batch_cut(len(pending.wire) for pending in batch)
+    if cut < len(batch):
+        return batch[:cut], []
+    if batch:
+        batch[-1].held = batch[-1].held + held
+        return batch, []
+    return [], held
 
 
 def _read(workspace_id: int, after: int) -> list[tuple[int, str, bytes, datetime]]:
@@ -204,9 +247,10 @@ def _post(connection: Connection, write_key: str, batch: list[Pending]) -> clien
     _log(connection, sent, answer.status, started)
     verdict = outcome(answer.status)
     with transaction.atomic():
-        if verdict == AttemptOutcome.DELIVERED:
-            _advance(connection, batch[-1].seq)
         now = timezone.now()
+        if verdict == AttemptOutcome.DELIVERED:
+            _advance(connection, batch[-1].through)
+            filtered_record(connection_id=connection.pk, at=now, held=[h for p in batch for h in p.held])
         attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
                        status=answer.status, outcome=verdict, reply=answer.body, attempt=attempt,
                        latencies=[(now - p.received_at).total_seconds() for p in batch]
@@ -222,7 +266,8 @@ def _bisect(connection: Connection, write_key: str, batch: list[Pending], refusa
     if len(batch) == 1:
         with transaction.atomic():
             _dead_letter(connection, batch[0], refusal)
-            _advance(connection, batch[0].seq)
+            _advance(connection, batch[0].through)
+            filtered_record(connection_id=connection.pk, at=timezone.now(), held=batch[0].held)
         return True
     middle = len(batch) // 2
     for half in (batch[:middle], batch[middle:]):
@@ -255,6 +300,8 @@ def _back_off(connection: Connection, retry_after: int | None, why: str) -> None
 
 
 def _pause(connection: Connection, health: Health, reason: str) -> None:
+    from integrations.services import connection_pause
+
     connection_pause(connection_id=connection.pk, health=health, reason=reason)
 
 
