@@ -183,7 +183,8 @@ def in_segment_part(request: WorkspaceRequest, pk: int) -> HttpResponse:
 def _read_part(request: WorkspaceRequest, connection: Connection, part: str) -> dict[str, Any]:
     budget = _budget()
     if part == "match":
-        return {"link": services.segment_source_find(connection=connection, budget=budget)}
+        return {"link": services.segment_source_find(connection=connection, budget=budget),
+                "token": selectors.segment_token_for_workspace(workspace=request.workspace)}
     link = selectors.source_link_for_connection(connection=connection)
     if link is None or link.deleted_at is not None:
         raise PublicApiError("not_found", "Tributary does not know this connection's Segment source.")

@@ -269,3 +269,13 @@ def test_replacing_the_write_key_finds_the_source_of_the_new_key(public_segment:
     assert "Asking Segment for this connection" in page  # the old link no longer counts
     part(alice_client, workspace, connection, "match")
     assert SegmentSource.objects.get(connection=connection).source_id == other_id
+
+
+def test_a_connection_in_the_other_region_than_the_token_is_said_so(
+        public_segment: PublicSegment, alice: User, alice_client: Client, workspace: Workspace) -> None:
+    with_token(public_segment, alice, workspace)
+    connection = connection_services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Europe",
+                                                       region="eu", write_key=secrets.token_hex(16))
+    page = part(alice_client, workspace, connection, "match")
+    assert "sends to a source in the EU region, but the token belongs to the Segment workspace" in page
+    assert not SegmentSource.objects.filter(connection=connection).exists()
