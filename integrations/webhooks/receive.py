@@ -33,6 +33,7 @@ from standardwebhooks.webhooks import Webhook
 
 from integrations.crypto import CredentialUnreadable
 from integrations.ingest.messages import Invalid, Normaliser, loads_lenient
+from integrations.ingest.ratelimit import hits_this_second
 from integrations.models import ReceiptOutcome, SignatureVerdict, WebhookEndpoint, WebhookReceipt
 from integrations.relay.log import Message, events_append
 from integrations.segment.protocol import MAX_EVENT_BYTES, SENT_MESSAGE_ID_BYTES
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
 # Of a refused request, this much of the body is kept for the inbound log.
 REFUSED_BODY_BYTES = 16 * 1024
+# Refused requests kept in an endpoint's inbound log per second, at most: a leaked URL must not
+# let anyone fill the database with bad signatures. Beyond it they are answered alike, unrecorded.
+REFUSALS_RECORDED_PER_SECOND = 20
 RECEIVER_SECONDS = 5.0
 RECEIVER_MAX = 10_000
 # messageIds of webhook events: uuid5 of the endpoint and the webhook id in this namespace.
@@ -305,8 +309,9 @@ def _refused(receiver: Receiver, request: Request, webhook_id: str, refusal: Ref
         _record(receiver, request, webhook_id, 200, refusal.verdict, ReceiptOutcome.REPLAYED,
                 "This webhook-id was already received: nothing stored again.", b"")
         return Answer(200, {"success": True, "duplicate": True})
-    body = b"" if request.too_large is not None else request.body[:REFUSED_BODY_BYTES]
-    _record(receiver, request, webhook_id, refusal.status, refusal.verdict, refusal.outcome, refusal.message, body)
+    if hits_this_second(f"webhook-refusals:{receiver.endpoint_id}") <= REFUSALS_RECORDED_PER_SECOND:
+        body = b"" if request.too_large is not None else request.body[:REFUSED_BODY_BYTES]
+        _record(receiver, request, webhook_id, refusal.status, refusal.verdict, refusal.outcome, refusal.message, body)
     logger.info("webhooks.refused", extra={"endpoint_id": receiver.endpoint_id, "status": refusal.status,
                                            "error": refusal.error})
     return Answer(refusal.status, {"success": False, "error": refusal.error, "message": refusal.message})

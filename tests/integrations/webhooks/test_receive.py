@@ -272,3 +272,20 @@ def test_the_inbound_log_keeps_seven_days(client: Client, alice: User, workspace
     assert list(WebhookReceipt.objects.values_list("webhook_id", flat=True)) == ["new"]
     settings.WEBHOOK_LOG_RETENTION_DAYS = 0  # never below a day: seen ids must outlive senders' retries
     assert webhook_receipts_trim() == 0
+
+
+def test_a_flood_of_refused_requests_is_answered_but_only_partly_recorded(
+        client: Client, alice: User, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    hits = itertools.count(1)  # all within one second
+    monkeypatch.setattr(receive, "hits_this_second", lambda name: next(hits))
+    monkeypatch.setattr(receive, "REFUSALS_RECORDED_PER_SECOND", 3)
+    created = make_endpoint(alice, workspace)
+    for _ in range(6):
+        response = post(client, created.endpoint.public_id, CHAT_STARTED, {"webhook-id": "x"})
+        assert response.status_code == 400 and response.json()["error"] == "missing_signature_headers"
+    assert WebhookReceipt.objects.count() == 3
+    # Accepted requests are always recorded: they are the record of seen ids.
+    assert send_signed(client, created, CHAT_STARTED).status_code == 200
+    assert WebhookReceipt.objects.filter(outcome=ReceiptOutcome.ACCEPTED).count() == 1
