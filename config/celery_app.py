@@ -46,6 +46,10 @@ app.conf.beat_schedule = {
         "task": "integrations.tasks.check_delivery_notices",
         "schedule": 60.0,
     },
+    "trim-public-api-calls": {
+        "task": "integrations.tasks.trim_public_api_calls",
+        "schedule": crontab(hour=3, minute=41),
+    },
     "purge-expired-sessions": {
         "task": "accounts.tasks.purge_expired_sessions",
         "schedule": crontab(hour=3, minute=17),

@@ -15,6 +15,7 @@ from integrations.dead_letters.replay import dead_letters_replay_run
 from integrations.relay.delivery import connection_deliver
 from integrations.relay.retention import deliveries_trim, events_expire, events_trim
 from integrations.relay.sweeper import connections_sweep
+from integrations.segment_workspace.services import public_api_calls_trim
 
 
 @shared_task(name=enqueue.VERIFY_CONNECTION, acks_late=True, reject_on_worker_lost=True)
@@ -63,6 +64,12 @@ def relay_retention() -> None:
     events_expire()
     events_trim()
     deliveries_trim()
+
+
+@shared_task(name="integrations.tasks.trim_public_api_calls")
+def trim_public_api_calls() -> None:
+    """Daily: forget the Segment Public API calls operators no longer need to see."""
+    public_api_calls_trim()
 
 
 @shared_task(name=enqueue.REPLAY_DEAD_LETTERS, acks_late=True, reject_on_worker_lost=True)

@@ -171,6 +171,8 @@ SEGMENT_PUBLIC_API_TIMEOUT_SECONDS = env.float("SEGMENT_PUBLIC_API_TIMEOUT_SECON
 SEGMENT_PUBLIC_API_PAGE_BUDGET_SECONDS = env.float("SEGMENT_PUBLIC_API_PAGE_BUDGET_SECONDS", default=8.0)
 # How long a read is reused (per token and path), so tabs and reloads do not hammer Segment.
 SEGMENT_PUBLIC_API_CACHE_SECONDS = env.int("SEGMENT_PUBLIC_API_CACHE_SECONDS", default=30)
+# How long operators can look back at Public API calls in the admin (trimmed daily).
+SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS = env.int("SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS", default=30)
 # Connection checks a minute per connection: enough for a person, useless as a key oracle.
 VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 

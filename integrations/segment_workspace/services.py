@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,7 +17,7 @@ from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, Workspace
 from integrations import crypto
 from integrations import services as connection_services
-from integrations.models import Connection, Region, SegmentSource, SegmentToken
+from integrations.models import Connection, PublicApiCall, Region, SegmentSource, SegmentToken
 from integrations.segment.public_api import Budget, Label, PublicApi, PublicApiError
 from integrations.segment_workspace.selectors import (
     api_for,
@@ -159,6 +160,19 @@ def segment_tokens_reencrypt() -> tuple[int, int]:
             row.save(update_fields=["token_encrypted", "token_key_id", "token_last4", "updated_at"])
             moved += 1
     return moved, unreadable
+
+
+def public_api_calls_trim(*, batch_size: int = 5000) -> int:
+    """Forget Public API calls older than SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS, in batches so
+    no transaction holds many rows; answers how many went. Safe to run twice."""
+    cutoff = timezone.now() - timedelta(days=settings.SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS)
+    trimmed = 0
+    while True:
+        pks = list(PublicApiCall.objects.filter(created_at__lt=cutoff).order_by("pk")
+                   .values_list("pk", flat=True)[:batch_size])
+        if not pks:
+            return trimmed
+        trimmed += PublicApiCall.objects.filter(pk__in=pks).delete()[0]
 
 
 # --- picking a source -----------------------------------------------------------------------

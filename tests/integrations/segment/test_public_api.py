@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from typing import Any
@@ -12,6 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
@@ -213,3 +214,13 @@ def test_rotating_encryption_keys_re_encrypts_the_token_and_an_unreadable_one_fa
     with pytest.raises(PublicApiError) as unreadable:
         api_for_workspace(workspace=workspace)
     assert "paste it again" in unreadable.value.message
+
+
+def test_public_api_calls_older_than_the_retention_are_trimmed(workspace: Workspace, settings: Any) -> None:
+    settings.SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS = 30
+    _old, recent = (PublicApiCall.objects.create(workspace=workspace, method="GET", path="/", status=200,
+                                                 outcome="ok", created_at=timezone.now() - timedelta(days=days))
+                   for days in (31, 29))
+    assert services.public_api_calls_trim(batch_size=1) == 1
+    assert list(PublicApiCall.objects.all()) == [recent]
+    assert services.public_api_calls_trim() == 0
