@@ -90,3 +90,12 @@ def test_an_owner_creates_an_endpoint_tries_its_mapping_and_sees_a_webhook_arriv
     row.get_by_role("button", name="View").click()
     expect(page.get_by_test_id("receipt-detail")).to_contain_text('"amount": 4900')
     both_sizes(page, "webhooks-04-inbound")
+
+    # Deleting asks first, then the endpoint and its URL are gone.
+    page.get_by_text("Delete endpoint…").click()
+    page.get_by_role("button", name="Delete “Chat assistant”").click()
+    expect(page.get_by_text("“Chat assistant” deleted")).to_be_visible()
+    assert not WebhookEndpoint.objects.exists()
+    gone = requests.post(f"{live_server.url}/webhooks/in/{endpoint.public_id}", data=body, timeout=10,
+                         headers={**signed_headers(secret, body), "content-type": "application/json"})
+    assert gone.status_code == 404
