@@ -75,6 +75,7 @@ def print_table(results: Results) -> None:
         ("ingest events/s (HTTP API, 100/request)", _count(get("ingest")), "", _count(lib_rate),
          _ratio(get("ingest"), lib_rate), None),
         ("  same, spread over 4 workspaces", _count(get("ingest_spread")), "", "", "", None),
+        ("a one-row commit alone, p50 (the disk)", _ms1(get("commit_p50")), "", "", "", None),
         ("end-to-end events/s, 500/request", _count(get("e2e_one_large")), "", _count(lib_rate),
          _ratio(get("e2e_one_large"), lib_rate), None),
         ("source events/s, 3 connections", _count(get("e2e_three")), "", _count(lib_rate),
