@@ -137,10 +137,10 @@ def apply(filters: Sequence[CompiledFilter], event: dict[str, Any], message_id: 
     result = event
     for compiled in filters:
         try:
-            hit = compiled.matches(event)
+            hit = compiled.condition.evaluate(event) is True
         except FQLRuntimeError as error:
             return Verdict("failed", event, compiled.spec, str(error))
-        if not hit:
+        if hit is compiled.negate:
             continue
         if compiled.stage == 0:
             if not _sampled_in(compiled, event, message_id):

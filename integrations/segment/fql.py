@@ -292,6 +292,40 @@ class _Constant:
         return self.value
 
 
+def _equal_to_constant(side: Evaluate, other: Evaluate) -> Evaluate | None:
+    """`side = "literal"` without the general comparison: the constant's own type test and
+    ==. None when `other` is not a literal of a simple type."""
+    if not isinstance(other, _Constant):
+        return None
+    constant = other.value
+    if constant is None or isinstance(constant, bool):
+        return lambda event: side(event) is constant
+    if isinstance(constant, str):
+        return lambda event: (value := side(event)).__class__ is str and value == constant
+    if isinstance(constant, (int, float)):
+        return lambda event: (value := side(event)).__class__ in (int, float) and value == constant
+    return None
+
+
+def _strings_listed(haystack: Evaluate) -> frozenset[str] | None:
+    """The strings of a literal list of strings only (`["track", "page"]`), else None."""
+    if isinstance(haystack, _ListConstant) and all(isinstance(item, str) for item in haystack.values):
+        return frozenset(haystack.values)
+    return None
+
+
+class _ListConstant:
+    """A list literal whose items are all literals."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[Value]) -> None:
+        self.values = values
+
+    def __call__(self, event: dict[str, Any]) -> Value:
+        return list(self.values)
+
+
 class _Builder(Transformer[Token, Evaluate]):
     """Turns the parse tree into closures, bottom up; `paths` collects the fields read."""
 
@@ -317,6 +351,8 @@ class _Builder(Transformer[Token, Evaluate]):
 
     def list_(self, items: list[Evaluate]) -> Evaluate:
         parts = [item for item in items if item is not None]
+        if all(isinstance(part, _Constant) for part in parts):
+            return _ListConstant([part.value for part in parts])  # type: ignore[attr-defined]
         return lambda event: [part(event) for part in parts]
 
     def path(self, items: list[Token]) -> Evaluate:
@@ -338,9 +374,12 @@ class _Builder(Transformer[Token, Evaluate]):
     @v_args(inline=True)
     def compare(self, left: Evaluate, operator: Token, right: Evaluate) -> Evaluate:
         op = str(operator)
-        if op == "=":
-            return lambda event: _equal(left(event), right(event))
-        if op == "!=":
+        if op in ("=", "!="):
+            same = _equal_to_constant(left, right) or _equal_to_constant(right, left)
+            if same is not None:
+                return same if op == "=" else lambda event: not same(event)
+            if op == "=":
+                return lambda event: _equal(left(event), right(event))
             return lambda event: not _equal(left(event), right(event))
         order = _ORDER[op]
 
@@ -351,6 +390,10 @@ class _Builder(Transformer[Token, Evaluate]):
 
     @v_args(inline=True)
     def in_(self, needle: Evaluate, haystack: Evaluate) -> Evaluate:
+        listed = _strings_listed(haystack)
+        if listed is not None:  # `field in ["a", "b"]`: one set look-up
+            return lambda event: (value := needle(event)).__class__ is str and value in listed
+
         def contained(event: dict[str, Any]) -> bool:
             values = haystack(event)
             if not isinstance(values, list):
@@ -386,6 +429,15 @@ class _Builder(Transformer[Token, Evaluate]):
             (only,) = args
             return lambda event: function(only(event))
         first, second = args
+        if name == "contains" and isinstance(second, _Constant) and isinstance(second.value, str):
+            sub = second.value
+
+            def contains_constant(event: dict[str, Any]) -> bool:
+                value = first(event)
+                if value.__class__ is str:
+                    return sub in value
+                return value is not None and _fn_contains(value, sub)
+            return contains_constant
         return lambda event: function(first(event), second(event))
 
     def _match(self, items: list[Any], args: list[Evaluate]) -> Evaluate:

@@ -38,6 +38,8 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
     if len(pieces) - 1 > MAX_STARS:
         raise GlobError(f"The pattern {pattern[:40]!r} has more than {MAX_STARS} '*': "
                         "patterns with many wildcards are slow to match; use fewer, or contains().")
+    if not any(c in pattern for c in "?[\\"):
+        return _literal(pattern.split("*"))
     compiled = [re.compile("".join(piece), re.DOTALL) if piece else None for piece in pieces]
     # Each token of a piece matches exactly one character.
     widths = [len(piece) for piece in pieces]
@@ -47,6 +49,29 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
             return lambda text: text == ""
         return lambda text: only.fullmatch(text) is not None
     return lambda text: _match(text, compiled, widths)
+
+
+def _literal(parts: list[str]) -> Callable[[str], bool]:
+    """Stars between literal text only: the string methods, no regular expression at all."""
+    parts = [parts[0], *[p for p in parts[1:-1] if p], parts[-1]] if len(parts) > 2 else parts
+    if len(parts) == 1:
+        whole = parts[0]
+        return lambda text: text == whole
+    head, middle, tail = parts[0], parts[1:-1], parts[-1]
+    if not middle:
+        return lambda text: len(text) >= len(head) + len(tail) and text.startswith(head) and text.endswith(tail)
+
+    def match(text: str) -> bool:
+        if len(text) < len(head) + len(tail) or not text.startswith(head) or not text.endswith(tail):
+            return False
+        start, end = len(head), len(text) - len(tail)
+        for part in middle:
+            found = text.find(part, start, end)
+            if found < 0:
+                return False
+            start = found + len(part)
+        return True
+    return match
 
 
 def _match(text: str, pieces: list[re.Pattern[str] | None], widths: list[int]) -> bool:

@@ -69,6 +69,13 @@ def test_segments_documented_examples_evaluate_as_documented(fql: str, expected:
     ("Event = 'Button Clicked'", False),  # case-sensitive
     ('event = "Button Clicked"', True),  # double quotes too
     ("type = 'track' or type = 'page' and event = 'Nope'", True),  # and binds tighter than or
+    ("properties.revenue in ['150']", False),  # a literal list of strings holds no number
+    ("properties.enabled = true", True),
+    ("properties.revenue = true", False),
+    ("null = userId", True),  # a literal on the left
+    ("'track' = type", True),
+    ("properties.features = ['discounts', 'dark-mode']", True),
+    ("150 in [properties.revenue, 1]", True),
 ])
 def test_operators_functions_and_paths(fql: str, expected: bool) -> None:
     assert compile_fql(fql).test(EVENT) is expected
@@ -96,6 +103,11 @@ def test_a_condition_that_cannot_be_evaluated_raises_for_that_event() -> None:
     assert condition.test({"properties": {"code": "7"}}) is True
     with pytest.raises(FQLRuntimeError):
         condition.test({"properties": {"code": "seven"}})
+
+
+def test_contains_on_a_number_cannot_be_evaluated() -> None:
+    with pytest.raises(FQLRuntimeError):
+        compile_fql("contains(properties.revenue, '1')").test(EVENT)
 
 
 def test_keywords_inside_field_names_are_fields() -> None:
