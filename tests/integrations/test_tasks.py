@@ -20,7 +20,7 @@ REGISTERED_NAMES = {
     "integrations.tasks.notify_connection_paused", "integrations.tasks.relay_retention",
     "integrations.tasks.replay_dead_letters", "integrations.tasks.check_import", "integrations.tasks.run_import",
     "integrations.tasks.sweep_imports", "integrations.tasks.check_delivery_notices",
-    "integrations.tasks.send_delivery_notice",
+    "integrations.tasks.send_delivery_notice", "integrations.tasks.trim_public_api_calls",
 }
 
 
