@@ -3,7 +3,8 @@
 `events_expire`: an event still undelivered to a connection after RELAY_MAX_EVENT_AGE_HOURS
 becomes a dead letter for that connection (its body is copied), the connection's position
 moves past it, and an audit row says how many; nothing is dropped without a trace.
-`deliveries_trim`: attempts and counts past the 30 days the dashboard shows are deleted.
+`deliveries_trim`: attempts, counts and filtered-event records past the 30 days the dashboard
+shows are deleted.
 `events_trim`: events that every connection of the workspace has passed, and that are older
 than RELAY_RETENTION_HOURS (the window in which a resent messageId is still recognised), are
 deleted in bounded batches.
@@ -20,7 +21,15 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction
-from integrations.models import Connection, DeadLetter, DeliveryAttempt, DeliveryCount, Event, EventStream
+from integrations.models import (
+    Connection,
+    DeadLetter,
+    DeliveryAttempt,
+    DeliveryCount,
+    Event,
+    EventStream,
+    FilteredBatch,
+)
 from integrations.relay.accounting import failures_record
 
 logger = logging.getLogger(__name__)
@@ -88,10 +97,12 @@ def _expire_chunk(connection: Connection, cutoff: datetime) -> int:
 
 
 def deliveries_trim() -> int:
-    """Forget attempts and counts older than the dashboard shows (30 days, and a day's margin)."""
+    """Forget attempts, counts and the records of filtered events older than the dashboard
+    shows (30 days, and a day's margin)."""
     cutoff = timezone.now() - timedelta(days=DELIVERY_HISTORY_DAYS)
     return (DeliveryAttempt.objects.filter(started_at__lt=cutoff).delete()[0]
-            + DeliveryCount.objects.filter(bucket__lt=cutoff).delete()[0])
+            + DeliveryCount.objects.filter(bucket__lt=cutoff).delete()[0]
+            + FilteredBatch.objects.filter(at__lt=cutoff).delete()[0])
 
 
 def events_trim() -> int:
