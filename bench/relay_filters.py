@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 # Conditions that match the bench's events (relay_load.EVENT) without dropping any.
-FILTERS = [
+FILTERS: list[dict[str, Any]] = [
     {"title": "No test users", "action": "drop",
      "condition": 'userId in ["test-user", "qa-bot"] or contains(properties.email, "@test.example")'},
     {"title": "No currency", "action": "drop_properties", "condition": 'event = "Order Completed"',
