@@ -110,3 +110,25 @@ def test_a_slow_segment_shows_a_spinner_then_says_it_timed_out(page: Any, public
     expect(page.get_by_test_id("part-error-labels")).to_contain_text("did not answer within 1 s")
     screenshot(page, "segment-workspace-timeout")
     public_segment.emulator.clear_faults(public_segment.token)
+
+
+def test_an_owner_deletes_the_source_in_segment_by_typing_its_name(page: Any, public_segment: PublicSegment,
+                                                                    alice: User, workspace: Workspace) -> None:
+    _, write_key = public_segment.new_source("Retired source")
+    sign_in(page, alice.email)
+    add_token(page, workspace, public_segment.token)
+    page.get_by_role("link", name="Connect a source").click()
+    page.get_by_label("Search sources").fill("retired")
+    page.locator("tr[data-source='Retired source']").get_by_role("button", name="Connect Retired source").click()
+    page.get_by_test_id("connection-tabs").get_by_role("link", name="In Segment", exact=True).click()
+    page.get_by_test_id("danger-zone").get_by_role("link", name="Delete in Segment…").click()
+    page.get_by_label("Type the source's name to confirm").fill("retired source")
+    page.get_by_role("button", name="Delete source in Segment").click()
+    expect(page.locator(".field-error")).to_contain_text("“Retired source”")
+    screenshot(page, "segment-workspace-delete")
+    page.get_by_label("Type the source's name to confirm").fill("Retired source")
+    page.get_by_role("button", name="Delete source in Segment").click()
+    expect(page.locator(".alert-success")).to_contain_text("deleted in Segment (Segment answered SUCCESS)")
+    connection = Connection.objects.get(name="Retired source")
+    registered = public_segment.emulator.keys()
+    assert not connection.enabled and write_key not in registered
