@@ -44,6 +44,7 @@ from integrations.imports.files import ErrorReport, Problem, Reader, Record, dis
 from integrations.ingest.messages import Invalid, Normaliser
 from integrations.models import ImportJob, ImportStatus
 from integrations.relay.log import Message, events_append
+from integrations.tracking_plans.enforcement import plan_enforce
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +324,8 @@ def _import_chunk(run: Run, records: list[Record]) -> None:
             continue
     lease = _new_lease()
     with transaction.atomic():
-        stored = events_append(workspace_id=job.workspace_id, messages=messages).stored if messages else 0
+        planned = plan_enforce(workspace_id=job.workspace_id, messages=messages, source="import").messages
+        stored = events_append(workspace_id=job.workspace_id, messages=planned).stored if planned else 0
         if not _held(run, ImportStatus.IMPORTING).update(
                 offset_done=records[-1].end, lines_done=F("lines_done") + len(messages),
                 events_stored=F("events_stored") + stored, lease_until=lease, updated_at=timezone.now()):

@@ -49,6 +49,7 @@ from integrations.ingest.rejections import rejections_record
 from integrations.models import IngestKey
 from integrations.relay.log import Message, events_append
 from integrations.segment.protocol import TYPES
+from integrations.tracking_plans.enforcement import plan_enforce
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ def _ingest_one(ingest_key: IngestKey, body: dict[str, Any], call: str) -> dict[
     except Invalid as invalid:
         rejections_record(workspace_id=ingest_key.workspace_id, source=f"http:{call}", rejected=[(None, body, invalid)])
         raise Refused(400, invalid.reason, invalid.detail) from None
-    appended = events_append(workspace_id=ingest_key.workspace_id, messages=[message])
-    return {"success": True, "accepted": appended.stored, "duplicates": len(appended.duplicates), "rejected": []}
+    enforced = plan_enforce(workspace_id=ingest_key.workspace_id, messages=[message], source=f"http:{call}")
+    appended = events_append(workspace_id=ingest_key.workspace_id, messages=enforced.messages)
+    answer = {"success": True, "accepted": appended.stored, "duplicates": len(appended.duplicates), "rejected": []}
+    return {**answer, "blocked": enforced.blocked} if enforced.blocked else answer
 
 
 def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +114,8 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]
             valid.append(normalise(item))
         except Invalid as invalid:
             rejected.append((index, item, invalid))
+    # The tracking plan: blocked events are listed in the 200 (never a reason for a retry).
+    valid, blocked = plan_enforce(workspace_id=ingest_key.workspace_id, messages=valid, source="http:batch")
     appended = events_append(workspace_id=ingest_key.workspace_id, messages=valid)
     if rejected:
         rejections_record(workspace_id=ingest_key.workspace_id, source="http:batch", rejected=rejected)
@@ -119,6 +124,7 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]
         "accepted": appended.stored,
         "duplicates": len(appended.duplicates),
         "rejected": [{"index": i, "reason": e.reason, "message": e.detail} for i, _, e in rejected],
+        **({"blocked": blocked} if blocked else {}),
     }
 
 

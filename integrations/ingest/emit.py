@@ -4,7 +4,8 @@
 
 Every call writes to the workspace's event log inside the caller's transaction (rolled back
 with it) and returns True when stored, False when the event was already there (its messageId,
-or its `dedupe_key`, was seen before). Invalid input raises `emit.Invalid` with a reason
+or its `dedupe_key`, was seen before) or the workspace's tracking plan blocked it (kept with
+its violations on the Violations page). Invalid input raises `emit.Invalid` with a reason
 code. Delivery to every connected Segment source happens after commit, on Celery workers.
 
 `dedupe_key` makes first-time events happen once per workspace: pass
@@ -21,6 +22,7 @@ from django.utils import timezone
 from accounts.models import Workspace
 from integrations.ingest.messages import Invalid, normalise
 from integrations.relay.log import events_append
+from integrations.tracking_plans.enforcement import plan_enforce
 
 __all__ = ["Invalid", "alias", "conversion_triggered", "experiment_viewed", "group", "identify", "message", "page",
            "screen", "track"]
@@ -29,7 +31,10 @@ __all__ = ["Invalid", "alias", "conversion_triggered", "experiment_viewed", "gro
 def message(workspace: Workspace, call: dict[str, Any], *, dedupe_key: str | None = None) -> bool:
     """Store one Segment-spec message (with its `type`)."""
     normalised = normalise(call, received_at=timezone.now())
-    return events_append(workspace_id=workspace.pk, messages=[normalised], dedupe_keys=[dedupe_key]).stored == 1
+    planned = plan_enforce(workspace_id=workspace.pk, messages=[normalised], source="emit").messages
+    if not planned:
+        return False
+    return events_append(workspace_id=workspace.pk, messages=planned, dedupe_keys=[dedupe_key]).stored == 1
 
 
 def identify(workspace: Workspace, *, user_id: str | None = None, anonymous_id: str | None = None,

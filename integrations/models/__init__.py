@@ -28,6 +28,15 @@ from integrations.models.filters import (
 from integrations.models.imports import ImportJob, ImportStatus
 from integrations.models.ingest import IngestKey
 from integrations.models.segment_workspace import CallOutcome, PublicApiCall, SegmentSource, SegmentToken
+from integrations.models.tracking_plans import (
+    BLOCKED_RETENTION,
+    BlockedEvent,
+    OnViolation,
+    TrackingPlan,
+    UnplannedEvents,
+    UnplannedProperties,
+    ViolationCount,
+)
 from integrations.models.webhooks import (
     ReceiptOutcome,
     SignatureVerdict,
@@ -37,9 +46,11 @@ from integrations.models.webhooks import (
 )
 
 __all__ = [
+    "BLOCKED_RETENTION",
     "MASK",
     "MAX_FILTERS_PER_CONNECTION",
     "AttemptOutcome",
+    "BlockedEvent",
     "CallOutcome",
     "Connection",
     "DeadLetter",
@@ -55,6 +66,7 @@ __all__ = [
     "ImportJob",
     "ImportStatus",
     "IngestKey",
+    "OnViolation",
     "Outcome",
     "PublicApiCall",
     "ReceiptOutcome",
@@ -65,8 +77,12 @@ __all__ = [
     "SegmentToken",
     "SignatureVerdict",
     "SigningMode",
+    "TrackingPlan",
     "Trigger",
+    "UnplannedEvents",
+    "UnplannedProperties",
     "Verification",
+    "ViolationCount",
     "WebhookEndpoint",
     "WebhookReceipt",
 ]

@@ -37,6 +37,7 @@ from integrations.ingest.ratelimit import hits_this_second
 from integrations.models import ReceiptOutcome, SignatureVerdict, WebhookEndpoint, WebhookReceipt
 from integrations.relay.log import Message, events_append
 from integrations.segment.protocol import MAX_EVENT_BYTES, SENT_MESSAGE_ID_BYTES
+from integrations.tracking_plans.enforcement import plan_enforce
 from integrations.webhooks import verification
 from integrations.webhooks.mapping import Mapping, MappingError, Unmappable, compile_mapping
 
@@ -276,7 +277,8 @@ def _store(receiver: Receiver, request: Request, webhook_id: str, verdict: Signa
             replayed = True
         else:
             replayed = False
-            events_append(workspace_id=receiver.workspace_id, messages=messages)
+            planned = plan_enforce(workspace_id=receiver.workspace_id, messages=messages, source="webhook")
+            events_append(workspace_id=receiver.workspace_id, messages=planned.messages)
     if replayed:
         _record(receiver, request, webhook_id, 200, verdict, ReceiptOutcome.REPLAYED,
                 "This webhook-id was already received: nothing stored again.", b"")
