@@ -112,7 +112,10 @@ def test_the_inbound_log_lists_new_requests_and_opens_their_payload(client: Clie
     send_signed(client, created, CHAT_STARTED, webhook_id="msg_logged")
     rows = alice_client.get(url("webhook_receipts", workspace, pk=pk), {"after": 0})
     assert rows.status_code == 200 and "msg_logged" in rows.content.decode() and "Verified" in rows.content.decode()
-    receipt_id = created.endpoint.receipts.get().pk
+    receipt = created.endpoint.receipts.get()
+    debugger = reverse("integrations:debugger", kwargs={"slug": workspace.slug})
+    assert f"{debugger}?field=message_id&amp;q={receipt.message_ids[0]}" in rows.content.decode()
+    receipt_id = receipt.pk
     assert alice_client.get(url("webhook_receipts", workspace, pk=pk), {"after": receipt_id}).status_code == 204
     opened = alice_client.get(url("webhook_receipt", workspace, pk=pk), {"receipt": receipt_id}).content.decode()
     assert "conversation.started" in opened and "conv_1" in opened
