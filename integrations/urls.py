@@ -10,6 +10,7 @@ from integrations.views import (
     imports,
     ingest,
     segment_workspace,
+    tracking_plans,
     usage,
     webhooks,
 )
@@ -40,6 +41,7 @@ urlpatterns += ingest.urlpatterns
 urlpatterns += webhooks.urlpatterns
 urlpatterns += filters.urlpatterns
 urlpatterns += segment_workspace.urlpatterns
+urlpatterns += tracking_plans.urlpatterns
 
 # Where products post webhooks: outside the workspace's signed-in area (config/urls.py puts
 # them at the root), CSRF-exempt; the sender proves itself by signature or URL token.

@@ -15,7 +15,7 @@ from accounts.models import Membership, User, Workspace
 from integrations import services
 from integrations.filters.services import filter_save
 from integrations.ingest.keys import ingest_key_authenticate, ingest_key_create
-from integrations.models import Connection, DestinationFilter, WebhookEndpoint
+from integrations.models import BlockedEvent, Connection, DestinationFilter, WebhookEndpoint
 from integrations.webhooks.services import endpoint_create
 from tests.conftest import new_write_key
 
@@ -31,7 +31,7 @@ def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) 
 
 
 def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
-                   ingest_key_pk: int = 1, filter_pk: int = 1, webhook_pk: int = 1) -> list[str]:
+                   ingest_key_pk: int = 1, filter_pk: int = 1, webhook_pk: int = 1, blocked_pk: int = 1) -> list[str]:
     """Every workspace URL, with ids of objects that really exist in that workspace."""
     urls = []
     for name, kwargs in walk(get_resolver().url_patterns):
@@ -49,6 +49,8 @@ def workspace_urls(workspace: Workspace, member_pk: int, connection_pk: int = 1,
                 values["pk"] = member_pk
         if "filter_pk" in kwargs:
             values["filter_pk"] = filter_pk
+        if "blocked_pk" in kwargs:
+            values["blocked_pk"] = blocked_pk
         unknown = kwargs - set(values)
         assert not unknown, f"{name}: teach this test how to fill {unknown}"
         urls.append(reverse(name, kwargs=values))
@@ -71,8 +73,10 @@ def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client
     destination_filter = filter_save(actor=Actor(user=alice), connection=connection, title="No tests",
                                      condition="userId = 'test'", action="drop")
     webhook = endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat assistant").endpoint
+    blocked = BlockedEvent.objects.create(workspace=workspace, message_id="m-1", type="track", name="Signed Up",
+                                          body=b"{}", violations=[])
     for path in workspace_urls(workspace, member_pk, connection.pk, ingest_key.pk, destination_filter.pk,
-                               webhook.pk):
+                               webhook.pk, blocked.pk):
         response = getattr(charlie_client, method)(path)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
     assert Membership.objects.filter(pk=member_pk).exists()
@@ -80,6 +84,7 @@ def test_an_outsider_gets_404_on_every_workspace_url(method: str, charlie_client
     assert ingest_key_authenticate(key) == ingest_key
     assert DestinationFilter.objects.filter(pk=destination_filter.pk, title="No tests").exists()
     assert WebhookEndpoint.objects.filter(pk=webhook.pk, enabled=True, name="Chat assistant").exists()
+    assert BlockedEvent.objects.filter(pk=blocked.pk, released_at__isnull=True).exists()
 
 
 def test_an_unknown_workspace_is_a_404_too(alice_client: Client) -> None:

@@ -55,7 +55,7 @@ def plan_rules_save(*, actor: Actor, workspace: Workspace, rules: Any, imported:
     return plan
 
 
-def plan_import(*, actor: Actor, workspace: Workspace, text: str | bytes) -> TrackingPlan:
+def plan_import(*, actor: Actor, workspace: Workspace, text: str | bytes, imported: bool = True) -> TrackingPlan:
     """A plan exported from Segment (its `rules`, as the Public API and the export give them:
     `{"rules": [...]}`, `{"data": {"rules": [...]}}`, or the list itself)."""
     if len(text) > MAX_PLAN_BYTES * 2:
@@ -65,7 +65,7 @@ def plan_import(*, actor: Actor, workspace: Workspace, text: str | bytes) -> Tra
         document = orjson.loads(text)
     except orjson.JSONDecodeError as error:
         raise ValidationError({"rules": f"The file is not JSON ({error})."}) from None
-    return plan_rules_save(actor=actor, workspace=workspace, rules=rules_of(document), imported=True)
+    return plan_rules_save(actor=actor, workspace=workspace, rules=rules_of(document), imported=imported)
 
 
 def rules_of(document: Any) -> Any:
