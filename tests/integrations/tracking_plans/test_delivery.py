@@ -1,0 +1,119 @@
+"""The tracking plan end to end: events posted to the ingest API over HTTP, delivered by a real
+Celery worker to the emulator, which receives exactly what the plan lets through (blocked
+events never, omitted properties gone and listed in context.violations), and a released
+event afterwards."""
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from django.test import Client
+
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations import services as connection_services
+from integrations.ingest.keys import ingest_key_create
+from integrations.models import BlockedEvent, Connection
+from integrations.tracking_plans import enforcement, services
+from tests.conftest import new_write_key
+from tests.integrations.tracking_plans.test_enforcement import ORDER_COMPLETED
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.05)
+
+
+def arrived(segment: Any, key: str) -> list[dict[str, Any]]:
+    return [e["payload"] for e in segment.events(write_key=key, limit=10_000)
+            if e["payload"].get("event") != "Segment Connection Tested"]
+
+
+def position(connection: Connection) -> int:
+    connection.refresh_from_db()
+    return connection.delivered_seq
+
+
+def batch(ingest_key: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    auth = "Basic " + base64.b64encode(f"{ingest_key}:".encode()).decode()
+    answer = Client().post("/v1/batch", data=orjson.dumps({"batch": events}), content_type="application/json",
+                           HTTP_AUTHORIZATION=auth)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def order(message_id: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": message_id,
+            "properties": {"order_id": "ord_1", "total": 5, **properties}}
+
+
+@pytest.mark.parametrize(("on_violation", "unplanned_events", "unplanned_properties", "expected"), [
+    # allow: everything arrives as sent
+    ("allow", "allow", "allow", {"good": {"order_id", "total", "coupon"}, "bad-type": {"order_id", "total", "coupon"},
+                                 "unplanned": {"x"}}),
+    # block: the violating and the unplanned event never arrive
+    ("block", "block", "allow", {"good": {"order_id", "total", "coupon"}}),
+    # omit: the offending and unplanned properties are removed and listed
+    ("omit", "allow", "omit", {"good": {"order_id", "total"}, "bad-type": {"order_id"}, "unplanned": {"x"}}),
+])
+def test_the_emulator_receives_exactly_what_the_plan_lets_through(
+        segment: Any, celery_worker: Any, alice: User, workspace: Workspace, on_violation: str,
+        unplanned_events: str, unplanned_properties: str, expected: dict[str, set[str]]) -> None:
+    enforcement._plans.clear()
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = connection_services.connection_create(actor=Actor(user=alice), workspace=workspace,
+                                                       name="Production", region="us", write_key=key)
+    services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
+    services.plan_enforcement_save(actor=Actor(user=alice), workspace=workspace, enabled=True,
+                                   unplanned_events=unplanned_events, unplanned_properties=unplanned_properties,
+                                   on_violation=on_violation, forward_violations_to=None)
+    ingest_key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    answer = batch(ingest_key, [
+        order("good", coupon="SPRING"),
+        order("bad-type", total="five", coupon="SPRING"),
+        {"type": "track", "event": "Unplanned", "userId": "u1", "messageId": "unplanned", "properties": {"x": 1}},
+    ])
+    assert answer["accepted"] == len(expected)
+    wait_for(lambda: position(connection) == len(expected))
+
+    sent = {e["context"]["tributary"]["messageId"]: e for e in arrived(segment, key)}
+    assert {m: set(e["properties"]) for m, e in sent.items()} == expected
+    if on_violation == "omit":
+        assert [v["field"] for v in sent["good"]["context"]["violations"]] == ["properties.coupon"]
+        assert sorted(v["field"] for v in sent["bad-type"]["context"]["violations"]) == [
+            "properties.coupon", "properties.total"]
+    else:
+        assert all("violations" not in e["context"] for e in sent.values())
+    blocked = set(BlockedEvent.objects.filter(workspace=workspace).values_list("message_id", flat=True))
+    assert blocked == {"good", "bad-type", "unplanned"} - set(expected)
+
+
+def test_a_released_event_reaches_segment(segment: Any, celery_worker: Any, alice: User,
+                                          workspace: Workspace) -> None:
+    enforcement._plans.clear()
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = connection_services.connection_create(actor=Actor(user=alice), workspace=workspace,
+                                                       name="Production", region="us", write_key=key)
+    services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
+    services.plan_enforcement_save(actor=Actor(user=alice), workspace=workspace, enabled=True,
+                                   unplanned_events="allow", unplanned_properties="allow", on_violation="block",
+                                   forward_violations_to=None)
+    ingest_key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    assert batch(ingest_key, [order("first"), order("late", total="x")])["blocked"][0]["messageId"] == "late"
+    wait_for(lambda: position(connection) == 1)
+    blocked = BlockedEvent.objects.get(workspace=workspace)
+    assert services.blocked_release(actor=Actor(user=alice), workspace=workspace, ids=[blocked.pk]) == 1
+    wait_for(lambda: position(connection) == 2)
+    late = [e for e in arrived(segment, key) if e["context"]["tributary"]["messageId"] == "late"]
+    assert late[0]["properties"]["total"] == "x"
