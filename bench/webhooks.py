@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp
 import django
 import orjson
+import relay_profile
 from relay_observe import CpuMeter, bench_database_pids, describe_shares, percentile, pids_named, process_tree
 from relay_stack import (
     StackOptions,
@@ -211,6 +212,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_bench_webhooks")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="then an unmeasured run with the web "
+                        "processes under py-spy, summarised function by function")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup = 5.0, 2.0
@@ -280,6 +283,13 @@ def main() -> None:
                                                  seconds=args.seconds))
             print(f"  for comparison, the ingest API's single-event /v1/track, same load: {ingest.describe()}")
             stack.check_alive()
+            if args.profile:
+                web = [pid for pid in process_tree(stack.web.pid) if pid != stack.web.pid]
+                args.profile.mkdir(parents=True, exist_ok=True)
+                recordings = relay_profile.start(args.profile, "webhooks", {"web": web}, args.seconds)
+                asyncio.run(blast(url, Signer(created.secret, "profile"), senders=args.senders, seconds=args.seconds))
+                relay_profile.finish(recordings)
+                relay_profile.summarise(recordings)
             print(f"\nwebhooks requests/s: {tally.requests / tally.elapsed:,.0f} (target ≥ 1,000)")
 
 
