@@ -46,12 +46,13 @@ class EnforcementForm(forms.Form):
 
 
 class SimpleRuleForm(forms.Form):
-    type = forms.ChoiceField(choices=[(t, t.title()) for t in RULE_TYPES if t != "COMMON"], initial="TRACK")
+    type = forms.ChoiceField(choices=[(t, t.title()) for t in RULE_TYPES if t != "COMMON"], initial="TRACK",
+                             label="Rule for")
     key = forms.CharField(required=False, max_length=200, label="Event name",
                           help_text="For track, page and screen rules; leave empty for identify and group.")
     required = forms.CharField(required=False, label="Required properties (or traits)",
                                help_text="Names separated by commas, e.g. order_id, total.")
-    typed = forms.CharField(required=False, label="Types", widget=forms.Textarea(attrs={"rows": 3}),
+    typed = forms.CharField(required=False, label="Property types", widget=forms.Textarea(attrs={"rows": 3}),
                             help_text=f"One per line, name: type ({', '.join(SIMPLE_TYPES)}), e.g. total: number.")
 
     def clean_required(self) -> list[str]:
