@@ -47,6 +47,7 @@ from integrations.relay.accounting import Sent, attempt_record, failures_record,
 from integrations.relay.filtering import Held, connection_filters, run_filters
 from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
 from integrations.relay.log import queue_delivery
+from integrations.relay.pause import connection_pause
 from integrations.segment import client
 from integrations.segment.destination_filters import CompiledFilter
 from integrations.segment.protocol import (
@@ -300,8 +301,6 @@ def _back_off(connection: Connection, retry_after: int | None, why: str) -> None
 
 
 def _pause(connection: Connection, health: Health, reason: str) -> None:
-    from integrations.services import connection_pause
-
     connection_pause(connection_id=connection.pk, health=health, reason=reason)
 
 
