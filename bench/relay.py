@@ -63,6 +63,7 @@ import psycopg
 import redis
 import relay_filters
 import relay_official as official
+import relay_plans
 import relay_profile
 from django.db import connection as db_connection
 from relay_load import BatchMaker, Requests, Tally, blast, message_id, paced, requests_per_second
@@ -502,6 +503,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-official", action="store_true", help="leave out the official library")
     parser.add_argument("--filters", type=int, default=0, metavar="N", help="also run the one-connection end "
                         "to end without and with N destination filters (1-4), alternating, and print both figures")
+    parser.add_argument("--plan", type=int, default=0, metavar="N", help="also run the one-connection end to "
+                        "end without, and with an N-rule tracking plan plus 3 filters (50 for issue #12), "
+                        "alternating, and print both figures")
     parser.add_argument("--pythonpath", default="", help="directory put first on the stack's PYTHONPATH, "
                         "for the three options below (measuring a patched build)")
     parser.add_argument("--settings", default="config.settings.production", help="DJANGO_SETTINGS_MODULE")
@@ -569,6 +573,9 @@ def _run_phases(bench: Bench) -> None:
     if bench.args.phases:
         bench.warm_up()
         for phase in bench.args.phases.split(","):
+            if phase.strip() == "plan":  # --phases plan --plan 50: only the tracking-plan comparison
+                relay_plans.compare(bench)
+                continue
             getattr(bench, phase.strip())()
         bench.stack.check_alive()
         return
@@ -579,6 +586,8 @@ def _run_phases(bench: Bench) -> None:
     bench.end_to_end("three", "3 connections")
     if bench.args.filters:
         relay_filters.compare(bench)
+    if bench.args.plan:
+        relay_plans.compare(bench)
     bench.end_to_end("one", f"1 connection, {bench.args.large_batch_size}-event requests",
                      batch_size=bench.args.large_batch_size, figure="e2e_one_large")
     bench.latency()

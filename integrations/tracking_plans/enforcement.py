@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import orjson
 from django.db import connection
 from django.utils import timezone
+from fastjsonschema import JsonSchemaValueException
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from integrations.models import BlockedEvent, TrackingPlan, ViolationCount
@@ -162,9 +163,15 @@ def _key(event: dict[str, Any]) -> str:
 
 
 def _schema_violations(rule: CompiledRule | None, event: dict[str, Any]) -> list[dict[str, str]]:
+    """Nothing when the compiled check passes (the common case, several times faster than
+    jsonschema); otherwise what jsonschema finds wrong."""
     if rule is None:
         return []
-    return [_violation(error) for error in rule.validator.iter_errors(event)]
+    try:
+        rule.check(event)
+    except JsonSchemaValueException:
+        return [_violation(error) for error in rule.validator.iter_errors(event)]
+    return []
 
 
 def _violation(error: SchemaViolation) -> dict[str, str]:

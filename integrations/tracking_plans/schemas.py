@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import fastjsonschema
 import orjson
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
@@ -66,16 +67,30 @@ NO_RETRIEVAL: Registry[Any] = Registry(retrieve=_refuse_retrieval)  # type: igno
 FORMATS = FormatChecker()
 
 
-@FORMATS.checks("date-time", raises=ValueError)
-def _date_time(value: object) -> bool:
+def is_date_time(value: object) -> bool:
     """ISO 8601 with a time (Segment's `format: date-time`); the jsonschema default needs an
-    optional package to check it at all."""
+    optional package to check it at all. Both validators use this one test."""
     if not isinstance(value, str):
         return True
     if "T" not in value.upper() and " " not in value:
-        raise ValueError("not a date-time")
-    datetime.fromisoformat(value.replace("z", "Z"))
+        return False
+    try:
+        datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return False
     return True
+
+
+FORMATS.checks("date-time")(is_date_time)
+
+
+def _refuse_fetch(uri: str) -> Any:
+    raise PlanInvalid(f"$ref {uri[:80]!r} would be fetched; only references inside the rule are allowed.")
+
+
+# fastjsonschema fetches remote references with urlopen unless a scheme has a handler: every
+# scheme urllib knows gets one that refuses (save time already refuses any $ref not "#…").
+NO_FETCH = {scheme: _refuse_fetch for scheme in ("http", "https", "file", "ftp", "data")}
 
 
 def plan_check(rules: Any) -> list[dict[str, Any]]:
@@ -149,6 +164,10 @@ def schema_check(schema: Any, *, where: str) -> None:
         path = "/".join(str(part) for part in error.path) or "the top level"
         raise PlanInvalid(f"{where}: not a valid JSON Schema at {path}: {error.message[:300]}") from None
     validator = _validator(schema)
+    for base in _values_of(schema, "$id"):
+        if not isinstance(base, str) or not base.startswith("#"):
+            raise PlanInvalid(f"{where}: $id {str(base)[:80]!r} is not allowed: a rule's schema has no address of "
+                              "its own (remove $id).")
     for ref in _values_of(schema, "$ref"):
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise PlanInvalid(f"{where}: $ref {str(ref)[:80]!r} points outside the rule; only references inside "
@@ -160,6 +179,10 @@ def schema_check(schema: Any, *, where: str) -> None:
     for pattern in _patterns(schema):
         if problem := pattern_problem(pattern):
             raise PlanInvalid(f"{where}: the pattern {pattern[:80]!r} {problem}")
+    try:
+        _fast(schema)
+    except (fastjsonschema.JsonSchemaDefinitionException, RecursionError, ValueError, TypeError) as error:
+        raise PlanInvalid(f"{where}: the schema cannot be compiled ({str(error)[:200]}).") from None
 
 
 def pattern_problem(pattern: Any) -> str | None:
@@ -280,6 +303,13 @@ def _validator(schema: Any) -> Draft7Validator:
     return Draft7Validator(schema, registry=NO_RETRIEVAL, format_checker=FORMATS)
 
 
+def _fast(schema: Any) -> Callable[[Any], Any]:
+    """The schema compiled to Python: raises JsonSchemaException on the first failure. It never
+    fills in defaults (use_default=False: the event is not changed) and fetches nothing."""
+    return fastjsonschema.compile(schema, handlers=NO_FETCH, formats={"date-time": is_date_time},
+                                  use_default=False, detailed_exceptions=False)
+
+
 # Compiling -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -287,6 +317,8 @@ class CompiledRule:
     type: str
     key: str
     version: int
+    # The fast yes/no (fastjsonschema), and the validator that names what failed (jsonschema).
+    check: Callable[[Any], Any]
     validator: Draft7Validator
     # The property (or trait) names the rule lists, or None when it lists none (then no
     # property counts as unplanned).
@@ -324,7 +356,7 @@ def plan_compile(*, plan_id: int, version: int, rules: list[dict[str, Any]], unp
     for rule in rules:
         schema = rule.get("jsonSchema", {})
         one = CompiledRule(type=rule["type"], key=rule.get("key") or "", version=int(rule.get("version", 1)),
-                           validator=_validator(schema), planned=_planned(schema, SECTIONS.get(rule["type"])))
+                           check=_fast(schema), validator=_validator(schema), planned=_planned(schema, SECTIONS.get(rule["type"])))
         if one.type == "COMMON":
             compiled.common = one
         else:
