@@ -16,6 +16,7 @@ from integrations.relay.delivery import connection_deliver
 from integrations.relay.retention import deliveries_trim, events_expire, events_trim
 from integrations.relay.sweeper import connections_sweep
 from integrations.segment_workspace.services import public_api_calls_trim
+from integrations.webhooks.services import webhook_receipts_trim
 
 
 @shared_task(name=enqueue.VERIFY_CONNECTION, acks_late=True, reject_on_worker_lost=True)
@@ -60,10 +61,12 @@ def notify_connection_paused(connection_id: int) -> None:
 
 @shared_task(name="integrations.tasks.relay_retention")
 def relay_retention() -> None:
-    """Hourly: dead-letter what waited past the maximum age, then trim the delivered log."""
+    """Hourly: dead-letter what waited past the maximum age, then trim the delivered log and
+    the webhook endpoints' inbound logs."""
     events_expire()
     events_trim()
     deliveries_trim()
+    webhook_receipts_trim()
 
 
 @shared_task(name="integrations.tasks.trim_public_api_calls")

@@ -289,3 +289,17 @@ def test_a_flood_of_refused_requests_is_answered_but_only_partly_recorded(
     # Accepted requests are always recorded: they are the record of seen ids.
     assert send_signed(client, created, CHAT_STARTED).status_code == 200
     assert WebhookReceipt.objects.filter(outcome=ReceiptOutcome.ACCEPTED).count() == 1
+
+
+def test_the_hourly_retention_task_trims_the_inbound_log(client: Client, alice: User, workspace: Workspace) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from integrations.tasks import relay_retention
+
+    created = make_endpoint(alice, workspace)
+    send_signed(client, created, CHAT_STARTED, webhook_id="old")
+    WebhookReceipt.objects.update(received_at=timezone.now() - timedelta(days=8))
+    relay_retention()
+    assert not WebhookReceipt.objects.exists()
