@@ -155,17 +155,29 @@ def encryption_key_usage() -> list[dict[str, Any]]:
     return rows
 
 
-class IngestKeyStatusFilter(admin.SimpleListFilter):
-    title = "status"
-    parameter_name = "status"
+class SetOrNotFilter(admin.SimpleListFilter):
+    """Two choices on whether a nullable column is set: `options` lists both (value, label)
+    pairs in the order shown, and `set_value` says which of them means set."""
+
+    field: str
+    options: tuple[tuple[str, str], tuple[str, str]]
+    set_value: str
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
+        return list(self.options)
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[IngestKey]) -> QuerySet[IngestKey]:
-        if self.value() in ("active", "revoked"):
-            return queryset.filter(revoked_at__isnull=self.value() == "active")
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in dict(self.options):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() != self.set_value})
         return queryset
+
+
+class IngestKeyStatusFilter(SetOrNotFilter):
+    title = "status"
+    parameter_name = "status"
+    field = "revoked_at"
+    options = (("active", "Active"), ("revoked", "Revoked"))
+    set_value = "revoked"
 
 
 @admin.register(IngestKey)
@@ -324,17 +336,12 @@ class DeadLetterReasonFilter(admin.SimpleListFilter):
         return queryset.filter(reason=self.value()) if self.value() else queryset
 
 
-class DeadLetterReplayedFilter(admin.SimpleListFilter):
+class DeadLetterReplayedFilter(SetOrNotFilter):
     title = "replayed"
     parameter_name = "replayed"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Accepted on replay"), ("no", "Not accepted on replay")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(replayed_at__isnull=self.value() == "no")
-        return queryset
+    field = "replayed_at"
+    options = (("yes", "Accepted on replay"), ("no", "Not accepted on replay"))
+    set_value = "yes"
 
 
 @admin.register(DeadLetter)

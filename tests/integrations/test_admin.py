@@ -8,6 +8,7 @@ from django.urls import reverse
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations import services
+from integrations.ingest.keys import ingest_key_create, ingest_key_revoke
 from integrations.models import Connection
 from tests.conftest import make_user, new_write_key
 
@@ -75,3 +76,20 @@ def test_operators_cannot_add_or_delete_connections(operator_client: Client, con
     assert operator_client.post(reverse("admin:integrations_connection_delete", args=[connection.pk]),
                                 {"post": "yes"}).status_code == 403
     assert Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_the_ingest_key_status_filter_lists_active_and_revoked_keys_apart(
+        operator_client: Client, alice: User, workspace: Workspace) -> None:
+    actor = Actor(user=alice)
+    ingest_key_create(actor=actor, workspace=workspace, name="Kept")
+    revoked, _ = ingest_key_create(actor=actor, workspace=workspace, name="Retired")
+    ingest_key_revoke(actor=actor, ingest_key=revoked)
+    changelist = reverse("admin:integrations_ingestkey_changelist")
+
+    def listed(status: str | None) -> set[str]:
+        page = operator_client.get(changelist, {"status": status} if status else {})
+        return {key.name for key in page.context["cl"].result_list}
+
+    assert listed("active") == {"Kept"}
+    assert listed("revoked") == {"Retired"}
+    assert listed(None) == {"Kept", "Retired"}
