@@ -119,7 +119,7 @@ def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_
     expect(health_word(page)).to_have_text("Healthy", timeout=CHECK_TIMEOUT_MS)
     expect(top).to_have_attribute("hx-trigger", "every 5s")
     expect(page.get_by_test_id("last-verdict")).to_contain_text(HEALTHY_EU)
-    expect(page.get_by_test_id("connection-tabs").get_by_role("link")).to_have_count(6)
+    expect(page.get_by_test_id("connection-tabs").get_by_role("link")).to_have_count(7)
     tab(page, "Checks")
     panel = page.locator("#status-panel")
     message_id = finished_message_id(page)
