@@ -272,18 +272,29 @@ def _store(receiver: Receiver, request: Request, webhook_id: str, verdict: Signa
         _record(receiver, request, webhook_id, 200, verdict, ReceiptOutcome.IGNORED,
                 "No route matched; the mapping ignores such payloads.", request.body)
         return Answer(200, {"success": True, "ignored": True, "messageIds": []})
+    blocked: list[dict[str, Any]] = []
     with transaction.atomic():
-        if not _claim(receiver, request, webhook_id, verdict, message_ids):
-            replayed = True
-        else:
-            replayed = False
+        claimed = _claim(receiver, request, webhook_id, verdict, message_ids)
+        if claimed is not None:
+            # The workspace's tracking plan, as on every way in: a blocked call is listed in
+            # the 200 (a retry could not change the verdict) and kept with the plan's blocked events.
             planned = plan_enforce(workspace_id=receiver.workspace_id, messages=messages, source="webhook")
             events_append(workspace_id=receiver.workspace_id, messages=planned.messages)
-    if replayed:
+            blocked = planned.blocked
+            if blocked:
+                WebhookReceipt.objects.filter(pk=claimed).update(reason=_blocked_reason(blocked, len(messages)))
+    if claimed is None:
         _record(receiver, request, webhook_id, 200, verdict, ReceiptOutcome.REPLAYED,
                 "This webhook-id was already received: nothing stored again.", b"")
         return Answer(200, {"success": True, "duplicate": True, "messageIds": message_ids})
-    return Answer(200, {"success": True, "accepted": len(messages), "messageIds": message_ids})
+    answer = {"success": True, "accepted": len(messages) - len(blocked), "messageIds": message_ids}
+    return Answer(200, {**answer, "blocked": blocked} if blocked else answer)
+
+
+def _blocked_reason(blocked: list[dict[str, Any]], calls: int) -> str:
+    first = (blocked[0].get("violations") or [{}])[0].get("description", "")
+    return (f"{len(blocked)} of {calls} call{'s' if calls != 1 else ''} blocked by the tracking plan"
+            f"{f': {first}' if first else ''}")[:300]
 
 
 RECEIPT_COLUMNS = ("endpoint_id", "received_at", "webhook_id", "status", "signature", "outcome", "reason",
@@ -291,10 +302,10 @@ RECEIPT_COLUMNS = ("endpoint_id", "received_at", "webhook_id", "status", "signat
 
 
 def _claim(receiver: Receiver, request: Request, webhook_id: str, verdict: SignatureVerdict,
-           message_ids: list[str]) -> bool:
-    """Insert the accepted receipt unless this endpoint already accepted the id: one statement,
-    and a concurrent request with the same id waits on the unique index until this one
-    commits or rolls back."""
+           message_ids: list[str]) -> int | None:
+    """Insert the accepted receipt unless this endpoint already accepted the id, and return its
+    id (None: already accepted). One statement, and a concurrent request with the same id
+    waits on the unique index until this one commits or rolls back."""
     table = WebhookReceipt._meta.db_table
     sql = (f"INSERT INTO {table} ({', '.join(RECEIPT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(RECEIPT_COLUMNS))}) "  # noqa: S608
            f"ON CONFLICT (endpoint_id, webhook_id) WHERE outcome = 'accepted' DO NOTHING RETURNING id")
@@ -302,7 +313,8 @@ def _claim(receiver: Receiver, request: Request, webhook_id: str, verdict: Signa
               ReceiptOutcome.ACCEPTED.value, "", orjson.dumps(message_ids).decode(), request.body, len(request.body)]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def _refused(receiver: Receiver, request: Request, webhook_id: str, refusal: Refusal) -> Answer:

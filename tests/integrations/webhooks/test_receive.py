@@ -303,3 +303,28 @@ def test_the_hourly_retention_task_trims_the_inbound_log(client: Client, alice: 
     WebhookReceipt.objects.update(received_at=timezone.now() - timedelta(days=8))
     relay_retention()
     assert not WebhookReceipt.objects.exists()
+
+
+def test_the_tracking_plan_applies_to_webhooks_as_to_every_way_in(client: Client, alice: User,
+                                                                  workspace: Workspace) -> None:
+    from accounts.audit import Actor
+    from integrations.models import BlockedEvent
+    from integrations.tracking_plans import services as plans
+
+    actor = Actor(user=alice)
+    plans.plan_rule_put(actor=actor, workspace=workspace, rule=plans.simple_rule(
+        kind="TRACK", key="Conversation Started", required=["conversation_id"], types={}))
+    plans.plan_enforcement_save(actor=actor, workspace=workspace, enabled=True, unplanned_events="block",
+                                unplanned_properties="allow", on_violation="block", forward_violations_to=None)
+    created = make_endpoint(alice, workspace)
+    assert send_signed(client, created, CHAT_STARTED).json()["accepted"] == 1
+    handoff = {**CHAT_STARTED, "type": "handoff.requested"}
+    response = send_signed(client, created, handoff, webhook_id="msg_unplanned")
+    assert response.status_code == 200 and response.json()["accepted"] == 0
+    assert response.json()["blocked"][0]["event"] == "Handoff Requested"
+    assert list(Event.objects.values_list("name", flat=True)) == ["Conversation Started"]
+    assert BlockedEvent.objects.get().message_id == response.json()["messageIds"][0]
+    receipt = WebhookReceipt.objects.get(webhook_id="msg_unplanned")
+    assert receipt.outcome == ReceiptOutcome.ACCEPTED and receipt.reason.startswith("1 of 1 call blocked")
+    # Blocked is a verdict, not a failure: the sender's retry is a duplicate.
+    assert send_signed(client, created, handoff, webhook_id="msg_unplanned").json()["duplicate"] is True
