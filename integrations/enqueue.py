@@ -20,9 +20,10 @@ REPLAY_DEAD_LETTERS = "integrations.tasks.replay_dead_letters"
 CHECK_IMPORT = "integrations.tasks.check_import"
 RUN_IMPORT = "integrations.tasks.run_import"
 SEND_DELIVERY_NOTICE = "integrations.tasks.send_delivery_notice"
+FORWARD_VIOLATIONS = "integrations.tasks.forward_violations"
 
 NAMES = (VERIFY_CONNECTION, DELIVER_CONNECTION, NOTIFY_CONNECTION_PAUSED, REPLAY_DEAD_LETTERS, CHECK_IMPORT,
-         RUN_IMPORT, SEND_DELIVERY_NOTICE)
+         RUN_IMPORT, SEND_DELIVERY_NOTICE, FORWARD_VIOLATIONS)
 
 
 def _send(name: str, *args: Any, countdown: float | None = None, retry: bool = True) -> None:
@@ -62,3 +63,7 @@ def run_import(job_id: int, *, retry: bool = True) -> None:
 
 def send_delivery_notice(audit_event_id: int) -> None:
     _send(SEND_DELIVERY_NOTICE, audit_event_id)
+
+
+def forward_violations(connection_id: int, *, retry: bool = True) -> None:
+    _send(FORWARD_VIOLATIONS, connection_id, retry=retry)

@@ -16,6 +16,8 @@ from integrations.relay.delivery import connection_deliver
 from integrations.relay.retention import deliveries_trim, events_expire, events_trim
 from integrations.relay.sweeper import connections_sweep
 from integrations.segment_workspace.services import public_api_calls_trim
+from integrations.tracking_plans.forwarding import violations_forward, violations_forward_sweep
+from integrations.tracking_plans.services import tracking_plan_expire
 from integrations.webhooks.services import webhook_receipts_trim
 
 
@@ -67,6 +69,8 @@ def relay_retention() -> None:
     events_trim()
     deliveries_trim()
     webhook_receipts_trim()
+    tracking_plan_expire()  # blocked events past 30 days, violation counts past 8
+    violations_forward_sweep()  # violations a lost wake-up left unsent
 
 
 @shared_task(name="integrations.tasks.trim_public_api_calls")
@@ -112,3 +116,9 @@ def check_delivery_notices() -> None:
 def send_delivery_notice(audit_event_id: int) -> None:
     """Send the e-mail an audit row (dead letters notified, recovery notified) decided on."""
     notifications.send_delivery_notice(audit_event_id=audit_event_id)
+
+
+@shared_task(name=enqueue.FORWARD_VIOLATIONS, acks_late=True, reject_on_worker_lost=True)
+def forward_violations(connection_id: int) -> None:
+    """Send the tracking plan's waiting `Violation Generated` events to the connection."""
+    violations_forward(connection_id=connection_id)

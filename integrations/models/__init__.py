@@ -36,6 +36,7 @@ from integrations.models.tracking_plans import (
     UnplannedEvents,
     UnplannedProperties,
     ViolationCount,
+    ViolationForward,
 )
 from integrations.models.webhooks import (
     ReceiptOutcome,
@@ -83,6 +84,7 @@ __all__ = [
     "UnplannedProperties",
     "Verification",
     "ViolationCount",
+    "ViolationForward",
     "WebhookEndpoint",
     "WebhookReceipt",
 ]

@@ -111,3 +111,22 @@ class ViolationCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} {self.kind} on {self.event_name or self.event_type}"
+
+
+class ViolationForward(models.Model):
+    """A `Violation Generated` track event waiting to be sent to the connection the plan
+    forwards violations to (Segment's forwardingViolationsTo). Sent straight to that one
+    source, not through the workspace's log, which every connection delivers."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    message = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["connection", "sent_at"], name="violation_forward_pending")]
+
+    def __str__(self) -> str:
+        return f"violation for {self.connection_id}"

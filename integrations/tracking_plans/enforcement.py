@@ -34,6 +34,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from integrations.models import BlockedEvent, TrackingPlan, ViolationCount
 from integrations.relay.log import Message
+from integrations.tracking_plans.forwarding import violation_messages, violations_queue
 from integrations.tracking_plans.schemas import SECTIONS, CompiledPlan, CompiledRule, plan_compile
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,10 @@ def _record(workspace_id: int, plan: CompiledPlan, found: list[_Checked], blocke
         for violation in c.violations:
             counts[(c.message.type, _key(c.event)[:200], violation["kind"], violation["field"])] += 1
     violations_count(workspace_id=workspace_id, minute=now.replace(second=0, microsecond=0), counts=counts)
+    if plan.forward_violations_to is not None:
+        messages = [m for c in found for m in violation_messages(plan_id=plan.plan_id, event=c.event,
+                                                                  violations=c.violations)]
+        violations_queue(workspace_id=workspace_id, connection_id=plan.forward_violations_to, messages=messages)
 
 
 def violations_count(*, workspace_id: int, minute: Any, counts: Counter[tuple[str, str, str, str]]) -> None:

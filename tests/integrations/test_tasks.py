@@ -21,6 +21,7 @@ REGISTERED_NAMES = {
     "integrations.tasks.replay_dead_letters", "integrations.tasks.check_import", "integrations.tasks.run_import",
     "integrations.tasks.sweep_imports", "integrations.tasks.check_delivery_notices",
     "integrations.tasks.send_delivery_notice", "integrations.tasks.trim_public_api_calls",
+    "integrations.tasks.forward_violations",
 }
 
 

@@ -117,3 +117,32 @@ def test_a_released_event_reaches_segment(segment: Any, celery_worker: Any, alic
     wait_for(lambda: position(connection) == 2)
     late = [e for e in arrived(segment, key) if e["context"]["tributary"]["messageId"] == "late"]
     assert late[0]["properties"]["total"] == "x"
+
+
+def test_violations_are_forwarded_to_the_chosen_connection_only(segment: Any, celery_worker: Any, alice: User,
+                                                                workspace: Workspace) -> None:
+    enforcement._plans.clear()
+    keys = {}
+    connections = {}
+    for name in ("Production", "Violations"):
+        keys[name] = new_write_key()
+        segment.register_key(keys[name], "us")
+        connections[name] = connection_services.connection_create(
+            actor=Actor(user=alice), workspace=workspace, name=name, region="us", write_key=keys[name])
+    services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
+    plan = services.plan_enforcement_save(actor=Actor(user=alice), workspace=workspace, enabled=True,
+                                          unplanned_events="allow", unplanned_properties="allow",
+                                          on_violation="block", forward_violations_to=connections["Violations"])
+    ingest_key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
+    batch(ingest_key, [order("ok"), order("bad", total="five")])
+
+    def generated(name: str) -> list[dict[str, Any]]:
+        return [e for e in arrived(segment, keys[name]) if e.get("event") == "Violation Generated"]
+
+    wait_for(lambda: len(generated("Violations")) == 1 and position(connections["Production"]) == 1)
+    assert generated("Violations")[0]["properties"] == {
+        "eventName": "Order Completed", "eventType": "track", "violationType": "type",
+        "violationField": "properties.total", "violationDescription": "'five' is not of type 'number'",
+        "trackingPlanID": str(plan.pk)}
+    assert generated("Violations")[0]["userId"] == "u1"
+    assert generated("Production") == []
