@@ -239,7 +239,9 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     # Redis redelivers an unacknowledged message after this long; every task time limit
     # below is far shorter, so a late-acked task is never handed to a second worker while
-    # the first is still running it.
+    # the first is still running it. RabbitMQ (amqp://) ignores the option: it redelivers as
+    # soon as the holder's connection closes, and closes a channel that holds a message
+    # unacknowledged past its consumer_timeout (30 min by default), also far above them.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
