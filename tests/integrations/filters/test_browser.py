@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from accounts.audit import Actor
 from accounts.models import AuditEvent, User, Workspace
 from integrations import services
+from integrations.filters.services import filter_save
 from integrations.ingest import emit
 from integrations.models import DestinationFilter
 from tests.conftest import new_write_key, screenshot, sign_in
@@ -78,3 +79,24 @@ def test_a_bad_condition_is_refused_with_what_to_fix(page: Any, alice: User, wor
     page.get_by_role("button", name="Save filter").click()
     expect(page.get_by_text("more than 8 '*'")).to_be_visible()
     assert not DestinationFilter.objects.exists()
+
+
+def test_the_debugger_names_the_filter_that_held_an_event_back(
+        page: Any, alice: User, workspace: Workspace, segment: Any, celery_worker: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=key)
+    filter_save(actor=Actor(user=alice), connection=connection, title="No test users", action="drop",
+                condition='contains(properties.email, "@test.example")')
+    emit.track(workspace, "Signed Up", user_id="qa-1", properties={"email": "qa@test.example"})
+    emit.track(workspace, "Signed Up", user_id="ana", properties={"email": "ana@real.example"})
+    sign_in(page, alice.email)
+    page.goto(f"/w/{workspace.slug}/debugger/")
+    chips = page.get_by_test_id("event-status")
+    expect(chips.filter(has_text="Filtered by 'No test users'")).to_have_count(1, timeout=20_000)
+    expect(chips.filter(has_text="Delivered")).to_have_count(1, timeout=20_000)
+    both_sizes(page, "filters-debugger-list")
+    page.locator('[data-testid="event-row"][data-seq="1"] summary').click()
+    expect(page.get_by_test_id("trail-filtered")).to_contain_text("Not sent: Filtered by 'No test users'")
+    both_sizes(page, "filters-debugger-event")
