@@ -10,8 +10,13 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from csp.constants import NONE, SELF
+
+# Generic Django classes (ModelAdmin, Paginator, UploadedFile, …) take type arguments at runtime,
+# as mypy --strict wants them written.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
