@@ -28,7 +28,7 @@ class Actor:
     def from_request(cls, request: HttpRequest) -> Actor:
         user = request.user if request.user.is_authenticated else None
         return cls(
-            user=user,  # type: ignore[arg-type]
+            user=user,
             ip=request.META.get("REMOTE_ADDR") or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
         )

@@ -14,5 +14,5 @@ def workspaces(request: HttpRequest) -> dict[str, Any]:
     return {
         "membership": getattr(request, "membership", None),
         "workspace": getattr(request, "workspace", None),
-        "user_memberships": memberships_for_user(user=request.user),  # type: ignore[arg-type]
+        "user_memberships": memberships_for_user(user=request.user),
     }

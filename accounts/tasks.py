@@ -73,7 +73,7 @@ def send_sign_up_notice(user_id: int) -> None:
 def _set_password_url(user: User) -> str:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
-    return settings.SITE_URL + reverse("accounts:password_reset_confirm", args=[uid, token])
+    return f"{settings.SITE_URL}{reverse('accounts:password_reset_confirm', args=[uid, token])}"
 
 
 @shared_task

@@ -57,7 +57,7 @@ def secret_free_path(path: str) -> str:
     return path
 
 
-class SecretFreeLogger(Logger):
+class SecretFreeLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn's logger with an allow-list of access-log atoms: no user name, query string,
     referrer, request or response headers, or environ; the path without its secrets."""
 

@@ -2,13 +2,13 @@
 actions go through the same services as the pages, audited with the operator as actor."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from accounts.admin import ReadOnlyAdmin
@@ -56,7 +56,7 @@ def shared_fingerprints() -> QuerySet[Any]:
             .filter(workspaces__gt=1).values("write_key_fingerprint"))
 
 
-class VerificationInline(admin.TabularInline):
+class VerificationInline(admin.TabularInline[Verification, Connection]):
     model = Verification
     extra = 0
     max_num = 0
@@ -70,7 +70,7 @@ class VerificationInline(admin.TabularInline):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(admin.ModelAdmin[Connection]):
     # The list shows the last check's verdict (and filters by it); the connection's one health
     # word, derived like its page's, is on the change page (it takes a few reads per connection).
     list_display = ["name", "workspace", "region", "masked_key", "write_key_key_id", "enabled",
@@ -181,7 +181,7 @@ class IngestKeyStatusFilter(SetOrNotFilter):
 
 
 @admin.register(IngestKey)
-class IngestKeyAdmin(ReadOnlyAdmin):
+class IngestKeyAdmin(ReadOnlyAdmin[IngestKey]):
     """Read-only: keys are created by the workspace (or the command), never here. The hash is
     not shown; revoking goes through the service, audited with the operator as actor."""
 
@@ -218,14 +218,14 @@ class IngestKeyAdmin(ReadOnlyAdmin):
 # --- deliveries: what was sent to Segment, read-only for everyone --------------------------
 
 
-class CappedPaginator(Paginator):
+class CappedPaginator(Paginator[Any]):
     """Counts at most CAP rows: the attempt log can hold millions, and operators narrow it
     with filters and search rather than paging to the end."""
 
     CAP = 10_000
 
     @property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         return self.object_list[:self.CAP].count()  # type: ignore[attr-defined,no-any-return]
 
 
@@ -255,7 +255,10 @@ class AttemptStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ConnectionLogAdmin(ReadOnlyAdmin):
+M = TypeVar("M", bound=Model)
+
+
+class ConnectionLogAdmin(ReadOnlyAdmin[M]):
     """What the delivery logs share: a row per connection and moment, found by connection or
     workspace, newest first by primary key (indexed; sorting by another column would sort the
     whole log), with a capped count."""
@@ -277,7 +280,7 @@ class ConnectionLogAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(ConnectionLogAdmin):
+class DeliveryAttemptAdmin(ConnectionLogAdmin[DeliveryAttempt]):
     """Every request made to Segment's batch endpoint: the connection by name and masked key,
     Segment's status and the start of its answer; never the key."""
 
@@ -298,7 +301,7 @@ class DeliveryAttemptAdmin(ConnectionLogAdmin):
 
 
 @admin.register(DeliveryCount)
-class DeliveryCountAdmin(ConnectionLogAdmin):
+class DeliveryCountAdmin(ConnectionLogAdmin[DeliveryCount]):
     """The 10-minute counts pages and /metrics sum: delivered, dead-lettered, retried, API
     calls, bytes and the latency histogram's percentiles."""
 
@@ -345,7 +348,7 @@ class DeadLetterReplayedFilter(SetOrNotFilter):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin):
+class DeadLetterAdmin(ReadOnlyAdmin[DeadLetter]):
     """Read-only. "Replay" queues the same replay as the connection's page (one per connection,
     at most the cap), audited with the operator as actor."""
 
@@ -393,7 +396,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeadLetterReplay)
-class DeadLetterReplayAdmin(ReadOnlyAdmin):
+class DeadLetterReplayAdmin(ReadOnlyAdmin[DeadLetterReplay]):
     """Every replay of dead letters, read-only: who asked, what they chose, how far it got."""
 
     list_display = ["requested_at", "connection", "workspace", "requested_by", "status", "total", "accepted",
@@ -413,7 +416,7 @@ class DeadLetterReplayAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(ReadOnlyAdmin):
+class ImportJobAdmin(ReadOnlyAdmin[ImportJob]):
     """Operators see every workspace's imports and their progress; cancelling goes through the
     service, audited with the operator as actor. The files' paths are not shown."""
 
@@ -442,7 +445,7 @@ class ImportJobAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SegmentToken)
-class SegmentTokenAdmin(ReadOnlyAdmin):
+class SegmentTokenAdmin(ReadOnlyAdmin[SegmentToken]):
     """Which workspaces have a token: never the token, only its last 4 and what Segment said."""
 
     list_display = ["workspace", "segment_workspace_name", "region", "masked_token", "token_key_id", "checked_at",
@@ -456,7 +459,7 @@ class SegmentTokenAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PublicApiCall)
-class PublicApiCallAdmin(ReadOnlyAdmin):
+class PublicApiCallAdmin(ReadOnlyAdmin[PublicApiCall]):
     list_display = ["created_at", "workspace", "method", "path", "region", "status", "outcome", "duration_ms"]
     list_filter = ["outcome", "method", "region"]
     search_fields = ["workspace__name", "workspace__slug", "path"]

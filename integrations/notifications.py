@@ -263,4 +263,4 @@ def send_delivery_notice(*, audit_event_id: int) -> bool:
 
 
 def _url(name: str, connection: Connection) -> str:
-    return settings.SITE_URL + reverse(f"integrations:{name}", args=[connection.workspace.slug, connection.pk])
+    return f"{settings.SITE_URL}{reverse(f'integrations:{name}', args=[connection.workspace.slug, connection.pk])}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip as gzip_module
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import orjson
@@ -93,7 +93,7 @@ class EmulatorClient:
             "kind": kind,
             "messageId": message_id,
         }
-        return self._call("GET", "requests", params=params)["requests"]
+        return cast(list[dict[str, Any]], self._call("GET", "requests", params=params)["requests"])
 
     def last_request_id(self) -> int:
         """A cursor: pass it as `since` to see only what arrives from now on."""
@@ -103,7 +103,7 @@ class EmulatorClient:
         self, *, write_key: str | None = None, message_id: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         params = {"writeKey": write_key, "messageId": message_id, "limit": limit}
-        return self._call("GET", "events", params=params)["events"]
+        return cast(list[dict[str, Any]], self._call("GET", "events", params=params)["events"])
 
     def stats(self, write_key: str | None = None) -> dict[str, Any]:
         return self._call("GET", "stats", params={"writeKey": write_key})
@@ -130,10 +130,10 @@ class EmulatorClient:
             "latencyMs": latency_ms,
             "reset": reset,
         }
-        return self._call("POST", "faults", json={k: v for k, v in body.items() if v is not None})["fault"]
+        return cast(dict[str, Any], self._call("POST", "faults", json={k: v for k, v in body.items() if v is not None})["fault"])
 
     def faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "faults")["faults"]
+        return cast(list[dict[str, Any]], self._call("GET", "faults")["faults"])
 
     def clear_faults(self, write_key: str | None = None) -> int:
         path = "faults" if write_key is None else f"faults/{quote(write_key, safe='')}"
@@ -199,7 +199,8 @@ class EmulatorClient:
         response = self.session.request(method, self._control(path), timeout=self.timeout, **kwargs)
         if response.status_code >= 400:
             raise EmulatorError(f"{method} /_emulator/{path}: {response.status_code} {response.text}")
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
 
 class EmulatorError(RuntimeError):

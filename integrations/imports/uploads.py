@@ -18,7 +18,7 @@ from integrations.imports.files import CSV, JSONL, discard, new_path
 FIELD = "file"
 
 
-class StoredUpload(UploadedFile):
+class StoredUpload(UploadedFile[bytes]):
     """An uploaded file already in the imports folder; the job adopts `stored_path`."""
 
     def __init__(self, stored_path: Path, name: str, size: int, content_type: str | None) -> None:

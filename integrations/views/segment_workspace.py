@@ -24,11 +24,11 @@ from accounts.audit import Actor
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
+from integrations.charts import usage_chart
 from integrations.forms import REGION_HELP, ConnectionForm
 from integrations.models import Connection, Region, SegmentSource
 from integrations.segment.public_api import Budget, PublicApi, PublicApiError
 from integrations.segment_workspace import selectors, services
-from integrations.segment_workspace.chart import usage_chart
 from integrations.segment_workspace.words import NOT_APPLIED, masked_settings, schema_sentences
 from integrations.selectors import connection_get_for_workspace
 

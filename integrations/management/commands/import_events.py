@@ -130,4 +130,4 @@ class Command(BaseCommand):
         return True
 
     def _page(self, job: ImportJob) -> str:
-        return settings.SITE_URL + reverse("integrations:import", kwargs={"slug": job.workspace.slug, "pk": job.pk})
+        return f"{settings.SITE_URL}{reverse('integrations:import', kwargs={'slug': job.workspace.slug, 'pk': job.pk})}"
