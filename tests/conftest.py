@@ -167,6 +167,17 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_remembered_tracking_plans() -> Iterator[None]:
+    """Each process remembers a workspace's tracking plan for seconds, by id; ids repeat between
+    tests, so no test may meet another's plan."""
+    from integrations.tracking_plans.enforcement import plans_forget_all
+
+    plans_forget_all()
+    yield
+    plans_forget_all()
+
+
 # --- Segment emulator ------------------------------------------------------------------
 
 

@@ -101,6 +101,11 @@ def plan_forget(workspace_id: int) -> None:
     _plans.pop(workspace_id, None)
 
 
+def plans_forget_all() -> None:
+    """Drop every remembered plan (tests: workspace ids repeat between them)."""
+    _plans.clear()
+
+
 def plan_enforce(*, workspace_id: int, messages: Sequence[Message], source: str) -> Enforced:
     """The messages to append and the ones the plan blocked (see the module's steps)."""
     plan = plan_for_workspace(workspace_id)
