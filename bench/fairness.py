@@ -46,7 +46,6 @@ from relay_observe import (
     percentile,
     pids_named,
     process_tree,
-    receive_times,
     relayed_id,
     wait_delivered,
 )
@@ -126,7 +125,7 @@ async def steady(web_url: str, tenants: list[Tenant], *, rate: float, batch_size
     """Every tenant sends `batch_size` events each `interval`, on a fixed schedule (a late
     request does not shift the next); the tenants' schedules are spread over the interval."""
     interval = batch_size * len(tenants) / rate
-    connector = aiohttp.TCPConnector(limit=64)
+    connector = aiohttp.TCPConnector(limit=4 * len(tenants))  # never the client's queue
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
 
         async def tenant_load(tenant: Tenant, start: float) -> None:
@@ -255,27 +254,39 @@ def control_phase(args: argparse.Namespace, web_url: str, emulator: EmulatorClie
     asyncio.run(steady(web_url, quiet, rate=args.rate, batch_size=args.batch_size, seconds=args.control_seconds,
                        tallies=tallies))
     _wait_each(emulator, baseline, tallies, quiet, args.drain_timeout)
-    latencies = _latencies(emulator, [t for t in quiet if t.index >= 2], tallies)[0]
-    print(f"  control, steady load alone for {args.control_seconds:.0f} s, the {len(others)} others: "
-          f"{describe(latencies)}")
-    return percentile(latencies, 0.99)
+    latencies, relay, _, _ = _latencies(emulator, [t for t in quiet if t.index >= 2], tallies)
+    requests = [x for t in tallies.values() for x in t.latencies]
+    print(f"  control, steady load alone for {args.control_seconds:.0f} s: ingest requests p50 "
+          f"{percentile(requests, 0.5) * 1000:,.0f} ms, p99 {percentile(requests, 0.99) * 1000:,.0f} ms; the "
+          f"{len(others)} others, send → emulator: {describe(latencies)}")
+    print(f"    receivedAt → emulator (the relay alone): {describe(relay)}")
+    return percentile(relay, 0.99)
 
 
 def _latencies(emulator: EmulatorClient, tenants: list[Tenant], tallies: dict[int, Tally]
-               ) -> tuple[list[float], list[float], int]:
-    """Send → receive of each accepted event of these tenants; their send times; events not found."""
-    latencies, sent_times, missing = [], [], 0
+               ) -> tuple[list[float], list[float], list[float], int]:
+    """Per accepted event of these tenants: send → emulator receive (end to end, ingest
+    included), Tributary's receivedAt → emulator receive (the relay alone), the send time; and
+    how many were not found."""
+    end_to_end, relay, sent_times, missing = [], [], [], 0
     for tenant in tenants:
         tally = tallies[tenant.index]
-        received = receive_times(emulator, tenant.write_key, tally.accepted + 100, relayed_id)
+        received: dict[str, tuple[float, float]] = {}
+        for event in emulator.events(write_key=tenant.write_key, limit=tally.accepted + 100):
+            found = relayed_id(event["payload"])
+            stamped = event["payload"].get("receivedAt")
+            if found is not None and found not in received:
+                got = epoch(event["receivedAt"])
+                received[found] = (got, got - epoch(stamped.replace("Z", "+00:00")) if stamped else float("nan"))
         for number, sent in tally.sent_at.items():
-            got = received.get(message_id(tenant.prefix, number))
-            if got is None:
+            hit = received.get(message_id(tenant.prefix, number))
+            if hit is None:
                 missing += 1
                 continue
-            latencies.append(got - sent)
+            end_to_end.append(hit[0] - sent)
+            relay.append(hit[1])
             sent_times.append(sent)
-    return latencies, sent_times, missing
+    return end_to_end, relay, sent_times, missing
 
 
 def _wait_each(emulator: EmulatorClient, baseline: dict[str, int], tallies: dict[int, Tally],
@@ -304,13 +315,16 @@ def report(args: argparse.Namespace, tenants: list[Tenant], others: list[Tenant]
     print(f"  burst: {burst_tally.accepted:,} accepted in {burst_tally.elapsed:.1f} s "
           f"({burst_tally.accepted / burst_tally.elapsed:,.0f}/s), all delivered "
           f"{burst_delivered - burst_started:.1f} s after it began")
-    whole, sent_times, missing = _latencies(emulator, others, tallies)
-    during = [x for x, sent in zip(whole, sent_times, strict=True) if burst_started <= sent <= burst_delivered]
-    p99 = percentile(whole, 0.99)
-    p99_during = percentile(during, 0.99)
+    whole, relay, sent_times, missing = _latencies(emulator, others, tallies)
+    window = [burst_started <= sent <= burst_delivered for sent in sent_times]
+    during = [x for x, inside in zip(whole, window, strict=True) if inside]
+    relay_during = [x for x, inside in zip(relay, window, strict=True) if inside]
+    p99, p99_during = percentile(relay, 0.99), percentile(relay_during, 0.99)
     verdict = "met" if max(p99, p99_during) <= TARGET_P99_SECONDS else "**missed**"
     print(f"  the other {len(others)} workspaces, send → emulator, whole phase: {describe(whole)}")
     print(f"  … while the burst's backlog was delivered: {describe(during)}")
+    print(f"  receivedAt → emulator (the relay alone), whole phase: {describe(relay)}")
+    print(f"  … while the burst's backlog was delivered: {describe(relay_during)}")
     if missing or not drained:
         print(f"  {missing:,} of {sent_others:,} accepted events of the others not found at the emulator"
               f"{'' if drained else ' (not drained within the bounded wait)'}")
@@ -323,12 +337,16 @@ def report(args: argparse.Namespace, tenants: list[Tenant], others: list[Tenant]
         found = [r for k in keys for r in runs.get(k, [])]
         return len(found), sum(r[1] for r in found), sum(r[2] for r in found)
 
-    first_429 = min((epoch(r["time"]) for r in throttled_requests if r["status"] == 429), default=None)
-    waiting = [r for r in runs.get(str(throttled.connection_id), []) if first_429 and r[0] > first_429 + 0.5]
-    attempts = [r for r in throttled_requests if r["status"] == 429]
-    print(f"  throttled connection {throttled.connection_id}: {len(attempts)} requests answered 429 in "
-          f"{phase_ended - phase_started:.0f} s (Retry-After {args.retry_after} s); delivery runs after its first 429: "
-          f"{len(waiting)}, taking {sum(r[1] for r in waiting) * 1000:,.1f} ms of worker wall time and "
+    # A run that made a request is a retry when its Retry-After ran out; any other run of the
+    # throttled connection after its first 429 is time spent on it while it waits.
+    answered = sorted(epoch(r["time"]) for r in throttled_requests if r["status"] == 429)
+    throttled_runs = runs.get(str(throttled.connection_id), [])
+    retries = [r for r in throttled_runs if any(r[0] - 0.05 <= t <= r[0] + r[1] + 0.05 for t in answered)]
+    waiting = [r for r in throttled_runs if answered and r[0] > answered[0] and r not in retries]
+    print(f"  throttled connection {throttled.connection_id}: {len(answered)} requests answered 429 in "
+          f"{phase_ended - phase_started:.0f} s and the drain (Retry-After {args.retry_after} s); {len(retries)} "
+          f"runs made them ({sum(r[1] for r in retries) * 1000:,.0f} ms wall); while it waited: {len(waiting)} runs "
+          f"that found it not due, {sum(r[1] for r in waiting) * 1000:,.1f} ms of worker wall time, "
           f"{sum(r[2] for r in waiting) * 1000:,.1f} ms CPU (target: about none)")
     count, wall, cpu = total([str(noisy.connection_id)])
     print(f"  noisy connection {noisy.connection_id}: {count} runs, {wall:,.1f} s worker wall, {cpu:,.1f} s CPU; "
@@ -340,11 +358,13 @@ def report(args: argparse.Namespace, tenants: list[Tenant], others: list[Tenant]
     print("| figure | measured | target |")
     print("|---|---|---|")
     if control is not None:
-        print(f"| p99 send → delivered, the same {len(others)}, steady load alone (control) | {control * 1000:,.0f} ms "
-              "| |")
-    print(f"| p99 send → delivered, the other {len(others)}, whole phase | {p99 * 1000:,.0f} ms | ≤ 1,000 ms |")
-    print(f"| p99 send → delivered, the other {len(others)}, during the burst's delivery | "
+        print(f"| p99 ingest → delivered, the same {len(others)}, steady load alone (control) | "
+              f"{control * 1000:,.0f} ms | |")
+    print(f"| p99 ingest → delivered, the other {len(others)}, whole noisy phase | {p99 * 1000:,.0f} ms | ≤ 1,000 ms |")
+    print(f"| p99 ingest → delivered, the other {len(others)}, during the burst's delivery | "
           f"{p99_during * 1000:,.0f} ms | ≤ 1,000 ms — {verdict} |")
+    print(f"| p99 send → delivered (client's clock, ingest queueing included), whole noisy phase | "
+          f"{percentile(whole, 0.99) * 1000:,.0f} ms | |")
     print(f"| worker time on the 429 connection while it waits | {sum(r[1] for r in waiting) * 1000:,.1f} ms in "
           f"{len(waiting)} runs | ≈ 0 |")
 
