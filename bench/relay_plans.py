@@ -1,7 +1,9 @@
 """`bench/relay.py --plan N`: the relay end to end on one connection without, and with a
 tracking plan of N rules plus relay_filters' first 3 destination filters on the connection
 (issue #12's speed target: at least 90% of the run without them). Runs alternate (without,
-with, with, without) so drift on a shared machine falls on both sides; prints both figures.
+with, with, without, twice) so drift on a shared machine falls on both sides; prints both
+figures, their ratio, and the median ratio of neighbouring runs (drift between two runs 20 s
+apart is smaller than across the whole comparison).
 
 The plan is enforced as a customer would set it (unplanned events blocked, unplanned
 properties omitted, violations blocked) and every bench event matches its rule, so every
@@ -75,16 +77,19 @@ def compare(bench: Any) -> None:
     one = bench.workspaces["one"]
     workspace_id = _workspace_id(one.connection_ids[0])
     rates: dict[str, list[float]] = {"without": [], "with": []}
-    for step, planned in enumerate((False, True, True, False)):
+    runs: list[float] = []
+    order = (False, True, True, False) * 2
+    for step, planned in enumerate(order):
         set_plan(bench.owner, workspace_id, count, enabled=planned)
         ids = relay_filters.add_filters(bench.owner, one.connection_ids, FILTERS) if planned else []
         label = (f"1 connection, {count}-rule plan and {FILTERS} filters" if planned
                  else "1 connection, no plan or filters")
         try:
-            rate = _end_to_end(bench, f"{label} (run {step + 1} of 4)", f"plan{step}")
+            rate = _end_to_end(bench, f"{label} (run {step + 1} of {len(order)})", f"plan{step}")
         finally:
             relay_filters.remove_filters(bench.owner, ids)
         rates["with" if planned else "without"].append(rate)
+        runs.append(rate)
     set_plan(bench.owner, workspace_id, count, enabled=False)
     without, with_ = (sum(rates[k]) / len(rates[k]) for k in ("without", "with"))
     bench.results.set("e2e_no_plan", without)
@@ -92,6 +97,13 @@ def compare(bench: Any) -> None:
     share = with_ / without if without else 0.0
     print(f"  tracking plan: end to end without {without:,.0f} events/s, with a {count}-rule plan and {FILTERS} "
           f"filters {with_:,.0f} events/s = {share:.0%} of the run without them (target at least 90%)")
+    # Neighbours in time: (without, with), (with, without), … ; the median of their ratios.
+    pairs = [(runs[i], runs[i + 1]) if not order[i] else (runs[i + 1], runs[i]) for i in range(0, len(runs), 2)]
+    ratios = sorted(w / wo for wo, w in pairs if wo)
+    if ratios:
+        middle = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+        print(f"  tracking plan: ratios of neighbouring runs {', '.join(f'{r:.0%}' for r in ratios)}; "
+              f"median {middle:.0%}")
 
 
 def _workspace_id(connection_id: int) -> int:
