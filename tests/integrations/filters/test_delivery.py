@@ -13,13 +13,16 @@ from django.db import transaction
 from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import services
 from integrations.filters.services import filter_save
 from integrations.ingest import emit
-from integrations.models import Connection, DeliveryCount
+from integrations.ingest.messages import normalise
+from integrations.models import Connection, DeliveryCount, FilteredBatch
+from integrations.relay.log import events_append
 from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -153,3 +156,28 @@ def test_sampling_by_user_sends_the_same_users_to_every_run(
     per_user = [sum(1 for e in arrived(segment, key) if e["userId"] == u) for u in users]
     assert 3 <= len(users) <= 17 and set(per_user) == {10}  # whole users, in or out
     assert filtered(connection) == 200 - 10 * len(users)
+
+
+def test_held_events_around_a_refused_one_are_counted_once_when_the_batch_is_split(
+        segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    filter_save(actor=Actor(user=alice), connection=connection, title="No tests", action="drop",
+                condition="event = 'Test'")
+    # A 40 KB event planted in the log (ingest refuses it now), which Segment answers with 400.
+    huge = normalise({"type": "track", "event": "Huge", "userId": "u1"}, received_at=timezone.now())
+    poison = huge._replace(body=huge.body[:-1] + b',"properties":{"blob":"' + b"x" * 40_000 + b'"}}')
+    with transaction.atomic():
+        emit.track(workspace, "Test", user_id="u1", message_id="t1")
+        emit.track(workspace, "Before", user_id="u1", message_id="b1")
+        emit.track(workspace, "Test", user_id="u1", message_id="t2")
+        events_append(workspace_id=workspace.pk, messages=[poison])
+        emit.track(workspace, "Test", user_id="u1", message_id="t3")
+        emit.track(workspace, "After", user_id="u1", message_id="a1")
+        emit.track(workspace, "Test", user_id="u1", message_id="t4")
+    wait_for(lambda: position(connection) == 7)
+    assert [e["event"] for e in arrived(segment, key)] == ["Before", "After"]
+    counts = DeliveryCount.objects.filter(connection=connection).aggregate(
+        delivered=Sum("delivered"), failed=Sum("failed"), filtered=Sum("filtered"))
+    assert counts == {"delivered": 2, "failed": 1, "filtered": 4}
+    held = sorted(seq for batch in FilteredBatch.objects.filter(connection=connection) for seq, _, _ in batch.events)
+    assert held == [1, 3, 5, 7]
