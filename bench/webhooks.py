@@ -262,9 +262,11 @@ def main() -> None:
             })
             print(f"Stack: gunicorn {args.web_workers} workers, Celery prefork {args.worker_concurrency}, beat; "
                   f"{os.cpu_count()} cores shared by everything, the load generator included; {args.senders} senders")
+            before_warm = _accepted(emulator, key)
             warm, _ = asyncio.run(blast(url, Signer(created.secret, "warm"), senders=args.senders, seconds=args.warmup))
             print(f"  warm-up: {warm.describe()}")
-            baseline = _accepted(emulator, key)
+            # Every phase starts on a drained relay, so no earlier event is counted in it.
+            baseline, _ = wait_delivered(emulator, key, before_warm + warm.accepted, args.drain_timeout)
             before = meter.snapshot()
             signer = Signer(created.secret, "run")
             tally, sent = asyncio.run(blast(url, signer, senders=args.senders, seconds=args.seconds))
