@@ -354,7 +354,7 @@ class Bench:
         client.close(self.args.drain_timeout)
         drain = wait_delivered(self.emulator, baseline, self.args.burst - run.dropped,
                                timeout=self.args.drain_timeout, stall=5)
-        lost = self.args.burst - drain.total
+        lost: int = self.args.burst - drain.total
         print(f"  official library {route}, burst of {self.args.burst:,}: delivered {drain.total:,}, "
               f"lost {lost:,} (the library logged {run.dropped:,} queue-full drops)"
               f"{f'; library errors: {run.errors}' if run.errors else ''}")

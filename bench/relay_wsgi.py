@@ -38,7 +38,8 @@ except ImportError:  # an older build: Django's whole handler, middleware includ
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any],
               view: Callable[..., HttpResponse], *args: Any) -> Iterable[bytes]:
-        return _handler(environ, start_response)
+        answer: Iterable[bytes] = _handler(environ, start_response)
+        return answer
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

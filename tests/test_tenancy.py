@@ -5,6 +5,7 @@ The URL patterns are walked, so a view added later cannot be forgotten here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -20,7 +21,7 @@ from integrations.webhooks.services import endpoint_create
 from tests.conftest import new_write_key
 
 
-def walk(patterns: list, namespace: str = "", converters: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
+def walk(patterns: list[Any], namespace: str = "", converters: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
     for entry in patterns:
         names = converters + tuple(entry.pattern.converters)
         if isinstance(entry, URLResolver):

@@ -100,7 +100,8 @@ def stored(alice: User, workspace: Workspace, name: str) -> Connection:
     connection = Connection(workspace=workspace, name=name, region="us", created_by=alice)
     connection.set_write_key(new_write_key())
     connection.save()
-    return mark_checked(connection)
+    checked: Connection = mark_checked(connection)
+    return checked
 
 
 @pytest.mark.django_db(transaction=True)

@@ -381,7 +381,7 @@ def test_a_failure_while_showing_the_key_leaves_no_key_behind(alice: User, works
     assert not AuditEvent.objects.filter(action=AuditAction.INGEST_KEY_CREATED).exists()
     record = next(r for r in caplog.records if r.name == "django.request" and r.exc_info)
     exc_type, exc_value, traceback = record.exc_info
-    report = ExceptionReporter(record.request, exc_type, exc_value, traceback, is_email=True)  # type: ignore[attr-defined]
+    report = ExceptionReporter(record.request, exc_type, exc_value, traceback, is_email=True)
     text = report.get_traceback_text() + report.get_traceback_html()
     assert "template exploded" in text and seen[0] not in text
 

@@ -130,7 +130,7 @@ def test_the_canary_key_never_leaves_in_full(segment: Any, celery_worker: Any, c
     assert response.status_code == 500
     record = next(r for r in caplog.records if r.name == "django.request" and r.exc_info)
     exc_type, exc_value, traceback = record.exc_info
-    report = ExceptionReporter(record.request, exc_type, exc_value, traceback, is_email=True)  # type: ignore[attr-defined]
+    report = ExceptionReporter(record.request, exc_type, exc_value, traceback, is_email=True)
     scan.texts["reports"] += [report.get_traceback_text(), report.get_traceback_html()]
 
     # Finally everything written down: logs, queued messages, mail, and the database itself.

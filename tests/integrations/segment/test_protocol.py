@@ -2,6 +2,7 @@
 body, what an answer means and how long to wait before trying again."""
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import datetime
 
@@ -129,9 +130,9 @@ def test_retry_after_is_the_wait_when_segment_gives_one() -> None:
 ])
 def test_the_backoff_doubles_from_half_a_second_up_to_five_minutes_with_jitter(
         failures: int, base: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol.random, "uniform", lambda low, high: low)
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)
     assert protocol.backoff_seconds(failures) == pytest.approx(base * 0.5)
-    monkeypatch.setattr(protocol.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     assert protocol.backoff_seconds(failures) == pytest.approx(base * 1.5)
 
 
