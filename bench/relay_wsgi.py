@@ -45,4 +45,5 @@ except ImportError:  # an older build: Django's whole handler, middleware includ
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     if environ.get("PATH_INFO") == TRIVIAL_PATH:
         return serve(environ, start_response, trivial)
-    return tributary(environ, start_response)
+    answer: Iterable[bytes] = tributary(environ, start_response)
+    return answer
