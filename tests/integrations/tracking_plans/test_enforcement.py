@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations.ingest import emit
 from integrations.ingest.keys import ingest_key_create
+from integrations.ingest.messages import normalise
 from integrations.models import BlockedEvent, Event, TrackingPlan, ViolationCount
 from integrations.tracking_plans import enforcement, services
 from integrations.tracking_plans.schemas import MAX_PLAN_BYTES
@@ -196,5 +198,29 @@ def test_a_change_applies_in_this_process_at_once(alice: User, workspace: Worksp
 def test_old_blocked_events_expire(alice: User, workspace: Workspace, ingest_key: str) -> None:
     plan(alice, workspace, on_violation="block")
     post("track", order(1, total="x"), ingest_key)
-    assert services.tracking_plan_expire(now=timezone.now() + timezone.timedelta(days=29))[0] == 0
-    assert services.tracking_plan_expire(now=timezone.now() + timezone.timedelta(days=31))[0] == 1
+    assert services.tracking_plan_expire(now=timezone.now() + timedelta(days=29))[0] == 0
+    assert services.tracking_plan_expire(now=timezone.now() + timedelta(days=31))[0] == 1
+
+
+def test_a_workspace_without_a_plan_costs_no_query_per_request(workspace: Workspace,
+                                                               django_assert_num_queries: Any) -> None:
+    message = normalise({"type": "track", "event": "A", "userId": "u1"}, received_at=timezone.now())
+    with django_assert_num_queries(1):  # the first request of a process reads the plan's version
+        assert enforcement.plan_enforce(workspace_id=workspace.pk, messages=[message], source="t").messages == [message]
+    with django_assert_num_queries(0):  # then, for RECHECK_SECONDS, nothing
+        for _ in range(100):
+            enforcement.plan_enforce(workspace_id=workspace.pk, messages=[message], source="t")
+
+
+def test_neither_validator_ever_fetches_a_reference() -> None:
+    """Save time refuses such a $ref; were one stored anyway, validation still fetches nothing."""
+    from referencing.exceptions import Unresolvable
+
+    from integrations.tracking_plans.schemas import PlanInvalid, _fast, _validator
+
+    with pytest.raises(Unresolvable):
+        list(_validator({"$ref": "https://example.com/schema.json"}).iter_errors({}))
+    with pytest.raises(PlanInvalid, match="would be fetched"):
+        _fast({"$ref": "https://example.com/schema.json"})
+    with pytest.raises(PlanInvalid, match="would be fetched"):
+        _fast({"$ref": "file:///etc/passwd"})
