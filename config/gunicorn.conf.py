@@ -46,8 +46,9 @@ access_log_format = (
 )
 
 # Path segments that are secrets: the token of a password-reset link (Django swaps it for
-# "set-password" after the first visit).
-_SECRET_PATHS = [re.compile(r"^(/account/password/reset/[^/]+/)(?!set-password/)[^/]+")]
+# "set-password" after the first visit), and the token of an unsigned webhook endpoint's URL.
+_SECRET_PATHS = [re.compile(r"^(/account/password/reset/[^/]+/)(?!set-password/)[^/]+"),
+                 re.compile(r"^(/webhooks/in/[^/]+/)[^/]+")]
 _SAFE_ATOMS = ("h", "l", "t", "s", "m", "H", "b", "B", "T", "D", "M", "L", "p", "a")
 
 
