@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 
@@ -181,7 +181,29 @@ class CpuMeter:
         return used
 
 
-class PgActivity:
+class Sampler:
+    """Runs `_run` on a daemon thread for the length of a `with` block; `_run` polls until
+    `_stop` is set."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class PgActivity(Sampler):
     """Samples what the bench database's busy backends are doing, every 50 ms, in a thread.
 
     A backend "idle in transaction" is waiting for its client (Python) while holding its
@@ -203,18 +225,7 @@ class PgActivity:
         self.database_url, self.interval = database_url, interval
         self.samples = 0
         self.seen: Counter[tuple[str, str]] = Counter()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> PgActivity:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().__init__()
 
     def _run(self) -> None:
         with psycopg.connect(self.database_url, autocommit=True) as connection:
@@ -251,7 +262,7 @@ class Stall:
     states: Counter[str]  # what the connection row looked like while stalled
 
 
-class DeliveryWatch:
+class DeliveryWatch(Sampler):
     """Polls connections every 50 ms and keeps the longest stretch in which one had a backlog
     but its position did not move, with the row's state meanwhile (lease held, wake-up flag
     set, waiting for a retry). A stall that ends only when the sweeper runs (every 5 s) is a
@@ -273,18 +284,7 @@ class DeliveryWatch:
         self.longest: Stall | None = None
         # Called once, in the middle of the first long stall: what were the workers doing?
         self.probe, self.probed = probe, ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> DeliveryWatch:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().__init__()
 
     def _run(self) -> None:
         # connection id -> (position, monotonic time it was first seen stuck there, states seen)
