@@ -130,6 +130,8 @@ class Connection(models.Model):
 
 
 class Trigger(models.TextChoices):
+    """What started a check: shown in the Checks tab and named in its audit row."""
+
     CREATED = "created", "Connection created"
     KEY_REPLACED = "key_replaced", "Write key replaced"
     REGION_CHANGED = "region_changed", "Region changed"
@@ -140,6 +142,8 @@ class Trigger(models.TextChoices):
 
 
 class Outcome(models.TextChoices):
+    """A check's verdict; incomplete when Segment could not be asked (it is retried)."""
+
     RUNNING = "running", "Running"
     PASSED = "passed", "Passed"
     FAILED = "failed", "Failed"

@@ -78,6 +78,8 @@ class SegmentSource(models.Model):
 
 
 class CallOutcome(models.TextChoices):
+    """How a Public API call ended, for the operators' call log."""
+
     OK = "ok", "Answered"
     UNAUTHORIZED = "unauthorized", "Token refused (401/403)"
     NOT_FOUND = "not_found", "Not found"
