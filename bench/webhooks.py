@@ -270,9 +270,15 @@ def main() -> None:
             before = meter.snapshot()
             signer = Signer(created.secret, "run")
             tally, sent = asyncio.run(blast(url, signer, senders=args.senders, seconds=args.seconds))
-            shares = describe_shares(CpuMeter.shares(before, meter.snapshot()))
+            used = CpuMeter.shares(before, meter.snapshot())
             print(f"  signed single-event webhooks: {tally.describe()}")
-            print(f"    cpu (cores): {shares}")
+            print(f"    cpu (cores): {describe_shares(used)}")
+            # What the stack itself spent per request, load generator included: steadier than
+            # requests/s on a machine others share, and the figure that says what 2 cores allow.
+            ours = sum(cores for name, cores in used.items() if name != "other")
+            per_request = ours * tally.elapsed / max(1, tally.requests)
+            print(f"    cpu per request (whole stack): {per_request * 1000:.2f} ms; "
+                  f"2 idle cores would allow about {2 / per_request:,.0f} requests/s")
             delivered, last = wait_delivered(emulator, key, baseline + tally.accepted, args.drain_timeout)
             delivered -= baseline
             print(f"  delivered to the emulator: {delivered:,} of {tally.accepted:,} accepted "
