@@ -91,6 +91,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
     parser.add_argument("--ceiling-senders", default="4,16,48", help="sender counts to try")
     parser.add_argument("--drain-timeout", type=float, default=240.0)
+    parser.add_argument("--pythonpath", default="", help="put first on every node's PYTHONPATH (a patched build)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_scale_mn_bench")
     args = parser.parse_args()
     if args.quick:
@@ -212,7 +213,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         options = StackOptions(
             database_url=args.database_url, broker_url=url, us_url=emulator.us_url, eu_url=emulator.eu_url,
             web_port=web_ports[0], web_workers=args.web_workers, web_threads=1,
-            worker_concurrency=args.worker_concurrency, log_dir=log_dir, celery_app="task_clock")
+            worker_concurrency=args.worker_concurrency, log_dir=log_dir, celery_app="task_clock",
+            pythonpath=args.pythonpath)
         env = environment(options)
         env["CACHE_URL"] = CACHE_URL  # environment() uses the broker's URL; an amqp URL is no cache
         env["BENCH_TASK_CLOCK_DIR"] = str(clock_dir)
@@ -223,6 +225,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         flush_redis(CACHE_URL)
         migrate(env, log_dir)
         os.environ.update(env)
+        if args.pythonpath:
+            sys.path.insert(0, args.pythonpath)
         django.setup()
         from relay_fixtures import wait_until_checked
 
@@ -293,7 +297,7 @@ def node_lost(args: argparse.Namespace, emulator: EmulatorClient, nodes: Nodes, 
     seen: Counter[str] = Counter()
     for tenant in tenants:
         made = makers[tenants.index(tenant)].made
-        for event in emulator.events(write_key=tenant.write_key, limit=made + 1_000):
+        for event in emulator.events(write_key=tenant.write_key, limit=min(made + 1_000, 100_000)):
             found = relayed_id(event["payload"])
             if found is not None and found.startswith(f"{prefix}-"):
                 seen[found] += 1
