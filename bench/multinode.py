@@ -24,6 +24,9 @@ process of its own (Django reads the broker's URL once per process):
      with what PostgreSQL's busy backends waited on (the per-workspace order lock shows as
      Lock:tuple / Lock:transactionid).
 The parent prints one table for all brokers.
+
+To measure a patched build, run this file from a copy of the tree: gunicorn and Celery put
+their working directory (the tree the bench is in) first on sys.path, ahead of PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -91,7 +94,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
     parser.add_argument("--ceiling-senders", default="4,16,48", help="sender counts to try")
     parser.add_argument("--drain-timeout", type=float, default=240.0)
-    parser.add_argument("--pythonpath", default="", help="put first on every node's PYTHONPATH (a patched build)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_scale_mn_bench")
     args = parser.parse_args()
     if args.quick:
@@ -213,8 +215,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         options = StackOptions(
             database_url=args.database_url, broker_url=url, us_url=emulator.us_url, eu_url=emulator.eu_url,
             web_port=web_ports[0], web_workers=args.web_workers, web_threads=1,
-            worker_concurrency=args.worker_concurrency, log_dir=log_dir, celery_app="task_clock",
-            pythonpath=args.pythonpath)
+            worker_concurrency=args.worker_concurrency, log_dir=log_dir, celery_app="task_clock")
         env = environment(options)
         env["CACHE_URL"] = CACHE_URL  # environment() uses the broker's URL; an amqp URL is no cache
         env["BENCH_TASK_CLOCK_DIR"] = str(clock_dir)
@@ -225,8 +226,6 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         flush_redis(CACHE_URL)
         migrate(env, log_dir)
         os.environ.update(env)
-        if args.pythonpath:
-            sys.path.insert(0, args.pythonpath)
         django.setup()
         from relay_fixtures import wait_until_checked
 
