@@ -92,6 +92,8 @@ class WebhookEndpoint(models.Model):
 
 
 class SignatureVerdict(models.TextChoices):
+    """What the signature check of one inbound request found."""
+
     VERIFIED = "verified", "Verified"
     VERIFIED_PREVIOUS = "verified_previous", "Verified with the previous secret"
     URL_TOKEN = "url_token", "Token in the URL (unsigned)"
@@ -104,6 +106,8 @@ class SignatureVerdict(models.TextChoices):
 
 
 class ReceiptOutcome(models.TextChoices):
+    """What became of one inbound request, as the inbound log shows it."""
+
     ACCEPTED = "accepted", "Stored"
     REPLAYED = "replayed", "Already received"
     REFUSED = "refused", "Refused"
