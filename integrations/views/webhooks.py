@@ -208,8 +208,8 @@ def receive_url(endpoint: WebhookEndpoint, token: str = "") -> str:
     kwargs: dict[str, Any] = {"public_id": endpoint.public_id}
     if not endpoint.is_signed:
         kwargs["token"] = token or "TOKEN"
-        return settings.SITE_URL + reverse("webhook_receive_token", kwargs=kwargs)
-    return settings.SITE_URL + reverse("webhook_receive", kwargs=kwargs)
+        return f"{settings.SITE_URL}{reverse('webhook_receive_token', kwargs=kwargs)}"
+    return f"{settings.SITE_URL}{reverse('webhook_receive', kwargs=kwargs)}"
 
 
 def _detail(request: WorkspaceRequest, endpoint: WebhookEndpoint, *, created: Created | None = None,

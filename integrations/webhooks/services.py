@@ -122,7 +122,7 @@ def endpoint_update(*, actor: Actor, endpoint: WebhookEndpoint, name: str | None
         if "name" in changed:
             endpoint.name = name  # type: ignore[assignment]
         if "mapping" in changed:
-            endpoint.mapping = mapping  # type: ignore[assignment]
+            endpoint.mapping = mapping
             endpoint.preset = ""
         endpoint.save(update_fields=[*changed, *(["preset"] if "mapping" in changed else []), "updated_at"])
         audit_record(actor=actor, action=AuditAction.WEBHOOK_UPDATED, workspace=endpoint.workspace,

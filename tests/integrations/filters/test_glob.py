@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from integrations.segment.glob import GlobError, compile_glob
 
-
 DOCUMENTED = [  # Segment's table for match()
     ("abcd", "a*d", True),
     ("", "*", True),
