@@ -8,10 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError
+from django.db.models import Count
+from django.db.models.functions import TruncDate
 
 from accounts.models import Workspace
 from integrations import crypto
-from integrations.models import Connection, PublicApiCall, SegmentSource, SegmentToken
+from integrations.models import Connection, Outcome, PublicApiCall, SegmentSource, SegmentToken, Verification
 from integrations.segment.public_api import (
     Budget,
     CallLog,
@@ -175,11 +177,14 @@ class UsageDay:
 
 def usage_part(*, api: PublicApi, source_id: str, connection: Connection, today: date) -> list[UsageDay]:
     """Segment's daily API calls for the source this usage month (differences of its cumulative
-    counts) beside the API calls Tributary made to it (DeliveryCount), day by day."""
+    counts) beside the API calls Tributary made to it, day by day: its delivery and replay
+    requests (DeliveryCount) and the test event of each check Segment accepted."""
     period = today.replace(day=1)
     cumulative = {row.day: row.cumulative for row in api.daily_usage(period) if row.source_id == source_id}
     ours = {row.day: row.api_calls for row in
             connection_daily_usage(connection=connection, today=today, days=(today - period).days + 1)}
+    for day, checks in _test_events_by_day(connection, since=period):
+        ours[day] = ours.get(day, 0) + checks
     days, previous = [], 0
     day = period
     while day <= today:
@@ -189,6 +194,15 @@ def usage_part(*, api: PublicApi, source_id: str, connection: Connection, today:
         days.append(UsageDay(day, segment, ours.get(day, 0)))
         day += timedelta(days=1)
     return days
+
+
+def _test_events_by_day(connection: Connection, *, since: date) -> list[tuple[date, int]]:
+    """Checks whose test event Segment accepted (a passed check sent one), per UTC day."""
+    start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
+    rows = (Verification.objects.filter(connection=connection, outcome=Outcome.PASSED, created_at__gte=start)
+            .exclude(test_message_id="").annotate(day=TruncDate("created_at", tzinfo=UTC))
+            .values("day").annotate(checks=Count("id")).values_list("day", "checks"))
+    return list(rows)
 
 
 def utc_now() -> datetime:

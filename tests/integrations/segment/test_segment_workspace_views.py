@@ -141,6 +141,18 @@ def test_usage_shows_segments_daily_count_beside_tributarys(public_segment: Publ
     assert "Segment: 3; Tributary: 0" in usage and "They differ on 1 day" in usage
 
 
+def test_a_checks_test_event_counts_on_tributarys_side_so_both_sides_agree(
+        public_segment: PublicSegment, alice: User, alice_client: Client, workspace: Workspace) -> None:
+    source_id, _ = public_segment.new_source("Checked")
+    with_token(public_segment, alice, workspace)
+    connection = services.segment_source_pick(actor=Actor(user=alice), workspace=workspace, source_id=source_id)
+    assert connection.latest_verification is not None
+    run = connection_services.verification_run(verification_id=connection.latest_verification.pk)
+    assert run is not None and run.outcome == "passed" and run.test_message_id
+    usage = part(alice_client, workspace, connection, "usage")
+    assert "Segment: 1; Tributary: 1" in usage and "Both sides agree." in usage
+
+
 def test_labels_are_added_and_created_and_an_unknown_one_is_refused(
         public_segment: PublicSegment, alice: User, alice_client: Client, workspace: Workspace) -> None:
     connection = picked(public_segment, alice, workspace)
