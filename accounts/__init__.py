@@ -1,0 +1,1 @@
+"""Users, workspaces (the tenants), memberships and roles, the audit log, and typed requests."""

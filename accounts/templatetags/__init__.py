@@ -1,0 +1,1 @@
+"""Template tags of accounts: the audit log in words and moments in time."""

@@ -1,0 +1,1 @@
+"""manage.py commands: demo data, ingest keys, imports, key rotation, demo events."""
