@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from re import _parser as sre_parse  # the parser `re` itself uses (Python 3.11's name for it)
 from typing import Any
 
 import fastjsonschema
@@ -34,11 +35,6 @@ from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
-
-try:  # the parser `re` itself uses; its module was renamed in Python 3.11
-    from re import _parser as sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    import sre_parse  # type: ignore[no-redef]
 
 MAX_PLAN_BYTES = 256 * 1024
 MAX_RULES = 2000

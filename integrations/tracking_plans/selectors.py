@@ -54,7 +54,7 @@ def violations_summary(*, workspace: Workspace, event_name: str | None = None) -
         rows = rows.filter(event_name=event_name)
     sums = {f"n_{label}": Sum("count", filter=Q(minute__gte=now - span)) for label, span in WINDOWS}
     groups: dict[tuple[str, str, str], ViolationGroup] = {}
-    for row in rows.values("event_type", "event_name", "kind", "field").annotate(**sums):  # type: ignore[misc]
+    for row in rows.values("event_type", "event_name", "kind", "field").annotate(**sums):
         key = (row["event_type"], row["event_name"], row["kind"])
         group = groups.setdefault(key, ViolationGroup(*key, counts={label: 0 for label, _ in WINDOWS}))
         for label, _ in WINDOWS:

@@ -48,7 +48,8 @@ def batch(ingest_key: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     answer = Client().post("/v1/batch", data=orjson.dumps({"batch": events}), content_type="application/json",
                            HTTP_AUTHORIZATION=auth)
     assert answer.status_code == 200
-    return answer.json()
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 def order(message_id: str, **properties: Any) -> dict[str, Any]:
