@@ -98,7 +98,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settings", default="config.settings.production")
     parser.add_argument("--pythonpath", default="", help="put first on the stack's PYTHONPATH (a patched build)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_scale_bench")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.burst, args.retry_after = 20.0, min(args.burst, 50_000), min(args.retry_after, 30)
