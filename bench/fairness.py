@@ -18,6 +18,9 @@ as bench/relay.py measures latency), over the whole phase and while the burst's 
 being delivered, next to the target (p99 ≤ 1 s); the worker time each kind of connection took
 (every task timed in the pool processes by bench/task_clock.py), above all the throttled one's
 while it waited (target: about none); and what each part of the stack used of the CPU.
+
+To measure a patched build, run this file from a copy of the tree: gunicorn and Celery put
+their working directory (the tree the bench is in) first on sys.path, ahead of PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -96,7 +99,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--celery-app", default="task_clock", help="the worker's --app (task_clock is the "
                         "project's app with each task timed)")
     parser.add_argument("--settings", default="config.settings.production")
-    parser.add_argument("--pythonpath", default="", help="put first on the stack's PYTHONPATH (a patched build)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_scale_bench")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
     args = parser.parse_args()
@@ -185,7 +187,7 @@ def main() -> None:
             database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
             eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers, web_threads=1,
             worker_concurrency=args.worker_concurrency, log_dir=log_dir, settings=args.settings,
-            celery_app=args.celery_app, pythonpath=args.pythonpath)
+            celery_app=args.celery_app)
         env = environment(options)
         env["BENCH_TASK_CLOCK_DIR"] = str(clock_dir)
         print(f"Code {code_revision()}. Database {args.database_url.rsplit('/', 1)[-1]}, broker {args.broker_url}, "
@@ -194,8 +196,6 @@ def main() -> None:
         flush_redis(args.broker_url)
         migrate(env, log_dir)
         os.environ.update(env)
-        if args.pythonpath:
-            sys.path.insert(0, args.pythonpath)
         django.setup()
         from relay_fixtures import wait_until_checked
 
