@@ -30,6 +30,14 @@ KEY_WORDS = {
     "re_encrypted": "re-encrypted",
     "retry_in": "retry in (s)",
     "recipients": "e-mailed",
+    "segment_source_id": "Segment source",
+    "segment_source": "Segment source",
+    "segment_workspace": "Segment workspace",
+    "segment_answer": "Segment answered",
+    "token": "Public API token",
+    "previous_token": "previous Public API token",
+    "overlap_hours": "old secret valid for (hours)",
+    "message_ids": "messageIds",
 }
 REGIONS = {"us": "US", "eu": "EU"}
 TARGET_WORDS = {"importjob": "import", "ingestkey": "ingest key", "membership": "member"}
