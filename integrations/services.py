@@ -23,9 +23,9 @@ from accounts.validation import name_problem
 from integrations import enqueue
 from integrations.crypto import CredentialUnreadable
 from integrations.models import Connection, EventStream, Health, Outcome, Region, Trigger, Verification
-from integrations.relay.log import connection_wake_now
 from integrations.relay.pause import connection_pause as connection_pause
 from integrations.relay.pause import connection_resume as connection_resume
+from integrations.relay.wake import connection_wake_now
 from integrations.segment import verification as checks
 
 logger = logging.getLogger(__name__)

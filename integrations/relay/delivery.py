@@ -46,8 +46,8 @@ from integrations.relay import pg
 from integrations.relay.accounting import Sent, attempt_record, failures_record, filtered_record
 from integrations.relay.filtering import Held, connection_filters, run_filters
 from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
-from integrations.relay.log import queue_delivery
 from integrations.relay.pause import connection_pause
+from integrations.relay.wake import queue_delivery
 from integrations.segment import client
 from integrations.segment.destination_filters import CompiledFilter
 from integrations.segment.protocol import (

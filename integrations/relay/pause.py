@@ -17,7 +17,7 @@ from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role
 from integrations import enqueue
 from integrations.models import Connection
-from integrations.relay.log import connection_wake_now
+from integrations.relay.wake import connection_wake_now
 
 logger = logging.getLogger(__name__)
 

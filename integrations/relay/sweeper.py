@@ -9,7 +9,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations.models import Connection, EventStream
-from integrations.relay.log import queue_delivery
+from integrations.relay.wake import queue_delivery
 
 WAKE_LOST_AFTER = timedelta(seconds=10)
 

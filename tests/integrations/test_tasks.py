@@ -10,7 +10,7 @@ from kombu.exceptions import OperationalError
 
 from config.celery_app import app
 from integrations import enqueue, tasks
-from integrations.relay import log
+from integrations.relay import wake
 
 # What beat schedules and in-flight messages carry today; these names never change.
 REGISTERED_NAMES = {
@@ -60,6 +60,6 @@ def test_a_wake_up_the_broker_cannot_take_is_lost_quietly_not_raised(monkeypatch
     monkeypatch.setattr(app, "send_task", broker_down)
     # As in a web process, which never imports the tasks: the message is sent by name.
     monkeypatch.delitem(app.tasks, enqueue.DELIVER_CONNECTION, raising=False)
-    assert log.queue_delivery(42) is False
+    assert wake.queue_delivery(42) is False
     [(args, kwargs)] = sent
     assert args == (enqueue.DELIVER_CONNECTION, (42,), {}) and kwargs["retry"] is False
