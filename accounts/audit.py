@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
+from accounts.http import client_address
 from accounts.models import AuditAction, AuditEvent, Workspace
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class Actor:
         user = request.user if request.user.is_authenticated else None
         return cls(
             user=user,
-            ip=request.META.get("REMOTE_ADDR") or None,
+            ip=client_address(request) or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
         )
 

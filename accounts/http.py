@@ -1,6 +1,10 @@
-"""The request types views are written against: what django-htmx and the workspace gate add."""
+"""The request types views are written against (what django-htmx and the workspace gate add),
+and the address a request comes from."""
 from __future__ import annotations
 
+import ipaddress
+
+from django.conf import settings
 from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails
 
@@ -25,3 +29,27 @@ class WorkspaceRequest(AuthenticatedRequest):
 
     workspace: Workspace
     membership: Membership
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address a request comes from: for rate limits, sign-in lockouts and audit rows.
+
+    REMOTE_ADDR, unless settings.TRUSTED_PROXY_COUNT says that many proxies of ours stand in
+    front and each appends the address it was reached from to X-Forwarded-For: then the client
+    is that many entries from the right. Entries further left are whatever the client wrote,
+    so a forged header can neither dodge a limit nor pin it on another address.
+    """
+    remote = str(request.META.get("REMOTE_ADDR") or "")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0:
+        return remote
+    hops = [hop.strip() for hop in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",") if hop.strip()]
+    if not hops:
+        return remote
+    # Fewer entries than proxies: the request joined the chain part-way, and the first entry
+    # is the one our first proxy on its path wrote.
+    candidate = hops[-proxies] if len(hops) >= proxies else hops[0]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote

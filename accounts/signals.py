@@ -9,6 +9,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.audit import Actor, audit_record
+from accounts.http import client_address
 from accounts.models import AuditAction, User
 
 
@@ -17,7 +18,7 @@ def _actor(request: HttpRequest | None, user: User | None) -> Actor:
         return Actor(user=user)
     return Actor(
         user=user,
-        ip=request.META.get("REMOTE_ADDR") or None,
+        ip=client_address(request) or None,
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
     )
 

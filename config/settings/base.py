@@ -118,6 +118,10 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client behind our proxies (TRUSTED_PROXY_COUNT), as rate limits and audit rows see it:
+# with REMOTE_ADDR alone every sign-in would come from the proxy, and five wrong passwords from
+# anywhere would lock the account out for everyone.
+AXES_CLIENT_IP_CALLABLE = "accounts.http.client_address"
 # Django's login form posts the e-mail as "username"; axes would otherwise look for "email".
 AXES_USERNAME_FORM_FIELD = "username"
 # Count failures per address, not per spelling: " Victim@Example.Com" is victim@example.com.

@@ -1,6 +1,8 @@
 """Sign-in lockout counts failures per person, whatever the spelling of the address."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.test import Client
 from django.urls import reverse
 
@@ -60,3 +62,21 @@ def test_the_admin_sign_in_counts_against_the_same_person(client: Client, alice:
 def test_the_lockout_key_is_the_stripped_lower_case_address() -> None:
     assert lockout_username(None, {"username": " Victim@Example.Com\n"}) == "victim@example.com"
     assert lockout_username(None, {"username": None}) is None
+
+
+def test_behind_a_proxy_a_lockout_holds_the_attackers_address_not_everyone(client: Client, alice: User,
+                                                                           settings: Any) -> None:
+    """Behind our proxy every request's REMOTE_ADDR is the proxy's: the lockout, like rate limits,
+    must key on the client the proxy names, or five guesses from anywhere lock the owner out."""
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    def sign_in_from(address: str, password: str) -> int:
+        return client.post(reverse("accounts:login"), {"username": "alice@example.com", "password": password},
+                           REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=address).status_code
+
+    assert [sign_in_from("198.51.100.7", "wrong-password") for _ in range(5)] == [200, 200, 200, 200, 429]
+    assert sign_in_from("198.51.100.7", PASSWORD) == 429
+    assert sign_in_from("203.0.113.20", PASSWORD) == 302
+    addresses = {action: set(AuditEvent.objects.filter(action=action).values_list("ip", flat=True))
+                 for action in (AuditAction.LOCKED_OUT, AuditAction.LOGGED_IN)}
+    assert addresses == {AuditAction.LOCKED_OUT: {"198.51.100.7"}, AuditAction.LOGGED_IN: {"203.0.113.20"}}
