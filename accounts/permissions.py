@@ -1,4 +1,5 @@
-"""The gate in front of every workspace page: membership (else 404) and role (else 403)."""
+"""Who may do what in a workspace: the gate in front of every workspace page (membership, else
+404; role, else 403) and the role check every service makes before a write."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,13 +12,35 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.audit import Actor, audit_record
 from accounts.http import WorkspaceRequest
-from accounts.models import AuditAction, User
+from accounts.models import AuditAction, Membership, User, Workspace
 from accounts.selectors import membership_get_for_user
 
 # A view as written (it is given the membership and workspace) and as routed (given the slug).
 WorkspaceView = Callable[Concatenate[WorkspaceRequest, ...], HttpResponse]
 View = Callable[..., HttpResponse]
 SESSION_WORKSPACE_KEY = "workspace"
+
+
+def manager_membership(actor: Actor, workspace: Workspace, *, to: str) -> Membership:
+    """The acting person's own membership of the workspace, which must be owner or admin.
+
+    Anyone else, the system and operators included, is refused with "Only owners and admins
+    can <to>." (`to` says what was attempted: "manage ingest keys", "import events").
+    """
+    membership = None
+    if actor.user is not None:
+        membership = Membership.objects.filter(workspace=workspace, user=actor.user).first()
+    if membership is None or not membership.can_manage:
+        raise PermissionDenied(f"Only owners and admins can {to}.")
+    return membership
+
+
+def require_manager(actor: Actor, workspace: Workspace, *, to: str) -> None:
+    """Let owners and admins of the workspace through, and also operators (staff) acting from
+    the admin and the system (commands, tasks); refuse anyone else as `manager_membership` does."""
+    if actor.user is None or actor.user.is_staff:
+        return
+    manager_membership(actor, workspace, to=to)
 
 
 def workspace_view(*, manage: bool = False) -> Callable[[WorkspaceView], View]:

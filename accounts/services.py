@@ -13,6 +13,7 @@ from django.utils.text import slugify
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, User, Workspace
+from accounts.permissions import manager_membership
 from accounts.tasks import send_membership_email, send_sign_up_notice
 from accounts.validation import name_problem
 
@@ -103,7 +104,7 @@ def workspace_create(*, actor: Actor, name: str) -> Workspace:
 def workspace_rename(*, actor: Actor, workspace: Workspace, name: str) -> Workspace:
     name = _clean_workspace_name(name)
     with transaction.atomic():
-        _require_manager(actor, workspace)
+        manager_membership(actor, workspace, to="manage this workspace")
         old = workspace.name
         workspace.name = name
         workspace.save(update_fields=["name"])
@@ -119,7 +120,7 @@ def membership_add(*, actor: Actor, workspace: Workspace, email: str, role: str)
     with no usable password and the e-mail carries a link to choose one."""
     email = User.objects.normalize_email(email).strip().lower()
     with transaction.atomic():
-        acting = _require_manager(actor, workspace)
+        acting = manager_membership(actor, workspace, to="manage this workspace")
         if role == Role.OWNER and not acting.is_owner:
             raise PermissionDenied("Only owners can add owners.")
         user = User.objects.filter(email__iexact=email).first()
@@ -143,7 +144,7 @@ def membership_change_role(*, actor: Actor, membership: Membership, role: str) -
         raise ValidationError({"role": "Choose owner, admin or member."})
     with transaction.atomic():
         workspace = membership.workspace
-        acting = _require_manager(actor, workspace)
+        acting = manager_membership(actor, workspace, to="manage this workspace")
         if (membership.is_owner or role == Role.OWNER) and not acting.is_owner:
             raise PermissionDenied("Only owners can grant or take away the owner role.")
         if membership.is_owner and role != Role.OWNER:
@@ -166,7 +167,7 @@ def membership_remove(*, actor: Actor, membership: Membership) -> None:
         workspace = membership.workspace
         leaving = actor.user is not None and actor.user.pk == membership.user_id
         if not leaving:
-            acting = _require_manager(actor, workspace)
+            acting = manager_membership(actor, workspace, to="manage this workspace")
             if membership.is_owner and not acting.is_owner:
                 raise PermissionDenied("Only owners can remove an owner.")
         if membership.is_owner:
@@ -177,14 +178,6 @@ def membership_remove(*, actor: Actor, membership: Membership) -> None:
             target=membership, details=details,
         )
         membership.delete()
-
-
-def _require_manager(actor: Actor, workspace: Workspace) -> Membership:
-    """The acting user's membership, which must be owner or admin."""
-    membership = Membership.objects.filter(workspace=workspace, user=actor.user).first()
-    if membership is None or not membership.can_manage:
-        raise PermissionDenied("Only owners and admins can manage this workspace.")
-    return membership
 
 
 def _refuse_if_last_owner(membership: Membership, verb: str) -> None:

@@ -12,13 +12,14 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction, Membership, Workspace
+from accounts.models import AuditAction, Workspace
+from accounts.permissions import require_manager
 from accounts.validation import name_problem
 from integrations import enqueue
 from integrations.crypto import CredentialUnreadable
@@ -45,7 +46,7 @@ def connection_create(*, actor: Actor, workspace: Workspace, name: str, region: 
     write_key = write_key.strip()
     _validate(name=name, region=region, write_key=write_key)
     with transaction.atomic():
-        _require_manager(actor, workspace)
+        require_manager(actor, workspace, to="manage Segment connections")
         connection = Connection(workspace=workspace, name=name.strip(), region=region, created_by=actor.user,
                                 delivered_seq=_log_end(workspace))
         connection.set_write_key(write_key)
@@ -65,7 +66,7 @@ def connection_replace_key(*, actor: Actor, connection: Connection, write_key: s
     region = region or connection.region
     _validate(name=None, region=region, write_key=write_key)
     with transaction.atomic():
-        _require_manager(actor, connection.workspace)
+        require_manager(actor, connection.workspace, to="manage Segment connections")
         old_last4, old_region = connection.write_key_last4, connection.region
         connection.set_write_key(write_key)
         connection.region = region
@@ -86,7 +87,7 @@ def connection_change_region(*, actor: Actor, connection: Connection, region: st
     """Point the stored key at the other region; delivery waits until its check passes."""
     _validate(name=None, region=region, write_key=None)
     with transaction.atomic():
-        _require_manager(actor, connection.workspace)
+        require_manager(actor, connection.workspace, to="manage Segment connections")
         if region == connection.region:
             return connection
         old_region, connection.region = connection.region, region
@@ -102,7 +103,7 @@ def connection_rename(*, actor: Actor, connection: Connection, name: str) -> Con
     name = name.strip()
     _validate(name=name, region=connection.region, write_key=None)
     with transaction.atomic():
-        _require_manager(actor, connection.workspace)
+        require_manager(actor, connection.workspace, to="manage Segment connections")
         old, connection.name = connection.name, name
         _refuse_duplicates(connection)
         connection.save(update_fields=["name", "updated_at"])
@@ -113,7 +114,7 @@ def connection_rename(*, actor: Actor, connection: Connection, name: str) -> Con
 
 def connection_set_enabled(*, actor: Actor, connection: Connection, enabled: bool) -> Connection:
     with transaction.atomic():
-        _require_manager(actor, connection.workspace)
+        require_manager(actor, connection.workspace, to="manage Segment connections")
         if connection.enabled == enabled:
             return connection
         connection.enabled = enabled
@@ -128,7 +129,7 @@ def connection_set_enabled(*, actor: Actor, connection: Connection, enabled: boo
 
 def connection_delete(*, actor: Actor, connection: Connection) -> None:
     with transaction.atomic():
-        _require_manager(actor, connection.workspace)
+        require_manager(actor, connection.workspace, to="manage Segment connections")
         audit_record(actor=actor, action=AuditAction.CONNECTION_DELETED, workspace=connection.workspace,
                      target=connection, details=_describe(connection))
         connection.delete()
@@ -321,16 +322,6 @@ def _request_checks(connections: Iterable[Connection], trigger: str) -> int:
     return queued
 
 
-def _require_manager(actor: Actor, workspace: Workspace) -> None:
-    """Owners and admins of the workspace; operators (staff) acting from the admin; the system."""
-    user = actor.user
-    if user is None or user.is_staff:
-        return
-    role_ok = Membership.objects.filter(workspace=workspace, user=user, role__in=["owner", "admin"]).exists()
-    if not role_ok:
-        raise PermissionDenied("Only owners and admins can manage Segment connections.")
-
-
 @sensitive_variables("write_key")
 def _validate(*, name: str | None, region: str, write_key: str | None) -> None:
     """`name` None: the stored name is kept, so it is not judged again (one saved before a rule
@@ -370,4 +361,3 @@ def _log_end(workspace: Workspace) -> int:
 
 def _describe(connection: Connection) -> dict[str, str]:
     return {"name": connection.name, "region": connection.region, "key": connection.masked_key}
-

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Greatest
@@ -22,7 +22,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction, Membership, Workspace
+from accounts.models import AuditAction
+from accounts.permissions import require_manager
 from integrations import enqueue
 from integrations.crypto import CredentialUnreadable
 from integrations.dead_letters.selection import Replay, Selection, replay_active, replay_blocker
@@ -87,7 +88,7 @@ def dead_letters_replay(*, actor: Actor, connection: Connection, selection: Sele
        of the connection is queued or sending;
     5. write the audit row and queue the task once it all commits.
     """
-    _require_manager(actor, connection.workspace)
+    require_manager(actor, connection.workspace, to="replay or discard dead letters")
     connection = Connection.objects.select_related("workspace").get(pk=connection.pk)
     blocker = replay_blocker(connection) or _key_problem(connection)
     if blocker:
@@ -145,7 +146,7 @@ def replays_fail_stale(*, connection: Connection, now: datetime | None = None) -
 
 def dead_letters_discard(*, actor: Actor, connection: Connection, selection: Selection) -> int:
     """Delete the selected dead letters (pinned to now); how many went."""
-    _require_manager(actor, connection.workspace)
+    require_manager(actor, connection.workspace, to="replay or discard dead letters")
     pinned = selection.pinned(timezone.now())
     with transaction.atomic():
         discarded = pinned.apply(DeadLetter.objects.filter(connection=connection)).delete()[0]
@@ -156,15 +157,6 @@ def dead_letters_discard(*, actor: Actor, connection: Connection, selection: Sel
                                                  "dead_letters": discarded})
     logger.info("dead_letters.discarded", extra={"connection_id": connection.pk, "dead_letters": discarded})
     return discarded
-
-
-def _require_manager(actor: Actor, workspace: Workspace) -> None:
-    """Owners and admins of the workspace, operators acting from the admin, the system."""
-    user = actor.user
-    if user is None or user.is_staff:
-        return
-    if not Membership.objects.filter(workspace=workspace, user=user, role__in=["owner", "admin"]).exists():
-        raise PermissionDenied("Only owners and admins can replay or discard dead letters.")
 
 
 @sensitive_variables()

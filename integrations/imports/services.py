@@ -12,14 +12,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction, Membership, Workspace
+from accounts.models import AuditAction, Workspace
+from accounts.permissions import require_manager
 from integrations.imports.files import (
     FORMATS,
     HeaderInvalid,
@@ -47,15 +48,6 @@ KEEP_FOR = timedelta(days=7)
 ORPHAN_AFTER_SECONDS = 3600.0
 
 
-def _require_manager(actor: Actor, workspace: Workspace) -> None:
-    """Owners and admins of the workspace; operators; the system (commands, tasks)."""
-    user = actor.user
-    if user is None or user.is_staff:
-        return
-    if not Membership.objects.filter(workspace=workspace, user=user, role__in=["owner", "admin"]).exists():
-        raise PermissionDenied("Only owners and admins can import events.")
-
-
 def import_upload(*, actor: Actor, workspace: Workspace, stored_path: str | Path, file_name: str, size: int,
                   file_format: str | None = None, start_when_checked: bool = False,
                   queue: bool = True) -> ImportJob:
@@ -69,7 +61,7 @@ def import_upload(*, actor: Actor, workspace: Workspace, stored_path: str | Path
     if path.parent.resolve() != imports_dir().resolve():  # never adopt, nor delete, anyone else's file
         raise ValueError("Import files must be stored in IMPORTS_DIR first.")
     try:
-        _require_manager(actor, workspace)
+        require_manager(actor, workspace, to="import events")
         chosen = file_format or format_for(file_name)
         if chosen not in FORMATS:
             raise ValidationError({"format": f"Tributary cannot tell the format from the name “{file_name}”: "
@@ -100,7 +92,7 @@ def import_upload(*, actor: Actor, workspace: Workspace, stored_path: str | Path
 def import_start(*, actor: Actor, job: ImportJob, queue: bool = True) -> ImportJob:
     """The person's choice "import the valid lines": lines with errors are skipped."""
     with transaction.atomic():
-        _require_manager(actor, job.workspace)
+        require_manager(actor, job.workspace, to="import events")
         now = timezone.now()
         if not ImportJob.objects.filter(pk=job.pk, status=ImportStatus.VALIDATED, lines_valid__gt=0).update(
                 status=ImportStatus.IMPORTING, import_valid_only=True, started_at=now, offset_done=0, lines_done=0,
@@ -119,7 +111,7 @@ def import_cancel(*, actor: Actor, job: ImportJob, reason: str = "") -> ImportJo
     """Stop a job in any phase: while it is checked, waiting for a choice ("import nothing")
     or importing. Events already imported stay in the log; the file is deleted."""
     with transaction.atomic():
-        _require_manager(actor, job.workspace)
+        require_manager(actor, job.workspace, to="import events")
         previous = job.status
         now = timezone.now()
         if not ImportJob.objects.filter(pk=job.pk, status__in=WAITING).update(

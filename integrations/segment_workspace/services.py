@@ -15,6 +15,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, Workspace
+from accounts.permissions import require_manager
 from integrations import crypto
 from integrations import services as connection_services
 from integrations.models import Connection, PublicApiCall, Region, SegmentSource, SegmentToken
@@ -90,7 +91,7 @@ def segment_token_save(*, actor: Actor, workspace: Workspace, token: str, region
     """Save (or replace) the workspace's token once Segment accepts it. Raises ValidationError
     with the check's words otherwise; the stored token, if any, stays as it was."""
     token = token.strip()
-    _require_manager(actor, workspace)
+    require_manager(actor, workspace, to="manage the Segment workspace")
     _validate_token(token, region)
     check = token_check(workspace=workspace, token=token, region=region)
     if not check.accepted:
@@ -129,7 +130,7 @@ def _validate_token(token: str, region: str) -> None:
 
 
 def segment_token_remove(*, actor: Actor, workspace: Workspace) -> None:
-    _require_manager(actor, workspace)
+    require_manager(actor, workspace, to="manage the Segment workspace")
     with transaction.atomic():
         row = SegmentToken.objects.select_for_update().filter(workspace=workspace).first()
         if row is None:
@@ -181,7 +182,7 @@ def public_api_calls_trim(*, batch_size: int = 5000) -> int:
 def segment_source_pick(*, actor: Actor, workspace: Workspace, source_id: str, name: str = "") -> Connection:
     """Connect the Segment source `source_id` with the write key Segment gives for it; then the
     usual check runs (connection_create). Raises NoWriteKey when Segment withholds the key."""
-    _require_manager(actor, workspace)
+    require_manager(actor, workspace, to="manage the Segment workspace")
     api, row = _api_of(workspace)
     try:
         source = api.source(source_id, cached=False)
@@ -227,7 +228,7 @@ def segment_source_find(*, connection: Connection, budget: Budget | None = None)
 def segment_label_add(*, actor: Actor, connection: Connection, label: str) -> list[Label]:
     """Add an existing label of the Segment workspace to the connection's source."""
     workspace = connection.workspace
-    _require_manager(actor, workspace)
+    require_manager(actor, workspace, to="manage the Segment workspace")
     wanted = _parse_label(label, field="label")
     api, _ = _api_of(workspace)
     link = _link_of(connection)
@@ -251,7 +252,7 @@ def segment_label_add(*, actor: Actor, connection: Connection, label: str) -> li
 def segment_label_create(*, actor: Actor, connection: Connection, key: str, value: str) -> list[Label]:
     """Create a label in the Segment workspace, then add it to the connection's source."""
     workspace = connection.workspace
-    _require_manager(actor, workspace)
+    require_manager(actor, workspace, to="manage the Segment workspace")
     wanted = _parse_label(f"{key}:{value}", field="key")
     api, _ = _api_of(workspace)
     _link_of(connection)  # refuse before creating anything for a connection without a source
@@ -310,14 +311,6 @@ def segment_source_delete(*, actor: Actor, connection: Connection, confirm_name:
 
 
 # --- shared -----------------------------------------------------------------------------------
-
-
-def _require_manager(actor: Actor, workspace: Workspace) -> None:
-    user = actor.user
-    if user is None or user.is_staff:
-        return
-    if not Membership.objects.filter(workspace=workspace, user=user, role__in=[Role.OWNER, Role.ADMIN]).exists():
-        raise PermissionDenied("Only owners and admins can manage the Segment workspace.")
 
 
 def _api_of(workspace: Workspace) -> tuple[PublicApi, SegmentToken]:

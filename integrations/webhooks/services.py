@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction, Membership, Role, Workspace
+from accounts.models import AuditAction, Workspace
+from accounts.permissions import require_manager
 from accounts.validation import name_problem
 from integrations.ingest.messages import Invalid, Normaliser, loads_lenient
 from integrations.models import SigningMode, WebhookEndpoint, WebhookReceipt
@@ -78,7 +79,7 @@ def endpoint_create(*, actor: Actor, workspace: Workspace, name: str, mode: str 
     except MappingError as error:
         raise ValidationError({"mapping": str(error)}) from None
     with transaction.atomic():
-        _require_manager(actor, workspace)
+        require_manager(actor, workspace, to="manage webhook endpoints")
         Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
         if WebhookEndpoint.objects.filter(workspace=workspace, name__iexact=name).exists():
             raise ValidationError({"name": f"An endpoint is already called “{name}”. Choose another name."})
@@ -115,7 +116,7 @@ def endpoint_update(*, actor: Actor, endpoint: WebhookEndpoint, name: str | None
     if not changed:
         return endpoint
     with transaction.atomic():
-        _require_manager(actor, endpoint.workspace)
+        require_manager(actor, endpoint.workspace, to="manage webhook endpoints")
         if "name" in changed and WebhookEndpoint.objects.filter(
                 workspace_id=endpoint.workspace_id, name__iexact=name).exclude(pk=endpoint.pk).exists():
             raise ValidationError({"name": f"An endpoint is already called “{name}”. Choose another name."})
@@ -140,7 +141,7 @@ def endpoint_rotate_secret(*, actor: Actor, endpoint: WebhookEndpoint, overlap_h
     if not 0 <= overlap_hours <= MAX_OVERLAP_HOURS:
         raise ValidationError({"overlap_hours": f"Choose an overlap from 0 to {MAX_OVERLAP_HOURS} hours."})
     with transaction.atomic():
-        _require_manager(actor, endpoint.workspace)
+        require_manager(actor, endpoint.workspace, to="manage webhook endpoints")
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         now = timezone.now()
         secret = token = ""
@@ -164,7 +165,7 @@ def endpoint_set_enabled(*, actor: Actor, endpoint: WebhookEndpoint, enabled: bo
     if endpoint.enabled == enabled:
         return endpoint
     with transaction.atomic():
-        _require_manager(actor, endpoint.workspace)
+        require_manager(actor, endpoint.workspace, to="manage webhook endpoints")
         endpoint.enabled = enabled
         endpoint.save(update_fields=["enabled", "updated_at"])
         audit_record(actor=actor, action=AuditAction.WEBHOOK_ENABLED if enabled else AuditAction.WEBHOOK_DISABLED,
@@ -176,7 +177,7 @@ def endpoint_set_enabled(*, actor: Actor, endpoint: WebhookEndpoint, enabled: bo
 def endpoint_delete(*, actor: Actor, endpoint: WebhookEndpoint) -> None:
     """Delete the endpoint and its inbound log; events it already stored stay in the event log."""
     with transaction.atomic():
-        _require_manager(actor, endpoint.workspace)
+        require_manager(actor, endpoint.workspace, to="manage webhook endpoints")
         audit_record(actor=actor, action=AuditAction.WEBHOOK_DELETED, workspace=endpoint.workspace,
                      target=endpoint, details=describe(endpoint))
         endpoint.delete()
@@ -309,12 +310,3 @@ def _validate_name(name: str) -> str:
     if problem := name_problem(name):
         raise ValidationError({"name": problem})
     return name
-
-
-def _require_manager(actor: Actor, workspace: Workspace) -> None:
-    """Owners and admins of the workspace; operators acting from the admin; the system."""
-    user = actor.user
-    if user is None or user.is_staff:
-        return
-    if not Membership.objects.filter(workspace=workspace, user=user, role__in=[Role.OWNER, Role.ADMIN]).exists():
-        raise PermissionDenied("Only owners and admins can manage webhook endpoints.")
