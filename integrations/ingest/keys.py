@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from time import monotonic
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
 from django.http import Http404
@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction, Membership, Role, Workspace
+from accounts.models import AuditAction, Workspace
+from accounts.permissions import require_manager
 from accounts.validation import name_problem
 from integrations.models import IngestKey
 from integrations.models.ingest import KEY_PREFIX, IngestKeyQuerySet
@@ -41,7 +42,7 @@ def ingest_key_create(*, actor: Actor, workspace: Workspace, name: str) -> tuple
     """A new active key for the workspace, and its plaintext: the only time it exists."""
     name = _validate_name(name)
     with transaction.atomic():
-        _require_manager(actor, workspace)
+        require_manager(actor, workspace, to="manage ingest keys")
         # Lock the workspace so two requests cannot both take the same name.
         Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
         if ingest_keys_for_workspace(workspace=workspace).active().filter(name__iexact=name).exists():
@@ -58,7 +59,7 @@ def ingest_key_create(*, actor: Actor, workspace: Workspace, name: str) -> tuple
 def ingest_key_revoke(*, actor: Actor, ingest_key: IngestKey) -> IngestKey:
     """Stop accepting the key at once. Revoking a revoked key changes nothing and is not audited again."""
     with transaction.atomic():
-        _require_manager(actor, ingest_key.workspace)
+        require_manager(actor, ingest_key.workspace, to="manage ingest keys")
         now = timezone.now()
         revoked = IngestKey.objects.filter(pk=ingest_key.pk, revoked_at__isnull=True).update(revoked_at=now)
         if not revoked:  # already revoked, perhaps by a concurrent request
@@ -157,12 +158,3 @@ def _validate_name(name: str) -> str:
     if problem := name_problem(name):
         raise ValidationError({"name": problem})
     return name
-
-
-def _require_manager(actor: Actor, workspace: Workspace) -> None:
-    """Owners and admins of the workspace; operators (staff) acting from the admin; the system."""
-    user = actor.user
-    if user is None or user.is_staff:
-        return
-    if not Membership.objects.filter(workspace=workspace, user=user, role__in=[Role.OWNER, Role.ADMIN]).exists():
-        raise PermissionDenied("Only owners and admins can manage ingest keys.")
