@@ -15,7 +15,7 @@ from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, User, Workspace
 from accounts.permissions import manager_membership
 from accounts.tasks import send_membership_email, send_sign_up_notice
-from accounts.validation import name_problem
+from accounts.validation import name_cleaned, name_problem
 
 
 class EmailRegistered(ValidationError):
@@ -90,7 +90,7 @@ def password_set_from_link(*, actor: Actor, user: User, password: str) -> User:
 def workspace_create(*, actor: Actor, name: str) -> Workspace:
     """Create a workspace owned by the acting user."""
     assert actor.user is not None, "a workspace needs a person to own it"
-    name = _clean_workspace_name(name)
+    name = name_cleaned(name, missing="Give the workspace a name.")
     with transaction.atomic():
         workspace = Workspace.objects.create(name=name, slug=_unique_slug(name))
         Membership.objects.create(workspace=workspace, user=actor.user, role=Role.OWNER)
@@ -102,7 +102,7 @@ def workspace_create(*, actor: Actor, name: str) -> Workspace:
 
 
 def workspace_rename(*, actor: Actor, workspace: Workspace, name: str) -> Workspace:
-    name = _clean_workspace_name(name)
+    name = name_cleaned(name, missing="Give the workspace a name.")
     with transaction.atomic():
         manager_membership(actor, workspace, to="manage this workspace")
         old = workspace.name
@@ -189,15 +189,6 @@ def _refuse_if_last_owner(membership: Membership, verb: str) -> None:
         raise ValidationError(
             f"You cannot {verb} the last owner. Make someone else an owner first."
         )
-
-
-def _clean_workspace_name(name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise ValidationError({"name": "Give the workspace a name."})
-    if problem := name_problem(name):
-        raise ValidationError({"name": problem})
-    return name
 
 
 def _unique_slug(name: str) -> str:

@@ -40,6 +40,22 @@ def validate_name(value: str) -> None:
         raise ValidationError(NAME_CHARACTERS_MESSAGE, code="control_characters")
 
 
+def name_cleaned(value: str | None, *, missing: str, max_length: int | None = None) -> str:
+    """A name as typed, stripped, for a service to store; else a ValidationError on `name`.
+
+    Refused, in this order: an empty name (`missing` says what to type), one longer than
+    `max_length`, one with a refused character (`name_problem`).
+    """
+    name = (value or "").strip()
+    if not name:
+        raise ValidationError({"name": missing})
+    if max_length is not None and len(name) > max_length:
+        raise ValidationError({"name": f"Keep the name to {max_length} characters or fewer (it has {len(name)})."})
+    if problem := name_problem(name):
+        raise ValidationError({"name": problem})
+    return name
+
+
 def one_line(text: str) -> str:
     """`text` safe for an e-mail header: refused characters become spaces, runs of white space
     one space. For subjects built from names stored before they were checked."""

@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Workspace
 from accounts.permissions import require_manager
-from accounts.validation import name_problem
+from accounts.validation import name_cleaned
 from integrations.ingest.messages import Invalid, Normaliser, loads_lenient
 from integrations.models import SigningMode, WebhookEndpoint, WebhookReceipt
 from integrations.webhooks import verification
@@ -32,6 +32,7 @@ from integrations.webhooks.presets import DEFAULT_PRESET, PRESETS
 from integrations.webhooks.receive import MAX_BODY_BYTES, message_id_for, receiver_forget
 
 NAME_MAX_LENGTH = 80
+NAME_MISSING = "Give the endpoint a name: what posts to it, for example Chat assistant."
 MAX_OVERLAP_HOURS = 24
 MAX_MAPPING_BYTES = 64 * 1024
 # Inbound log rows deleted per statement by the retention task.
@@ -66,7 +67,7 @@ def mapping_parse(text: str) -> dict[str, Any]:
 @sensitive_variables("secret", "token")
 def endpoint_create(*, actor: Actor, workspace: Workspace, name: str, mode: str = SigningMode.SIGNED,
                     mapping: dict[str, Any] | None = None, preset: str = "") -> Created:
-    name = _validate_name(name)
+    name = name_cleaned(name, missing=NAME_MISSING, max_length=NAME_MAX_LENGTH)
     if mode not in SigningMode.values:
         raise ValidationError({"mode": "Choose signed or unsigned (token in the URL)."})
     if mapping is None:
@@ -103,7 +104,7 @@ def endpoint_update(*, actor: Actor, endpoint: WebhookEndpoint, name: str | None
     """Rename the endpoint or replace its mapping."""
     changed: list[str] = []
     if name is not None:
-        name = _validate_name(name)
+        name = name_cleaned(name, missing=NAME_MISSING, max_length=NAME_MAX_LENGTH)
         if name != endpoint.name:
             changed.append("name")
     if mapping is not None:
@@ -296,17 +297,3 @@ def webhook_receipts_trim() -> int:
         if not ids:
             return deleted
         deleted += WebhookReceipt.objects.filter(id__in=ids).delete()[0]
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _validate_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": "Give the endpoint a name: what posts to it, for example Chat assistant."})
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError({"name": f"Keep the name to {NAME_MAX_LENGTH} characters or fewer (it has {len(name)})."})
-    if problem := name_problem(name):
-        raise ValidationError({"name": problem})
-    return name
