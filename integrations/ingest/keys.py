@@ -19,11 +19,12 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Workspace
 from accounts.permissions import require_manager
-from accounts.validation import name_problem
+from accounts.validation import name_cleaned
 from integrations.models import IngestKey
 from integrations.models.ingest import KEY_PREFIX, IngestKeyQuerySet
 
 NAME_MAX_LENGTH = IngestKey._meta.get_field("name").max_length or 80
+NAME_MISSING = "Give the key a name: what sends with it, for example Production or Staging."
 # `last_used_at` is for people ("used 3 minutes ago"), so one write a minute per key is
 # plenty; writing it on every request would make each ingest call a database write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -40,7 +41,7 @@ _recent: dict[str, tuple[float, IngestKey]] = {}
 @sensitive_variables("key")
 def ingest_key_create(*, actor: Actor, workspace: Workspace, name: str) -> tuple[IngestKey, str]:
     """A new active key for the workspace, and its plaintext: the only time it exists."""
-    name = _validate_name(name)
+    name = name_cleaned(name, missing=NAME_MISSING, max_length=NAME_MAX_LENGTH)
     with transaction.atomic():
         require_manager(actor, workspace, to="manage ingest keys")
         # Lock the workspace so two requests cannot both take the same name.
@@ -145,16 +146,3 @@ def _touch(ingest_key: IngestKey) -> None:
                .update(last_used_at=now))
     if updated:
         ingest_key.last_used_at = now
-
-
-def _validate_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": "Give the key a name: what sends with it, for example Production "
-                                       "or Staging."})
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError({"name": f"Keep the name to {NAME_MAX_LENGTH} characters or fewer "
-                                       f"(it has {len(name)})."})
-    if problem := name_problem(name):
-        raise ValidationError({"name": problem})
-    return name
