@@ -1,5 +1,6 @@
 """Real processes for the relay's fault tests: Celery workers and beat started as the Procfile
-starts them, and a redis-server of the test's own that it may flush, stop and start again.
+starts them, and a redis-server of the test's own that it may flush, stop and start again;
+and for every end-to-end test, a connection to the Segment emulator and what arrived there.
 
 Each process runs in a session (process group) of its own, so `kill -9` reaches a prefork
 worker's pool children too, and closing `Processes` leaves nothing running. Processes talk to
@@ -25,7 +26,12 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from accounts.audit import Actor
+from accounts.models import User, Workspace
 from config.celery_app import app
+from integrations import services
+from integrations.models import Connection
+from tests.conftest import mark_checked, new_write_key
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SETTINGS_MODULE = "config.settings.test"
@@ -41,6 +47,26 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, *, logs: 
             raise AssertionError(f"{what}: not reached within {timeout:.0f} s\n{logs()}")
         time.sleep(0.1)
     return time.monotonic() - started
+
+
+def emulator_connection(segment: Any, user: User, workspace: Workspace, *, name: str = "Production",
+                        checked: bool = False) -> tuple[Connection, str]:
+    """A US connection named `name` under a new write key the emulator knows, and that key.
+
+    Delivery waits for the connection's check, which a worker runs against the emulator;
+    `checked` skips it, leaving the connection as a passing check would (`mark_checked`).
+    """
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = services.connection_create(actor=Actor(user=user), workspace=workspace, name=name, region="us",
+                                            write_key=key)
+    return (mark_checked(connection) if checked else connection), key
+
+
+def arrived(segment: Any, key: str) -> list[dict[str, Any]]:
+    """What the emulator received under `key`, oldest first, without the check's test event."""
+    return [e["payload"] for e in segment.events(write_key=key, limit=10_000)
+            if e["payload"].get("event") != "Segment Connection Tested"]
 
 
 def free_port() -> int:

@@ -5,8 +5,6 @@ event afterwards."""
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,27 +13,13 @@ from django.test import Client
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import services as connection_services
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import BlockedEvent, Connection
 from integrations.tracking_plans import enforcement, services
-from tests.conftest import new_write_key
+from tests.integrations.relay.processes import arrived, emulator_connection, wait_for
 from tests.integrations.tracking_plans.test_enforcement import ORDER_COMPLETED
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
-
-
-def arrived(segment: Any, key: str) -> list[dict[str, Any]]:
-    return [e["payload"] for e in segment.events(write_key=key, limit=10_000)
-            if e["payload"].get("event") != "Segment Connection Tested"]
 
 
 def position(connection: Connection) -> int:
@@ -70,10 +54,7 @@ def test_the_emulator_receives_exactly_what_the_plan_lets_through(
         segment: Any, celery_worker: Any, alice: User, workspace: Workspace, on_violation: str,
         unplanned_events: str, unplanned_properties: str, expected: dict[str, set[str]]) -> None:
     enforcement._plans.clear()
-    key = new_write_key()
-    segment.register_key(key, "us")
-    connection = connection_services.connection_create(actor=Actor(user=alice), workspace=workspace,
-                                                       name="Production", region="us", write_key=key)
+    connection, key = emulator_connection(segment, alice, workspace)
     services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
     services.plan_enforcement_save(actor=Actor(user=alice), workspace=workspace, enabled=True,
                                    unplanned_events=unplanned_events, unplanned_properties=unplanned_properties,
@@ -85,7 +66,7 @@ def test_the_emulator_receives_exactly_what_the_plan_lets_through(
         {"type": "track", "event": "Unplanned", "userId": "u1", "messageId": "unplanned", "properties": {"x": 1}},
     ])
     assert answer["accepted"] == len(expected)
-    wait_for(lambda: position(connection) == len(expected))
+    wait_for(lambda: position(connection) == len(expected), 30, "the allowed events delivered")
 
     sent = {e["context"]["tributary"]["messageId"]: e for e in arrived(segment, key)}
     assert {m: set(e["properties"]) for m, e in sent.items()} == expected
@@ -102,20 +83,17 @@ def test_the_emulator_receives_exactly_what_the_plan_lets_through(
 def test_a_released_event_reaches_segment(segment: Any, celery_worker: Any, alice: User,
                                           workspace: Workspace) -> None:
     enforcement._plans.clear()
-    key = new_write_key()
-    segment.register_key(key, "us")
-    connection = connection_services.connection_create(actor=Actor(user=alice), workspace=workspace,
-                                                       name="Production", region="us", write_key=key)
+    connection, key = emulator_connection(segment, alice, workspace)
     services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
     services.plan_enforcement_save(actor=Actor(user=alice), workspace=workspace, enabled=True,
                                    unplanned_events="allow", unplanned_properties="allow", on_violation="block",
                                    forward_violations_to=None)
     ingest_key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Platform")[1]
     assert batch(ingest_key, [order("first"), order("late", total="x")])["blocked"][0]["messageId"] == "late"
-    wait_for(lambda: position(connection) == 1)
+    wait_for(lambda: position(connection) == 1, 30, "the allowed event delivered")
     blocked = BlockedEvent.objects.get(workspace=workspace)
     assert services.blocked_release(actor=Actor(user=alice), workspace=workspace, ids=[blocked.pk]) == 1
-    wait_for(lambda: position(connection) == 2)
+    wait_for(lambda: position(connection) == 2, 30, "the released event delivered")
     late = [e for e in arrived(segment, key) if e["context"]["tributary"]["messageId"] == "late"]
     assert late[0]["properties"]["total"] == "x"
 
@@ -126,10 +104,7 @@ def test_violations_are_forwarded_to_the_chosen_connection_only(segment: Any, ce
     keys = {}
     connections = {}
     for name in ("Production", "Violations"):
-        keys[name] = new_write_key()
-        segment.register_key(keys[name], "us")
-        connections[name] = connection_services.connection_create(
-            actor=Actor(user=alice), workspace=workspace, name=name, region="us", write_key=keys[name])
+        connections[name], keys[name] = emulator_connection(segment, alice, workspace, name=name)
     services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
     plan = services.plan_enforcement_save(actor=Actor(user=alice), workspace=workspace, enabled=True,
                                           unplanned_events="allow", unplanned_properties="allow",
@@ -140,7 +115,8 @@ def test_violations_are_forwarded_to_the_chosen_connection_only(segment: Any, ce
     def generated(name: str) -> list[dict[str, Any]]:
         return [e for e in arrived(segment, keys[name]) if e.get("event") == "Violation Generated"]
 
-    wait_for(lambda: len(generated("Violations")) == 1 and position(connections["Production"]) == 1)
+    wait_for(lambda: len(generated("Violations")) == 1 and position(connections["Production"]) == 1, 30,
+             "the violation forwarded and the allowed event delivered")
     assert generated("Violations")[0]["properties"] == {
         "eventName": "Order Completed", "eventType": "track", "violationType": "type",
         "violationField": "properties.total", "violationDescription": "'five' is not of type 'number'",

@@ -3,49 +3,30 @@ and its sender's retries never duplicated there."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from accounts.audit import Actor
 from accounts.models import User, Workspace
-from integrations import services
 from integrations.webhooks import receive
-from tests.conftest import mark_checked, new_write_key
+from tests.integrations.relay.processes import arrived, emulator_connection, wait_for
 from tests.integrations.webhooks.helpers import CHAT_STARTED, make_endpoint, send_signed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
-
-
-def arrived(segment: Any, key: str) -> list[dict[str, Any]]:
-    return [e["payload"] for e in segment.events(write_key=key, limit=1000)
-            if e["payload"].get("event") != "Segment Connection Tested"]
-
-
 def test_a_signed_webhook_reaches_segment_once_however_often_it_is_retried(
         segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
     receive._receivers.clear()
-    key = new_write_key()
-    segment.register_key(key, "us")
-    mark_checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
-                                            region="us", write_key=key))
+    key = emulator_connection(segment, alice, workspace, checked=True)[1]
     created = make_endpoint(alice, workspace)
     client = Client()
     lead = {**CHAT_STARTED, "type": "lead.captured",
             "data": {**CHAT_STARTED["data"], "lead": {"email": "ann@example.com"}}}
     assert send_signed(client, created, CHAT_STARTED, webhook_id="msg_a").status_code == 200
     assert send_signed(client, created, lead, webhook_id="msg_b").status_code == 200
-    wait_for(lambda: len(arrived(segment, key)) == 3)
+    wait_for(lambda: len(arrived(segment, key)) == 3, 20, "the first two webhooks' three events delivered")
     # The sender did not see the answers and sends all again, freshly signed.
     for body, webhook_id in ((CHAT_STARTED, "msg_a"), (lead, "msg_b")):
         again = send_signed(client, created, body, webhook_id=webhook_id, timestamp=int(time.time()) + 2)
@@ -54,7 +35,8 @@ def test_a_signed_webhook_reaches_segment_once_however_often_it_is_retried(
     # retry wrongly stored before it would have arrived too.
     handoff = {**CHAT_STARTED, "type": "handoff.requested", "data": {**CHAT_STARTED["data"], "handoff": {}}}
     assert send_signed(client, created, handoff, webhook_id="msg_c").status_code == 200
-    wait_for(lambda: any(e.get("event") == "Handoff Requested" for e in arrived(segment, key)))
+    wait_for(lambda: any(e.get("event") == "Handoff Requested" for e in arrived(segment, key)), 20,
+             "the webhook after the retries delivered")
     events = arrived(segment, key)
     assert [(e["type"], e.get("event")) for e in events] == [
         ("track", "Conversation Started"), ("identify", None), ("track", "Lead Captured"),
