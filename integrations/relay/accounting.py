@@ -3,7 +3,8 @@ and the connection's DeliveryCount for the current 10-minute bucket (events deli
 dead-lettered, retried and filtered, API calls, bytes, latency histogram).
 
 Callers record inside the transaction that moves the connection's position, so the counts
-and the position never disagree. Only the run holding a connection's lease (or a replay,
+and the position never disagree; a delivery run does both with `attempt_settle`, which on
+PostgreSQL is one statement (one round trip instead of about ten). Only the run holding a connection's lease (or a replay,
 which locks the bucket row too) writes its counts, so the read-modify-write of a bucket is
 done under a row lock rather than with expressions.
 """
@@ -14,9 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
+from django.db import connection as db
 from django.db import transaction
 
-from integrations.models import AttemptOutcome, DeliveryAttempt, DeliveryCount, FilteredBatch
+from integrations.models import AttemptOutcome, Connection, DeliveryAttempt, DeliveryCount, FilteredBatch
 from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
 
 REPLY_LENGTH = 300
@@ -47,6 +50,62 @@ def attempt_record(*, connection_id: int, sent: Sent, started_at: datetime, dura
              retried=sent.events if outcome == AttemptOutcome.RETRYING else 0,
              latencies=latencies if outcome == AttemptOutcome.DELIVERED else ())
     return row
+
+
+def attempt_settle(*, connection_id: int, sent: Sent, started_at: datetime, duration_ms: int, status: int | None,
+                   outcome: AttemptOutcome, reply: str, attempt: int, latencies: Sequence[float] = (),
+                   advance_to: int | None = None) -> None:
+    """`attempt_record`, and with `advance_to` the connection's position moved there (its
+    failures and wait cleared), atomically. On PostgreSQL one statement does all three
+    writes: the position, the attempt row and the bucket's counts (an upsert whose row lock
+    serialises it with a replay's read-modify-write)."""
+    if db.vendor != "postgresql":
+        with transaction.atomic():
+            if advance_to is not None:
+                Connection.objects.filter(pk=connection_id, delivered_seq__lt=advance_to).update(
+                    delivered_seq=advance_to, failures=0, next_attempt_at=None)
+            attempt_record(connection_id=connection_id, sent=sent, started_at=started_at, duration_ms=duration_ms,
+                           status=status, outcome=outcome, reply=reply, attempt=attempt, latencies=latencies)
+        return
+    delivered = outcome == AttemptOutcome.DELIVERED
+    added = histogram(latencies) if delivered else [0] * (len(LATENCY_BOUNDS) + 1)
+    with db.cursor() as cursor:
+        cursor.execute(_SETTLE_SQL, [
+            advance_to or 0, connection_id, advance_to or 0, advance_to is not None,
+            connection_id, started_at, duration_ms, sent.events, sent.bytes, sent.first_seq, sent.last_seq, status,
+            outcome, reply[:REPLY_LENGTH], attempt,
+            connection_id, bucket_of(started_at), sent.events if delivered else 0,
+            sent.events if outcome == AttemptOutcome.RETRYING else 0, sent.bytes, orjson.dumps(added).decode(),
+            max(latencies, default=0.0) if delivered else 0.0, any(added)])
+
+
+def _settle_sql() -> str:
+    connection, attempt, count = (model._meta for model in (Connection, DeliveryAttempt, DeliveryCount))
+    return f"""
+WITH moved AS (
+  UPDATE {connection.db_table} SET delivered_seq = %s, failures = 0, next_attempt_at = NULL
+  WHERE id = %s AND delivered_seq < %s AND %s RETURNING id),
+attempt AS (
+  INSERT INTO {attempt.db_table} (connection_id, started_at, duration_ms, events, bytes, first_seq, last_seq, status,
+                                  outcome, reply, attempt, replay)
+  VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, false) RETURNING id)
+INSERT INTO {count.db_table} AS c (connection_id, bucket, delivered, failed, retried, filtered, api_calls, bytes,
+                                   latency, latency_max)
+VALUES (%s, %s, %s, 0, %s, 0, 1, %s, %s::jsonb, %s)
+ON CONFLICT (connection_id, bucket) DO UPDATE SET
+  delivered = c.delivered + EXCLUDED.delivered, retried = c.retried + EXCLUDED.retried,
+  api_calls = c.api_calls + 1, bytes = c.bytes + EXCLUDED.bytes,
+  latency = CASE
+    WHEN NOT %s THEN c.latency
+    WHEN jsonb_array_length(c.latency) <> jsonb_array_length(EXCLUDED.latency) THEN EXCLUDED.latency
+    ELSE (SELECT jsonb_agg(a.n::bigint + b.n::bigint ORDER BY a.i)
+          FROM jsonb_array_elements_text(c.latency) WITH ORDINALITY AS a(n, i)
+          JOIN jsonb_array_elements_text(EXCLUDED.latency) WITH ORDINALITY AS b(n, i) USING (i)) END,
+  latency_max = GREATEST(c.latency_max, EXCLUDED.latency_max)
+"""  # noqa: S608
+
+
+_SETTLE_SQL = _settle_sql()
 
 
 def failures_record(*, connection_id: int, at: datetime, events: int) -> None:

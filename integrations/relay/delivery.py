@@ -19,11 +19,21 @@ A delivery run:
      region, pause or enabled state changed), until the backlog is empty or the run's
      time budget is spent, then releases the lease and re-queues itself if anything is left or
      a wake-up arrived meanwhile.
+
+Fair across tenants: with a hundred connections each woken about once a second, what a run
+costs whatever its size decides how long the others wait for a pool process. So a small run
+makes five round trips to the database: the take (which reads the connection), the read
+(which also reads the key of its destination filters), the renewal, one statement recording
+the batch and moving the position (`accounting.attempt_settle`), and the release (which reads
+whether another run is due). A batch of fewer than STOP_BELOW_EVENTS ends the run at once
+rather than lingering for more: the release re-queues it if events came meanwhile, and the
+pool process goes to the next connection.
 """
 from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -38,14 +48,20 @@ from integrations.models import (
     AttemptOutcome,
     Connection,
     DeadLetter,
+    DestinationFilter,
     Event,
-    EventStream,
     Health,
 )
 from integrations.relay import pg
-from integrations.relay.accounting import Sent, attempt_record, failures_record, filtered_record
+from integrations.relay.accounting import (
+    Sent,
+    attempt_record,
+    attempt_settle,
+    failures_record,
+    filtered_record,
+)
 from integrations.relay.filtering import Held, connection_filters, run_filters
-from integrations.relay.lease import Lease, lease_release, lease_renew, lease_take
+from integrations.relay.lease import Lease, Released, lease_release, lease_renew, lease_take
 from integrations.relay.pause import connection_pause
 from integrations.relay.wake import queue_delivery
 from integrations.segment import client
@@ -71,6 +87,8 @@ logger = logging.getLogger(__name__)
 # sweeps queued 24 s behind 20-second runs); a re-queue costs a few milliseconds per run.
 RUN_BUDGET_SECONDS = 5.0
 SHORT_WAIT_SECONDS = 5.0
+# A batch smaller than this came from a trickle: the run ends rather than waiting for more.
+STOP_BELOW_EVENTS = 100
 LINGER_BELOW_EVENTS = 500
 LINGER_SECONDS = 0.02
 
@@ -95,41 +113,42 @@ class Pending:
 def connection_deliver(*, connection_id: int) -> None:
     # The keeper renews the lease while this run lives, up to its budget and one request.
     lease = lease_take(connection_id, keep_for=RUN_BUDGET_SECONDS + settings.SEGMENT_TIMEOUT_SECONDS + 5)
-    if lease is None:
+    if lease is None or lease.connection is None:
         return
-    connection = Connection.objects.get(pk=connection_id)
-    lease.checked_key = connection.cleared_token()
+    connection = lease.connection
+    released: Released | None = None
     try:
         deadline = time.monotonic() + RUN_BUDGET_SECONDS
         while time.monotonic() < deadline:
             sent = _deliver_next_batch(connection, lease)
-            if not sent:
+            if sent < STOP_BELOW_EVENTS:
+                # Nothing left, a wait, or a trickle: free the pool process for the other
+                # connections; the release re-queues this one if events came meanwhile.
                 break
             if sent < LINGER_BELOW_EVENTS:
-                # Events are trickling in: let a few milliseconds' worth gather, so a steady
-                # stream goes out in fewer, larger batches (each costs two round trips to
+                # Events are streaming in: let a few milliseconds' worth gather, so a steady
+                # stream goes out in fewer, larger batches (each costs the same round trips to
                 # PostgreSQL and one to Segment whatever its size).
                 time.sleep(LINGER_SECONDS)
     finally:
-        lease_release(lease)
-        _requeue(connection)
+        released = lease_release(lease)
+        _requeue(connection, released)
 
 
-def _requeue(connection: Connection) -> None:
-    """After a run: queue the next one if events arrived meanwhile or a retry is due soon."""
-    fresh = Connection.objects.deliverable().filter(pk=connection.pk).values(
-        "wake_queued_at", "next_attempt_at", "delivered_seq").first()
-    if not fresh:
+def _requeue(connection: Connection, released: Released | None) -> None:
+    """After a run: queue the next one if events arrived meanwhile or a retry is due soon.
+    `released` is the connection as the release found it (None: the lease was no longer this
+    run's, so its holder or the sweeper decides)."""
+    if released is None or not released.deliverable:
         return
-    if fresh["next_attempt_at"]:
+    if released.next_attempt_at:
         # A short wait is a brief countdown; longer ones are left to the sweeper, since a
         # broker redelivers unacknowledged countdown tasks after its visibility timeout.
-        wait = (fresh["next_attempt_at"] - timezone.now()).total_seconds()
+        wait = (released.next_attempt_at - timezone.now()).total_seconds()
         if wait <= SHORT_WAIT_SECONDS:
             queue_delivery(connection.pk, countdown=max(0.0, wait))
         return
-    log_end = EventStream.objects.filter(workspace_id=connection.workspace_id).values_list("last_seq", flat=True).first()
-    if fresh["wake_queued_at"] or (log_end or 0) > fresh["delivered_seq"]:
+    if released.wake_queued or released.log_end > released.delivered_seq:
         # Events arrived during the run (their wake-up found the lease taken), or it ran out
         # of time: one more run.
         Connection.objects.filter(pk=connection.pk).update(wake_queued_at=timezone.now())
@@ -164,9 +183,9 @@ def _next_batch(connection: Connection) -> tuple[list[Pending], list[Held]]:
     """The next events in log order, cut so that what is *sent* (with the per-connection
     messageId added) stays within Segment's batch limits; and, when the filters held back
     every event read, those (else they ride on the pending events)."""
-    rows = _read(connection.workspace_id, connection.delivered_seq)
+    rows, filters_key = _read(connection.pk, connection.workspace_id, connection.delivered_seq)
     namespace = connection_namespace(connection.pk)
-    filters = connection_filters(connection.pk)
+    filters = _filters(connection.pk, filters_key)
     if filters:
         return _filtered_batch(filters, rows, namespace)
     batch = [Pending(seq, message_id, body, received_at, wire(body, sent_message_id(namespace, message_id)))
@@ -197,23 +216,56 @@ def _filtered_batch(filters: list[CompiledFilter], rows: list[tuple[int, str, by
     return [], held
 
 
-def _read(workspace_id: int, after: int) -> list[tuple[int, str, bytes, datetime]]:
-    """(seq, messageId, body, received_at) of the next MAX_BATCH_EVENTS seqs after `after`, in log order."""
+# Per process: each connection's compiled filters under the key they were read with.
+_filters_seen: dict[int, tuple[str, list[CompiledFilter]]] = {}
+
+
+def _filters(connection_id: int, key: str | None) -> list[CompiledFilter]:
+    """The connection's filters as they are now. `key` lists their (id, version) pairs as the
+    read found them ("" without filters); None when the read could not say (not PostgreSQL)."""
+    if key is None:
+        return connection_filters(connection_id)
+    if not key:
+        _filters_seen.pop(connection_id, None)
+        return []
+    seen = _filters_seen.get(connection_id)
+    if seen is not None and seen[0] == key:
+        return seen[1]
+    # Read after the key: at least as new as it, so a stale pair is never kept under a new key.
+    compiled = connection_filters(connection_id)
+    _filters_seen[connection_id] = (key, compiled)
+    return compiled
+
+
+def _read(connection_id: int, workspace_id: int, after: int
+          ) -> tuple[list[tuple[int, str, bytes, datetime]], str | None]:
+    """(seq, messageId, body, received_at) of the next MAX_BATCH_EVENTS seqs after `after`, in
+    log order; and the key of the connection's enabled filters (None when not read)."""
     # seqs are dense, so a bounded range keeps the plan an index range scan whatever the
     # backlog or the planner's statistics.
     if db.vendor != "postgresql":
         return [(seq, message_id, bytes(body), received_at) for seq, message_id, body, received_at in
                 Event.objects.filter(workspace_id=workspace_id, seq__gt=after, seq__lte=after + MAX_BATCH_EVENTS)
-                .order_by("seq").values_list("seq", "message_id", "body", "received_at")]
+                .order_by("seq").values_list("seq", "message_id", "body", "received_at")], None
     # Only the rows that fit in one batch (the running total of what each adds to the sent
-    # body), and binary results, so bodies arrive as bytes rather than hex text.
+    # body), and binary results, so bodies arrive as bytes rather than hex text. The filters'
+    # key rides on the same round trip (one row with no event when nothing is left).
     with pg.cursor() as cursor:
-        cursor.execute(f"SELECT seq, message_id, body, received_at FROM (SELECT seq, message_id, body, received_at, "  # noqa: S608
-                       f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
-                       f"FROM {Event._meta.db_table} WHERE workspace_id = %s AND seq > %s AND seq <= %s) AS w "
-                       "WHERE upto <= %s ORDER BY seq",
-                       [workspace_id, after, after + MAX_BATCH_EVENTS, BATCH_ROOM], binary=True)
-        return cursor.fetchall()
+        cursor.execute(_READ_SQL, [connection_id, workspace_id, after, after + MAX_BATCH_EVENTS, BATCH_ROOM],
+                       binary=True)
+        rows = cursor.fetchall()
+    key = rows[0][4] if rows else ""
+    return [row[:4] for row in rows if row[0] is not None], key
+
+
+_READ_SQL = (
+    "SELECT w.seq, w.message_id, w.body, w.received_at, f.key FROM "  # noqa: S608
+    "(SELECT coalesce(string_agg(id::text || ':' || version::text, ',' ORDER BY position, id), '') AS key "
+    f"FROM {DestinationFilter._meta.db_table} WHERE connection_id = %s AND enabled) AS f "
+    "LEFT JOIN (SELECT seq, message_id, body, received_at FROM (SELECT seq, message_id, body, received_at, "
+    f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
+    f"FROM {Event._meta.db_table} WHERE workspace_id = %s AND seq > %s AND seq <= %s) AS x "
+    "WHERE upto <= %s) AS w ON true ORDER BY w.seq")
 
 
 def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:
@@ -251,15 +303,18 @@ def _post(connection: Connection, write_key: str, batch: list[Pending]) -> clien
         return None
     _log(connection, sent, answer.status, started)
     verdict = outcome(answer.status)
-    with transaction.atomic():
-        now = timezone.now()
-        if verdict == AttemptOutcome.DELIVERED:
-            _advance(connection, batch[-1].through)
-            filtered_record(connection_id=connection.pk, at=now, held=[h for p in batch for h in p.held])
-        attempt_record(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
+    delivered = verdict == AttemptOutcome.DELIVERED
+    now = timezone.now()
+    held = [h for p in batch for h in p.held] if delivered else []
+    with transaction.atomic() if held else nullcontext():  # else one statement, atomic by itself
+        attempt_settle(connection_id=connection.pk, sent=sent, started_at=started_at, duration_ms=_ms(started),
                        status=answer.status, outcome=verdict, reply=answer.body, attempt=attempt,
-                       latencies=[(now - p.received_at).total_seconds() for p in batch]
-                       if verdict == AttemptOutcome.DELIVERED else ())
+                       latencies=[(now - p.received_at).total_seconds() for p in batch] if delivered else (),
+                       advance_to=batch[-1].through if delivered else None)
+        filtered_record(connection_id=connection.pk, at=now, held=held)
+    if delivered:
+        connection.delivered_seq = max(connection.delivered_seq, batch[-1].through)
+        connection.failures = 0
     return answer
 
 

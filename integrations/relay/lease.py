@@ -22,15 +22,18 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection as db
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from integrations.models import Connection
+from integrations.models import Connection, EventStream
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,19 @@ class Lease:
     # The key and region the run sends with (`Connection.cleared_token()`): renewals fail once
     # they are no longer the connection's checked ones.
     checked_key: str = ""
+    # The connection as the take found it (read by the claiming UPDATE itself).
+    connection: Connection | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    """The connection as the release left it: what decides whether another run is due."""
+
+    deliverable: bool
+    wake_queued: bool
+    next_attempt_at: Any
+    delivered_seq: int
+    log_end: int
 
 
 def lease_seconds() -> timedelta:
@@ -56,11 +72,15 @@ def lease_take(connection_id: int, *, keep_for: float) -> Lease | None:
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     owner = _owner_token()
-    claimed = Connection.objects.deliverable().filter(free, due, pk=connection_id).update(
-        lease_until=now + lease_seconds(), lease_owner=owner, wake_queued_at=None)
-    if not claimed:
+    fields = [field.attname for field in Connection._meta.concrete_fields]
+    rows = _update_returning(Connection.objects.deliverable().filter(free, due, pk=connection_id),
+                             {"lease_until": now + lease_seconds(), "lease_owner": owner, "wake_queued_at": None},
+                             [_column(name) for name in fields])
+    if not rows:
         return None
     lease = Lease(connection_id, owner, time.monotonic() + keep_for)
+    lease.connection = Connection.from_db(db.alias, fields, _converted(fields, rows[0]))
+    lease.checked_key = lease.connection.cleared_token()
     keeper.hold(lease)
     return lease
 
@@ -78,10 +98,56 @@ def lease_renew(lease: Lease) -> bool:
     return False
 
 
-def lease_release(lease: Lease) -> None:
+def lease_release(lease: Lease) -> Released | None:
+    """Give the lease up; in the same statement, read what decides whether another run is due
+    (None when the lease was no longer this run's)."""
     keeper.drop(lease)
-    Connection.objects.filter(pk=lease.connection_id, lease_owner=lease.owner).update(
-        lease_until=None, lease_owner="")
+    fields = ["enabled", "paused_reason", "checked_key", "write_key_fingerprint", "region", "wake_queued_at",
+              "next_attempt_at", "delivered_seq"]
+    log_end = (f"(SELECT {_column('last_seq', EventStream)} FROM {_quote(EventStream._meta.db_table)} "  # noqa: S608
+               f"WHERE {_column('workspace_id', EventStream)} = "
+               f"{_quote(Connection._meta.db_table)}.{_column('workspace_id')})")
+    rows = _update_returning(Connection.objects.filter(pk=lease.connection_id, lease_owner=lease.owner),
+                             {"lease_until": None, "lease_owner": ""}, [*map(_column, fields), log_end])
+    if not rows:
+        return None
+    left = Connection(**dict(zip(fields, _converted(fields, rows[0][:-1]), strict=True)))
+    return Released(deliverable=left.enabled and not left.paused_reason and not left.awaiting_check,
+                    wake_queued=left.wake_queued_at is not None, next_attempt_at=left.next_attempt_at,
+                    delivered_seq=left.delivered_seq, log_end=rows[0][-1] or 0)
+
+
+def _update_returning(queryset: QuerySet[Connection], values: dict[str, Any], returning: Sequence[str]
+                      ) -> list[tuple[Any, ...]]:
+    """`queryset.update(**values)`, returning `returning` of the rows it changed: one round trip
+    where update() and a read would take two. The WHERE clause is the ORM's own, so
+    `Connection.deliverable()` stays the one definition of who may send."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    with db.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {', '.join(returning)}", params)
+        return list(cursor.fetchall())
+
+
+def _converted(fields: Sequence[str], row: Sequence[Any]) -> list[Any]:
+    """The row's values as the ORM would read them (SQLite returns text for datetimes)."""
+    by_attname = {field.attname: field for field in Connection._meta.concrete_fields}
+    values = []
+    for name, value in zip(fields, row, strict=True):
+        column = by_attname[name].get_col(Connection._meta.db_table)
+        for converter in [*db.ops.get_db_converters(column), *column.get_db_converters(db)]:
+            value = converter(value, column, db)
+        values.append(value)
+    return values
+
+
+def _quote(name: str) -> str:
+    return db.ops.quote_name(name)
+
+
+def _column(attname: str, model: type[Model] = Connection) -> str:
+    return _quote(str(next(f.column for f in model._meta.concrete_fields if f.attname == attname)))
 
 
 def _extend(lease: Lease) -> bool:
