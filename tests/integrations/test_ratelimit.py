@@ -50,6 +50,22 @@ def test_every_process_counts_against_the_same_window(redis_cache: redis.Redis,
     assert ratelimit.hits_this_second("ingest:9") == 1
 
 
+def test_a_redis_connection_that_was_dropped_is_replaced(redis_cache: redis.Redis) -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+    assert ratelimit.hits_this_second("ingest:10") == 1
+    assert redis_cache.client_kill_filter(_type="normal", skipme=True) >= 1  # as a restart or a proxy would
+    assert ratelimit.hits_this_second("ingest:10") == 2
+    assert ratelimit.hits_this_second("ingest:10") == 3
+
+
+def test_an_error_reply_leaves_no_reply_unread(redis_cache: redis.Redis) -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+    redis_cache.set(f"tributary:rate:ingest:11:{int(time.time())}", "not a number")
+    with pytest.raises(redis.ResponseError):
+        ratelimit.hits_this_second("ingest:11")
+    assert ratelimit.hits_this_second("ingest:12") == 1
+
+
 def test_a_minute_window_is_read_without_counting_and_outlives_its_minute_briefly(redis_cache: redis.Redis) -> None:
     assert ratelimit.hits_so_far("auth:203.0.113.9", window=60) == 0
     assert [ratelimit.hits("auth:203.0.113.9", window=60) for _ in range(3)] == [1, 2, 3]
@@ -77,9 +93,9 @@ def test_a_sender_already_served_pays_no_round_trip_for_the_guessing_limit(
     assert redis_calls(redis_cache, "get") == gets + 1
     assert [send(**auth) for _ in range(3)] == [200, 200, 200]
     assert redis_calls(redis_cache, "get") == gets + 1  # served before: no read at all
-    incrs = redis_calls(redis_cache, "incrby")  # redis-py sends INCR as INCRBY
+    incrs = redis_calls(redis_cache, "incr")
     assert send(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"trb_guessed:").decode()) == 401
-    assert redis_calls(redis_cache, "get") == gets + 2 and redis_calls(redis_cache, "incrby") == incrs + 1
+    assert redis_calls(redis_cache, "get") == gets + 2 and redis_calls(redis_cache, "incr") == incrs + 1
 
 
 @pytest.mark.parametrize(("proxies", "remote", "forwarded", "address"), [
