@@ -27,15 +27,18 @@ import binascii
 import gzip
 import ipaddress
 import logging
+import select
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.utils import timezone
@@ -48,6 +51,7 @@ from integrations.ingest.ratelimit import client_address, hits, hits_so_far, hit
 from integrations.ingest.rejections import rejections_record
 from integrations.models import IngestKey
 from integrations.relay.log import Message, events_append
+from integrations.relay.wake import wakes_held, wakes_release
 from integrations.segment.protocol import TYPES
 from integrations.tracking_plans.enforcement import plan_enforce
 
@@ -268,6 +272,8 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
     if _security is None:
         _security = _Security()
     signals.request_started.send(sender=WSGIHandler, environ=environ)
+    _check_database_connection()
+    wakes_held()
     request = WSGIRequest(environ)
     try:
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it
@@ -286,4 +292,37 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
     content = response.content
     response.close()  # request_finished now: the body is built and nothing else runs
     start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
-    return [content]  # a list: servers write it in one piece (granian without iterating)
+    return _Answer([content])
+
+
+class _Answer(list[bytes]):
+    """The body in one piece (a list: servers write it so, granian without iterating). The
+    server calls close() once the body is sent: the connections to wake are woken then, so
+    the sender does not wait for that (integrations.relay.wake)."""
+
+    def close(self) -> None:
+        wakes_release()
+
+
+def _check_database_connection() -> None:
+    """Close a database connection kept from an earlier request if the server has closed its
+    end (a restart, an idle timeout, a terminated backend), so this request opens a new one
+    before it stores anything, rather than failing on its first statement.
+
+    Asked of the socket, not with Django's health check (a SELECT 1 round trip per request):
+    an idle connection has nothing to read, while one the server closed reads its end (and
+    usually a last error message). Anything to read sends the connection through Django's
+    check, which closes it if a query fails. A connection that dies later fails its
+    statement: a 500, which every Segment library sends again, and messageIds make that safe.
+    """
+    database: Any = connections[DEFAULT_DB_ALIAS]  # health_check_done: Django 4.1+, not in its stubs
+    raw = database.connection
+    if raw is None or database.health_check_done:
+        return
+    try:
+        readable = bool(select.select([raw.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):  # closed on our side already
+        readable = True
+    if readable:
+        database.close_if_health_check_failed()
+    database.health_check_done = True

@@ -8,11 +8,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
+from django import db
 from django.core import signals
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
+from django.http import HttpResponse
 from django.test import RequestFactory
 
 from accounts.audit import Actor
@@ -20,6 +23,7 @@ from accounts.models import User, Workspace
 from integrations.ingest import api
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import Event
+from integrations.relay import wake
 
 
 @pytest.fixture(autouse=True)
@@ -194,3 +198,106 @@ def test_each_call_sends_djangos_request_signals(app: Any, ingest_key: str) -> N
         signals.request_started.disconnect(started)
         signals.request_finished.disconnect(finished)
     assert sent == ["started", "finished"]
+
+
+def recorded_wake_ups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    woken: list[int] = []
+
+    def record(workspace_id: int) -> int:
+        woken.append(workspace_id)
+        return 1
+
+    monkeypatch.setattr(wake, "_wake", record)
+    return woken
+
+
+def test_the_connections_are_woken_once_the_answer_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender waits for the answer only: the wake-up (a write, its commit, the broker) runs
+    when the server closes the answer, after writing it."""
+    woken = recorded_wake_ups(monkeypatch)
+
+    def appending(request: Any) -> HttpResponse:
+        wake.connections_wake(workspace_id=7)
+        wake.connections_wake(workspace_id=7)
+        return HttpResponse(b"{}", content_type="application/json")
+
+    statuses: list[str] = []
+    response = api.serve(environ("/v1/batch", batch("a")), lambda status, headers: statuses.append(status),
+                         appending)
+    assert statuses == ["200 OK"] and b"".join(response) == b"{}"
+    assert woken == []
+    response.close()  # type: ignore[attr-defined]  # as a WSGI server does once the body is written
+    assert woken == [7]
+    wake.connections_wake(workspace_id=8)  # outside a request: at once
+    assert woken == [7, 8]
+
+
+def test_wake_ups_a_server_never_released_are_woken_by_the_next_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    woken = recorded_wake_ups(monkeypatch)
+    wake.wakes_held()
+    wake.connections_wake(workspace_id=3)
+    wake.wakes_held()  # the next request starts without the last one's close()
+    assert woken == [3]
+    wake.wakes_release()
+    assert woken == [3]
+
+
+def test_a_failing_wake_up_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    def broken(workspace_id: int) -> int:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(wake, "_wake", broken)
+    wake.wakes_held()
+    wake.connections_wake(workspace_id=4)
+    with caplog.at_level(logging.ERROR, logger="integrations.relay.wake"):
+        assert wake.wakes_release() == 0
+    assert [r.message for r in caplog.records] == ["relay.wake_failed"]
+
+
+def serve_as_a_server(environ: dict[str, Any]) -> tuple[str, bytes]:
+    """One request as gunicorn serves it, Django's request signals included."""
+    statuses: list[str] = []
+    response = api.serve(environ, lambda status, headers: statuses.append(status), api.ingest,
+                         environ["PATH_INFO"][len("/v1/"):])
+    try:
+        return statuses[0], b"".join(response)
+    finally:
+        response.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_connection_the_server_closed_is_replaced_without_a_round_trip_per_request(
+        ingest_key: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(db.connection.settings_dict, "CONN_MAX_AGE", None)  # kept between requests
+    monkeypatch.setitem(db.connection.settings_dict, "CONN_HEALTH_CHECKS", True)
+    db.connection.close()
+    checks: list[bool] = []
+    real_is_usable = db.connection.is_usable
+
+    def is_usable() -> bool:
+        checks.append(real_is_usable())
+        return checks[-1]
+
+    monkeypatch.setattr(db.connection, "is_usable", is_usable)
+    try:
+        assert serve_as_a_server(environ("/v1/batch", batch("a"), ingest_key))[0] == "200 OK"
+        assert serve_as_a_server(environ("/v1/batch", batch("b"), ingest_key))[0] == "200 OK"
+        assert checks == []  # a healthy connection: no SELECT 1
+        backend = db.connection.connection.info.backend_pid
+        with psycopg.connect(conninfo(db.connection.settings_dict), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [backend])
+        status, body = serve_as_a_server(environ("/v1/batch", batch("c"), ingest_key))
+        assert status == "200 OK" and orjson.loads(body)["accepted"] == 1
+        assert checks == [False]  # the socket had something to read: checked, found closed, replaced
+        assert db.connection.connection.info.backend_pid != backend
+        assert list(Event.objects.filter(workspace=workspace).order_by("seq").values_list("message_id", flat=True)) \
+            == ["a", "b", "c"]
+    finally:
+        db.connection.close()
+
+
+def conninfo(settings_dict: dict[str, Any]) -> str:
+    return psycopg.conninfo.make_conninfo(
+        dbname=settings_dict["NAME"], user=settings_dict["USER"], password=settings_dict["PASSWORD"] or None,
+        host=settings_dict["HOST"] or None, port=settings_dict["PORT"] or None)
