@@ -1,17 +1,13 @@
 """The ingest API's append: one autocommitted statement on PostgreSQL, outside any transaction.
 
-The same guarantees as the locked path (tests/integrations/relay/test_log.py): committed when
-it returns, seqs without gaps in commit order, a messageId or dedupe key stored once however
-requests race. These tests run without the per-test transaction (transactional_db), since
-inside a transaction the append takes the locked path.
+Committed when it returns, seqs without gaps in commit order, a messageId or dedupe key stored
+once however requests race (tests/integrations/relay/test_log_partitions.py races them). These
+tests run without the per-test transaction (transactional_db), as the ingest API does.
 """
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection as db_connection
 from django.db import connections
@@ -96,49 +92,6 @@ def test_bodies_and_columns_are_stored_as_given(transactional_db: None, workspac
     event = Event.objects.get(workspace=workspace)
     assert (bytes(event.body), event.size, event.type, event.name, event.user_id, event.received_at) == \
         (sent.body, len(sent.body), "track", "Signed Up", "u1", sent.received_at)
-
-
-def test_a_message_id_committed_by_a_concurrent_request_after_the_snapshot_is_stored_once(
-        transactional_db: None, workspace: Workspace) -> None:
-    """Another transaction inserts m-1 and holds it uncommitted: this append's statement does
-    not see it, waits on the unique index, and fails when the other commits; the locked path
-    then stores only m-2, under the next seq."""
-    log.events_append(workspace_id=workspace.pk, messages=[message("m-0")])
-    params = connections["default"].get_connection_params()
-    other = psycopg.connect(**{k: params[k] for k in ("dbname", "user", "password", "host", "port") if params.get(k)})
-    try:
-        other.execute("INSERT INTO integrations_event (workspace_id, seq, message_id, type, name, user_id, body, "
-                      "size, received_at) VALUES (%s, 1000, 'm-1', 'track', '', '', '\\x7b7d'::bytea, 2, now())",
-                      [workspace.pk])
-        outcome: dict[str, Any] = {}
-
-        def append() -> None:
-            try:
-                outcome["appended"] = log.events_append(workspace_id=workspace.pk,
-                                                        messages=[message("m-1"), message("m-2")])
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=append)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the append is waiting on the other's row
-            other.execute("SELECT pg_stat_clear_snapshot()")  # else the transaction's first view stays
-            waiting = other.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                    "AND query LIKE %s", ["%WITH input AS%"]).fetchone()
-            if waiting and waiting[0]:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the append never waited for the concurrent insert")
-        other.commit()
-        thread.join(10)
-    finally:
-        other.close()
-    appended = outcome["appended"]
-    assert (appended.stored, appended.duplicates) == (1, ["m-1"])
-    assert stored(workspace) == [(1, "m-0"), (2, "m-2"), (1000, "m-1")]
-    assert EventStream.objects.get(workspace=workspace).last_seq == 2
 
 
 def test_connections_are_woken_after_the_commit(transactional_db: None, workspace: Workspace,
