@@ -9,8 +9,12 @@ with properties omitted) and the ones it blocked. Its cost:
    indexed read of the plan's version decides whether to keep it, and only a new version is
    compiled (`schemas.plan_compile`). A save in this process forgets the entry at once;
    every other process sees a change within RECHECK_SECONDS, as with ingest keys.
-2. With a plan, each event is parsed (orjson) and run through its rule's validator and the
-   common rule's; an event that passes untouched keeps its stored bytes.
+2. With a plan, an event no rule can apply to (no common rule, a type and name no rule is
+   for, not an unplanned track) is not even parsed. Any other is parsed (orjson) and asked a
+   yes/no of its rule and the common rule (`CompiledRule.passes`: plain Python written from
+   the schema, see `lean`); an event that passes with no unplanned property keeps its stored
+   bytes and costs no list or record. Only an event that fails is looked at again in full
+   (`event_check`), with jsonschema naming each violation.
 3. Only when something was found is anything written: blocked events (kept 30 days, with
    their violations) and per-minute violation counts, one statement each, in the caller's
    transaction when there is one.
@@ -29,7 +33,6 @@ from typing import Any, NamedTuple
 import orjson
 from django.db import connection
 from django.utils import timezone
-from fastjsonschema import JsonSchemaValueException
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from integrations.models import BlockedEvent, TrackingPlan, ViolationCount
@@ -51,6 +54,9 @@ KIND_WORDS = {"required": "Missing required", "type": "Wrong type", "pattern": "
               "enum": "Not an allowed value", "format": "Wrong format", "range": "Out of range",
               "length": "Wrong length", "unplanned": "Unplanned property", "unplanned_event": "Unplanned event",
               "other": "Failed a rule"}
+
+# The event types a rule can be for (identify and group: by type alone).
+RULED_TYPES = frozenset({"track", "page", "screen", "identify", "group"})
 
 _plans: dict[int, tuple[float, CompiledPlan | None]] = {}
 
@@ -111,15 +117,24 @@ def plan_enforce(*, workspace_id: int, messages: Sequence[Message], source: str)
     plan = plan_for_workspace(workspace_id)
     if plan is None or not messages:
         return Enforced(list(messages), [])
-    checked = [_check(plan, message) for message in messages]
-    found = [c for c in checked if c.violations]
+    kept: list[Message] = []
+    found: list[_Checked] = []
+    blocked: list[_Checked] = []
+    for message in messages:
+        checked = _check(plan, message)
+        if checked is None:
+            kept.append(message)
+            continue
+        found.append(checked)
+        if checked.blocked:
+            blocked.append(checked)
+        else:
+            kept.append(checked.message)
     if not found:
-        return Enforced(list(messages), [])
-    blocked = [c for c in checked if c.blocked]
+        return Enforced(kept, [])
     _record(workspace_id, plan, found, blocked, source)
-    return Enforced([c.message for c in checked if not c.blocked],
-                    [{"messageId": c.message.message_id, "type": c.message.type, "event": _key(c.event),
-                      "violations": c.violations} for c in blocked])
+    return Enforced(kept, [{"messageId": c.message.message_id, "type": c.message.type, "event": _key(c.event),
+                            "violations": c.violations} for c in blocked])
 
 
 def event_check(plan: CompiledPlan, event: dict[str, Any]) -> tuple[list[dict[str, str]], bool, list[dict[str, str]]]:
@@ -127,9 +142,7 @@ def event_check(plan: CompiledPlan, event: dict[str, Any]) -> tuple[list[dict[st
     when properties are omitted. Used by `plan_enforce` and by the editor's "try an event"."""
     kind = event.get("type", "")
     key = _key(event)
-    protocols = (event.get("context") or {}).get("protocols") if isinstance(event.get("context"), dict) else None
-    version = protocols.get("event_version") if isinstance(protocols, dict) else None
-    rule = plan.rule_for(kind, key, version) if kind in ("track", "page", "screen", "identify", "group") else None
+    rule = _rule(plan, event, kind, key)
     violations: list[dict[str, str]] = []
     if rule is None and kind == "track":
         violations.append({"kind": "unplanned_event", "field": "event",
@@ -149,14 +162,66 @@ def event_check(plan: CompiledPlan, event: dict[str, Any]) -> tuple[list[dict[st
     return violations, False, omitted
 
 
-def _check(plan: CompiledPlan, message: Message) -> _Checked:
+def _rule(plan: CompiledPlan, event: dict[str, Any], kind: Any, key: str) -> CompiledRule | None:
+    """The rule for the event: the version its context.protocols.event_version names, else
+    the highest; None for types no rule is for."""
+    if not isinstance(kind, str) or kind not in RULED_TYPES:
+        return None
+    context = event.get("context")
+    protocols = context.get("protocols") if isinstance(context, dict) else None
+    version = protocols.get("event_version") if isinstance(protocols, dict) else None
+    if version is None:
+        return plan.latest.get((kind, key))
+    return plan.rule_for(kind, key, version)
+
+
+def _check(plan: CompiledPlan, message: Message) -> _Checked | None:
+    """None for an event with nothing to report (the common case, kept as it arrived);
+    otherwise what was found and the message to append in its place."""
+    if _unruled(plan, message):
+        return None
     event = orjson.loads(message.body)
+    if _clean(plan, event):
+        return None
     violations, blocked, omitted = event_check(plan, event)
+    if not violations:
+        return None
     if omitted:
         context = event.get("context") if isinstance(event.get("context"), dict) else {}
         event["context"] = {**context, "violations": omitted}
         message = message._replace(body=orjson.dumps(event))
     return _Checked(message, event, violations, blocked)
+
+
+def _unruled(plan: CompiledPlan, message: Message) -> bool:
+    """Whether no rule can apply to the message, known without parsing it: no common rule,
+    not a track event (an unplanned one is a violation), and no rule for its type and name.
+    The message's name is the event's name whenever that name could be a rule's key (a key
+    has at most 200 characters and no control characters, the name is cut and cleaned
+    only past those), so a name with no rule means the event has none."""
+    if plan.common is not None or message.type == "track":
+        return False
+    if message.type not in plan.ruled_types:
+        return True
+    return (message.type, message.name) not in plan.latest  # every (type, key) with a rule is there
+
+
+def _clean(plan: CompiledPlan, event: dict[str, Any]) -> bool:
+    """True when `event_check` would find nothing: its rule and the common rule pass and no
+    property is unplanned. The same decisions, without building any list."""
+    kind = event.get("type", "")
+    rule = _rule(plan, event, kind, _key(event))
+    if rule is None:
+        if kind == "track":
+            return False
+    elif not rule.passes(event):
+        return False
+    elif rule.planned is not None:
+        values = event.get(SECTIONS.get(rule.type, "properties"))
+        if isinstance(values, dict) and not values.keys() <= rule.planned:
+            return False
+    common = plan.common
+    return common is None or common.passes(event)
 
 
 def _key(event: dict[str, Any]) -> str:
@@ -170,14 +235,13 @@ def _key(event: dict[str, Any]) -> str:
 
 def _schema_violations(rule: CompiledRule | None, event: dict[str, Any]) -> list[dict[str, str]]:
     """Nothing when the compiled check passes (the common case, several times faster than
-    jsonschema); otherwise what jsonschema finds wrong."""
-    if rule is None:
+    jsonschema); otherwise what jsonschema finds wrong (nothing, if jsonschema disagrees)."""
+    if rule is None or rule.passes(event):
         return []
     try:
-        rule.check(event)
-    except JsonSchemaValueException:
         return [_violation(error) for error in rule.validator.iter_errors(event)]
-    return []
+    except RecursionError:
+        return [{"kind": "other", "field": "", "description": "The rule's schema refers to itself without end."}]
 
 
 def _violation(error: SchemaViolation) -> dict[str, str]:

@@ -36,6 +36,8 @@ from jsonschema.exceptions import SchemaError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 
+from integrations.tracking_plans.lean import lean_compile
+
 MAX_PLAN_BYTES = 256 * 1024
 MAX_RULES = 2000
 MAX_KEY = 200
@@ -309,30 +311,51 @@ class CompiledRule:
     rule is compiled the first time an event needs it, not when the plan is loaded: a process
     pays only for the events it sees, and a 2,000-rule plan loads at once."""
 
-    __slots__ = ("_check", "_validator", "key", "planned", "schema", "type", "version")
+    __slots__ = ("_passes", "_validator", "key", "planned", "schema", "type", "version")
 
     def __init__(self, *, type: str, key: str, version: int, schema: Any) -> None:
         self.type, self.key, self.version, self.schema = type, key, version, schema
         # The property (or trait) names the rule lists, or None when it lists none (then no
         # property counts as unplanned).
         self.planned = _planned(schema, SECTIONS.get(type))
-        self._check: Callable[[Any], Any] | None = None
+        self._passes: Callable[[Any], bool] | None = None
         self._validator: Draft7Validator | None = None
 
-    def check(self, event: Any) -> None:
-        """The fast yes/no (fastjsonschema): JsonSchemaValueException when the event fails. A
-        schema jsonschema accepts but fastjsonschema cannot compile (none known) is checked by
-        jsonschema alone, slower but never wrong."""
-        if self._check is None:
-            try:
-                self._check = _fast(self.schema)
-            except (fastjsonschema.JsonSchemaDefinitionException, RecursionError, ValueError, TypeError):
-                self._check = self._slow_check
-        self._check(event)
+    def passes(self, event: Any) -> bool:
+        """The fast yes/no. Compiled on first use: the lean check (`lean.lean_compile`) where
+        the schema keeps to its subset, else fastjsonschema, else (a schema jsonschema accepts
+        but fastjsonschema cannot compile, none known) jsonschema alone, slower but never wrong.
+        A "no" is always confirmed by jsonschema, which names what failed."""
+        check = self._passes
+        if check is None:
+            check = self._passes = self._compile()
+        try:
+            return check(event)
+        except RecursionError:  # a schema that refers to itself without end: let jsonschema say
+            return False
 
-    def _slow_check(self, event: Any) -> None:
-        if not self.validator.is_valid(event):
+    def check(self, event: Any) -> None:
+        """`passes`, raising JsonSchemaValueException when the event fails."""
+        if not self.passes(event):
             raise fastjsonschema.JsonSchemaValueException("invalid")
+
+    def _compile(self) -> Callable[[Any], bool]:
+        lean = lean_compile(self.schema, date_time=is_date_time)
+        if lean is not None:
+            return lean
+        try:
+            fast = _fast(self.schema)
+        except (fastjsonschema.JsonSchemaDefinitionException, RecursionError, ValueError, TypeError):
+            slow: Callable[[Any], bool] = self.validator.is_valid
+            return slow
+
+        def passes(event: Any) -> bool:
+            try:
+                fast(event)
+            except fastjsonschema.JsonSchemaValueException:
+                return False
+            return True
+        return passes
 
     @property
     def validator(self) -> Draft7Validator:
@@ -353,6 +376,11 @@ class CompiledPlan:
     # (type, key) → {version: rule}; identify and group under key "".
     rules: dict[tuple[str, str], dict[int, CompiledRule]] = field(default_factory=dict)
     common: CompiledRule | None = None
+    # (event type as sent, "track", key) → the rule's highest version: the look-up for an
+    # event that names no version, without upper-casing or max() per event.
+    latest: dict[tuple[str, str], CompiledRule] = field(default_factory=dict)
+    # The event types (as sent) some rule names.
+    ruled_types: frozenset[str] = frozenset()
 
     def rule_for(self, event_type: str, key: str, version: Any) -> CompiledRule | None:
         """The rule of that version, or the highest version when the event names none (or
@@ -378,6 +406,8 @@ def plan_compile(*, plan_id: int, version: int, rules: list[dict[str, Any]], unp
             compiled.common = one
         else:
             compiled.rules.setdefault((one.type, one.key), {})[one.version] = one
+    compiled.latest = {(kind.lower(), key): versions[max(versions)] for (kind, key), versions in compiled.rules.items()}
+    compiled.ruled_types = frozenset(kind for kind, _ in compiled.latest)
     return compiled
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from copy import deepcopy
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from integrations.ingest.keys import ingest_key_create
 from integrations.ingest.messages import normalise
 from integrations.models import BlockedEvent, Event, TrackingPlan, ViolationCount
 from integrations.tracking_plans import enforcement, services
-from integrations.tracking_plans.schemas import MAX_PLAN_BYTES
+from integrations.tracking_plans.schemas import MAX_PLAN_BYTES, plan_check, plan_compile
 
 ORDER_COMPLETED = {
     "type": "TRACK", "key": "Order Completed", "version": 1,
@@ -224,3 +225,58 @@ def test_neither_validator_ever_fetches_a_reference() -> None:
         _fast({"$ref": "https://example.com/schema.json"})
     with pytest.raises(PlanInvalid, match="would be fetched"):
         _fast({"$ref": "file:///etc/passwd"})
+
+
+def test_an_event_no_rule_can_apply_to_is_not_even_parsed(alice: User, workspace: Workspace) -> None:
+    """The plan has rules for one track event and identify, and no common rule: a page call
+    passes on its type and name alone (a body that is not JSON shows it was never read)."""
+    plan(alice, workspace, on_violation="block", unplanned_events="block")
+    page = normalise({"type": "page", "name": "Home", "userId": "u1"}, received_at=timezone.now())
+    unread = page._replace(body=b"not JSON")
+    assert enforcement.plan_enforce(workspace_id=workspace.pk, messages=[unread], source="t").messages == [unread]
+    identify = normalise({"type": "identify", "userId": "u1", "traits": {}}, received_at=timezone.now())
+    assert enforcement.plan_enforce(workspace_id=workspace.pk, messages=[identify], source="t").blocked
+
+
+VERSIONED = [
+    {**ORDER_COMPLETED, "version": 1},
+    {**ORDER_COMPLETED, "version": 2, "jsonSchema": {"type": "object", "properties": {"properties": {
+        "type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "integer"}}}}}},
+    {"type": "PAGE", "key": "Home", "version": 1, "jsonSchema": {"properties": {"properties": {
+        "properties": {"path": {"type": "string"}}}}}},
+    IDENTIFY,
+    {"type": "COMMON", "key": "", "version": 1, "jsonSchema": {
+        "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}]}},
+]
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7}},
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": "ord_1", "total": 1},
+     "context": {"protocols": {"event_version": 1}}},
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": "ord_1", "total": 1},
+     "context": {"protocols": {"event_version": 2}}},
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7},
+     "context": {"protocols": {"event_version": 9}}},
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7, "extra": 1}},
+    {"type": "track", "event": "Unplanned", "userId": "u"},
+    {"type": "track", "event": "Order Completed", "anonymousId": "a", "properties": {"order_id": 7}},
+    {"type": "track", "event": "Order Completed", "properties": {"order_id": 7}},
+    {"type": "page", "name": "Home", "userId": "u", "properties": {"path": "/"}},
+    {"type": "page", "name": "Home", "userId": "u", "properties": {"path": 1}},
+    {"type": "page", "name": "Away", "userId": "u", "properties": {"path": 1}},
+    {"type": "identify", "userId": "u", "traits": {"email": "a@example.com"}},
+    {"type": "identify", "userId": "u", "traits": {"email": 1}},
+    {"type": "identify", "userId": "u", "traits": {"email": "a@example.com", "name": "Ana"}},
+    {"type": "alias", "userId": "u", "previousId": "p"},
+    {"type": "alias", "previousId": "p"},
+    {"type": ["track"], "userId": "u"},
+])
+@pytest.mark.parametrize("unplanned_properties", ["allow", "omit"])
+def test_the_quick_pass_finds_nothing_exactly_when_the_full_check_finds_nothing(
+        event: dict[str, Any], unplanned_properties: str) -> None:
+    compiled = plan_compile(plan_id=1, version=1, rules=plan_check(VERSIONED), unplanned_events="allow",
+                            unplanned_properties=unplanned_properties, on_violation="allow",
+                            forward_violations_to=None)
+    violations, _blocked, _omitted = enforcement.event_check(compiled, deepcopy(event))
+    assert enforcement._clean(compiled, deepcopy(event)) is (violations == [])
