@@ -6,9 +6,10 @@ exception. For it, each batch read from the log is:
      (id, version) pairs; a change to any filter changes that key, so everything not yet
      sent meets the filters as they are now;
   2. compiled once per key and process (`_compiled`), never per event or per batch;
-  3. parsed event by event (orjson) and run through the filters in Segment's order: a
-     kept event keeps its stored bytes, a changed one is written again, a held one (sampled
-     out, dropped, or failed) is not sent and is counted when delivery passes it.
+  3. parsed event by event (orjson) and run through the filters in Segment's order
+     (`apply_in_place`: the event was parsed here, so properties are removed from it with
+     no copy): a kept event keeps its stored bytes, a changed one is written again, a held
+     one (sampled out, dropped, or failed) is not sent and is counted when delivery passes it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from integrations.segment.destination_filters import (
     CompiledFilter,
     FilterInvalid,
     FilterSpec,
-    apply,
+    apply_in_place,
     compile_filter,
     staged,
 )
@@ -86,12 +87,12 @@ def run_filters(filters: Sequence[CompiledFilter], seq: int, message_id: str, bo
         event = orjson.loads(body)
     except orjson.JSONDecodeError:
         return Held(seq, filters[0].spec.title, "failed")
-    verdict = apply(filters, event, message_id)
-    if verdict.outcome == "kept":
+    outcome, by = apply_in_place(filters, event, message_id)  # the event was parsed here: no copy
+    if outcome == "kept":
         return body
-    if verdict.outcome == "changed":
-        return orjson.dumps(verdict.event)
-    return Held(seq, verdict.by.title if verdict.by else "", verdict.outcome)
+    if outcome == "changed":
+        return orjson.dumps(event)
+    return Held(seq, by.title if by else "", outcome)
 
 
 def held_text(title: str, outcome: str) -> str:

@@ -19,6 +19,10 @@ Conditions are read from the event as it arrived, before any property was remove
 order of the filters on a page never changes what is sent. A condition that cannot be
 evaluated drops the event ("failed"), as Segment does: failing closed keeps data that a
 broken filter meant to hold back from being sent.
+
+`apply_in_place` decides the same for an event its caller has just parsed and owns
+(delivery): every condition is evaluated first, then the properties are removed from that
+event itself, with no copy and no Verdict.
 """
 from __future__ import annotations
 
@@ -133,27 +137,55 @@ def _fields(spec: FilterSpec) -> list[tuple[tuple[str, ...], frozenset[str]]]:
 def apply(filters: Sequence[CompiledFilter], event: dict[str, Any], message_id: str) -> Verdict:
     """Run a connection's filters (already sorted by stage, see `staged`) over one event.
     `event` is not changed: a changed event is a copy of the objects that changed."""
+    outcome, by, reason, rewrites = _decide(filters, event, message_id)
+    if outcome != "kept":
+        return Verdict(outcome, event, by, reason)
     changed: FilterSpec | None = None
     result = event
+    for compiled in rewrites:
+        rewritten = _rewrite(compiled, result)
+        if rewritten is not None:
+            result, changed = rewritten, compiled.spec
+    if changed is not None:
+        return Verdict("changed", result, changed)
+    return Verdict("kept", event)
+
+
+def apply_in_place(filters: Sequence[CompiledFilter], event: dict[str, Any],
+                   message_id: str) -> tuple[str, FilterSpec | None]:
+    """`apply` for an event nobody else holds (just parsed): the same outcome and filter, but
+    properties are removed from `event` itself, with no copy and no Verdict. Every condition
+    is still evaluated before anything is removed."""
+    outcome, by, _reason, rewrites = _decide(filters, event, message_id)
+    if outcome != "kept":
+        return outcome, by
+    for compiled in rewrites:
+        if _remove_in_place(compiled, event):
+            by = compiled.spec
+    return ("changed", by) if by is not None else ("kept", None)
+
+
+def _decide(filters: Sequence[CompiledFilter], event: dict[str, Any],
+            message_id: str) -> tuple[str, FilterSpec | None, str, list[CompiledFilter]]:
+    """Segment's order over the event as it arrived: the first sample that leaves it out,
+    drop that matches or condition that fails ends it; else "kept", with the matching
+    property filters to apply, in order."""
+    rewrites: list[CompiledFilter] = []
     for compiled in filters:
         try:
             hit = compiled.condition.evaluate(event) is True
         except FQLRuntimeError as error:
-            return Verdict("failed", event, compiled.spec, str(error))
+            return "failed", compiled.spec, str(error), rewrites
         if hit is compiled.negate:
             continue
         if compiled.stage == 0:
             if not _sampled_in(compiled, event, message_id):
-                return Verdict("sampled", event, compiled.spec)
+                return "sampled", compiled.spec, "", rewrites
         elif compiled.stage == 1:
-            return Verdict("dropped", event, compiled.spec)
+            return "dropped", compiled.spec, "", rewrites
         else:
-            rewritten = _rewrite(compiled, result)
-            if rewritten is not None:
-                result, changed = rewritten, compiled.spec
-    if changed is not None:
-        return Verdict("changed", result, changed)
-    return Verdict("kept", event)
+            rewrites.append(compiled)
+    return "kept", None, "", rewrites
 
 
 def staged(filters: Sequence[CompiledFilter]) -> list[CompiledFilter]:
@@ -206,3 +238,20 @@ def _replace(event: Any, keys: tuple[str, ...], value: dict[str, Any]) -> Any:
     copy = dict(event)
     copy[head] = _replace(event[head], rest, value)
     return copy
+
+
+def _remove_in_place(compiled: CompiledFilter, event: dict[str, Any]) -> bool:
+    """`_rewrite` on `event` itself; whether anything was removed."""
+    removed = False
+    for keys, names in compiled.fields:
+        target = event.get(keys[0]) if len(keys) == 1 else lookup(event, keys) if keys else event
+        if not isinstance(target, dict):
+            continue
+        if compiled.stage == 2:
+            gone = [k for k in names if k in target] if len(names) < len(target) else [k for k in target if k in names]
+        else:
+            gone = [k for k in target if k not in names and (keys or k not in ESSENTIAL)]
+        for key in gone:
+            del target[key]
+        removed = removed or bool(gone)
+    return removed

@@ -369,6 +369,14 @@ class _Builder(Transformer[Token, Evaluate]):
                 inner = event.get(first)
                 return inner.get(second) if isinstance(inner, dict) else lookup(event, keys)
             return two
+        if len(keys) == 3:
+            first, second, third = keys
+
+            def three(event: dict[str, Any]) -> Value:
+                outer = event.get(first)
+                inner = outer.get(second) if outer.__class__ is dict else None
+                return inner.get(third) if inner.__class__ is dict else lookup(event, keys)
+            return three
         return lambda event: lookup(event, keys)
 
     @v_args(inline=True)

@@ -2,14 +2,18 @@
 failing closed."""
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integrations.segment.destination_filters import (
     FilterInvalid,
     FilterSpec,
     apply,
+    apply_in_place,
     compile_filter,
     sample_fraction,
     staged,
@@ -122,3 +126,39 @@ def test_filters_that_could_not_run_as_meant_are_refused(bad: FilterSpec, hint: 
     with pytest.raises(FilterInvalid) as raised:
         compile_filter(bad)
     assert hint in str(raised.value)
+
+
+CHAINS = [
+    [spec("drop_properties", fields={"properties": ["email"], "context.traits": ["email"], "": ["userId"]}),
+     spec("allow_properties", "properties.revenue > 5", "Big", fields={"properties": ["revenue", "email"]})],
+    [spec("allow_properties", fields={"properties": ["plan"], "context.traits": ["name"]}),
+     spec("drop_properties", "userId = 'u1'", "U1", fields={"properties": ["plan"]}),
+     spec("drop", "event = 'Signed Up'", "No sign-ups")],
+    [spec("sample", "type = 'track'", "Half", percent=0.5, path="userId"),
+     spec("drop_properties", "number(properties.plan) > 1", "Fails on text", fields={"properties": ["plan"]})],
+    [spec("drop_properties", fields={"context": ["ip", "traits"], "properties": ["x", "y", "email"]})],
+]
+
+
+@pytest.mark.parametrize("chain", range(len(CHAINS)))
+def test_in_place_gives_what_apply_gives(chain: int) -> None:
+    """Delivery removes properties from the event it has just parsed (no copy); the outcome,
+    the filter named and the event sent are those of `apply`, which copies."""
+    compiled = filters(*CHAINS[chain])
+    values = st.none() | st.integers(0, 20) | st.sampled_from(["a@test.com", "pro", "2", "Ana"])
+    objects = st.dictionaries(st.sampled_from(["email", "plan", "revenue", "name", "x", "y", "ip"]), values,
+                              max_size=5)
+
+    @settings(max_examples=80, deadline=None)
+    @given(user=st.sampled_from(["u1", "u2", "u3"]), name=st.sampled_from(["Order Completed", "Signed Up"]),
+           properties=objects | values, traits=objects, ip=values)
+    def same(user: str, name: str, properties: Any, traits: dict[str, Any], ip: Any) -> None:
+        original = {"type": "track", "event": name, "userId": user, "properties": properties,
+                    "context": {"traits": traits, "ip": ip}}
+        verdict = apply(compiled, deepcopy(original), "m")
+        mine = deepcopy(original)
+        outcome, by = apply_in_place(compiled, mine, "m")
+        assert (outcome, by) == (verdict.outcome, verdict.by)
+        if outcome in ("kept", "changed"):
+            assert mine == verdict.event
+    same()
