@@ -24,13 +24,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, cast
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection as db
-from django.db.models import Model, Q, QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db.models import Model
 from django.utils import timezone
 
 from integrations.models import Connection, EventStream
@@ -67,19 +66,19 @@ def lease_seconds() -> timedelta:
 
 
 def lease_take(connection_id: int, *, keep_for: float) -> Lease | None:
-    """Claim a deliverable, due connection whose lease is free or lapsed; clear its wake-up flag."""
+    """Claim a deliverable, due connection whose lease is free or lapsed; clear its wake-up flag.
+    The claiming UPDATE also reads the connection (RETURNING): one round trip, not two."""
+    sql = _statements()
     now = timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     owner = _owner_token()
-    fields = [field.attname for field in Connection._meta.concrete_fields]
-    rows = _update_returning(Connection.objects.deliverable().filter(free, due, pk=connection_id),
-                             {"lease_until": now + lease_seconds(), "lease_owner": owner, "wake_queued_at": None},
-                             [_column(name) for name in fields])
-    if not rows:
+    with db.cursor() as cursor:
+        cursor.execute(sql.take, [_when(now + lease_seconds()), owner, *sql.deliverable_params, connection_id,
+                                  _when(now), _when(now)])
+        row = cursor.fetchone()
+    if row is None:
         return None
     lease = Lease(connection_id, owner, time.monotonic() + keep_for)
-    lease.connection = Connection.from_db(db.alias, fields, _converted(fields, rows[0]))
+    lease.connection = Connection.from_db(db.alias, sql.fields, _converted(sql, row))
     lease.checked_key = lease.connection.cleared_token()
     keeper.hold(lease)
     return lease
@@ -102,44 +101,92 @@ def lease_release(lease: Lease) -> Released | None:
     """Give the lease up; in the same statement, read what decides whether another run is due
     (None when the lease was no longer this run's)."""
     keeper.drop(lease)
-    fields = ["enabled", "paused_reason", "checked_key", "write_key_fingerprint", "region", "wake_queued_at",
-              "next_attempt_at", "delivered_seq"]
-    log_end = (f"(SELECT {_column('last_seq', EventStream)} FROM {_quote(EventStream._meta.db_table)} "  # noqa: S608
-               f"WHERE {_column('workspace_id', EventStream)} = "
-               f"{_quote(Connection._meta.db_table)}.{_column('workspace_id')})")
-    rows = _update_returning(Connection.objects.filter(pk=lease.connection_id, lease_owner=lease.owner),
-                             {"lease_until": None, "lease_owner": ""}, [*map(_column, fields), log_end])
-    if not rows:
+    sql = _statements()
+    with db.cursor() as cursor:
+        cursor.execute(sql.release, [lease.connection_id, lease.owner])
+        row = cursor.fetchone()
+    if row is None:
         return None
-    left = Connection(**dict(zip(fields, _converted(fields, rows[0][:-1]), strict=True)))
+    left = Connection(**dict(zip(_RELEASE_FIELDS, _converted(sql, row[:-1], _RELEASE_FIELDS), strict=True)))
     return Released(deliverable=left.enabled and not left.paused_reason and not left.awaiting_check,
                     wake_queued=left.wake_queued_at is not None, next_attempt_at=left.next_attempt_at,
-                    delivered_seq=left.delivered_seq, log_end=rows[0][-1] or 0)
+                    delivered_seq=left.delivered_seq, log_end=row[-1] or 0)
 
 
-def _update_returning(queryset: QuerySet[Connection], values: dict[str, Any], returning: Sequence[str]
-                      ) -> list[tuple[Any, ...]]:
-    """`queryset.update(**values)`, returning `returning` of the rows it changed: one round trip
-    where update() and a read would take two. The WHERE clause is the ORM's own, so
-    `Connection.deliverable()` stays the one definition of who may send."""
-    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
-    query.add_update_values(values)
-    sql, params = query.get_compiler(queryset.db).as_sql()
+def _extend(lease: Lease) -> bool:
+    sql = _statements()
     with db.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {', '.join(returning)}", params)
-        return list(cursor.fetchall())
+        cursor.execute(sql.renew, [_when(timezone.now() + lease_seconds()), *sql.deliverable_params,
+                                   lease.connection_id, lease.owner, lease.checked_key, lease.checked_key])
+        return bool(cursor.rowcount)
 
 
-def _converted(fields: Sequence[str], row: Sequence[Any]) -> list[Any]:
+# What the release reads back: whether the connection may still send, and whether it is due.
+_RELEASE_FIELDS = ("enabled", "paused_reason", "checked_key", "write_key_fingerprint", "region", "wake_queued_at",
+                   "next_attempt_at", "delivered_seq")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The lease's three statements, written once per process. Their condition for sending is
+    the ORM's own `Connection.deliverable()`, compiled, so it stays the one definition."""
+
+    take: str
+    renew: str
+    release: str
+    deliverable_params: list[Any]
+    fields: list[str]  # the connection's columns, as attnames, in the take's RETURNING order
+    converters: dict[str, list[Any]]
+
+
+_compiled: list[_Statements] = []
+
+
+def _statements() -> _Statements:
+    if _compiled:
+        return _compiled[0]
+    query = Connection.objects.deliverable().query
+    deliverable, params = query.get_compiler(db.alias).compile(query.where)
+    table = _quote(Connection._meta.db_table)
+    fields = [field.attname for field in Connection._meta.concrete_fields]
+    stream = EventStream._meta
+    log_end = (f"(SELECT {_column('last_seq', EventStream)} FROM {_quote(stream.db_table)} "  # noqa: S608
+               f"WHERE {_column('workspace_id', EventStream)} = {table}.{_column('workspace_id')})")
+    lease_until, owner, pk = _column("lease_until"), _column("lease_owner"), _column("id")
+    due = _column("next_attempt_at")
+    _compiled.append(_Statements(
+        take=(f"UPDATE {table} SET {lease_until} = %s, {owner} = %s, {_column('wake_queued_at')} = NULL "  # noqa: S608
+              f"WHERE {deliverable} AND {table}.{pk} = %s "
+              f"AND ({table}.{lease_until} IS NULL OR {table}.{lease_until} < %s) "
+              f"AND ({table}.{due} IS NULL OR {table}.{due} <= %s) "
+              f"RETURNING {', '.join(_column(name) for name in fields)}"),
+        renew=(f"UPDATE {table} SET {lease_until} = %s WHERE {deliverable} AND {table}.{pk} = %s "  # noqa: S608
+               f"AND {table}.{owner} = %s AND (%s = '' OR {table}.{_column('checked_key')} = %s)"),
+        release=(f"UPDATE {table} SET {lease_until} = NULL, {owner} = '' "  # noqa: S608
+                 f"WHERE {table}.{pk} = %s AND {table}.{owner} = %s "
+                 f"RETURNING {', '.join(_column(name) for name in _RELEASE_FIELDS)}, {log_end}"),
+        deliverable_params=list(params), fields=fields,
+        converters={field.attname: _converters(field) for field in Connection._meta.concrete_fields}))
+    return _compiled[0]
+
+
+def _converters(field: Any) -> list[Any]:
+    column = field.get_col(Connection._meta.db_table)
+    return [(converter, column) for converter in [*db.ops.get_db_converters(column), *column.get_db_converters(db)]]
+
+
+def _converted(sql: _Statements, row: Sequence[Any], fields: Sequence[str] = ()) -> list[Any]:
     """The row's values as the ORM would read them (SQLite returns text for datetimes)."""
-    by_attname = {field.attname: field for field in Connection._meta.concrete_fields}
     values = []
-    for name, value in zip(fields, row, strict=True):
-        column = by_attname[name].get_col(Connection._meta.db_table)
-        for converter in [*db.ops.get_db_converters(column), *column.get_db_converters(db)]:
+    for name, value in zip(fields or sql.fields, row, strict=True):
+        for converter, column in sql.converters[name]:
             value = converter(value, column, db)
         values.append(value)
     return values
+
+
+def _when(moment: datetime) -> Any:
+    return db.ops.adapt_datetimefield_value(moment)
 
 
 def _quote(name: str) -> str:
@@ -148,13 +195,6 @@ def _quote(name: str) -> str:
 
 def _column(attname: str, model: type[Model] = Connection) -> str:
     return _quote(str(next(f.column for f in model._meta.concrete_fields if f.attname == attname)))
-
-
-def _extend(lease: Lease) -> bool:
-    held = Connection.objects.deliverable().filter(pk=lease.connection_id, lease_owner=lease.owner)
-    if lease.checked_key:
-        held = held.filter(checked_key=lease.checked_key)
-    return bool(held.update(lease_until=timezone.now() + lease_seconds()))
 
 
 class Keeper:

@@ -3,8 +3,10 @@ CDN path; no exception, log line or return value here ever carries it."""
 from __future__ import annotations
 
 import email.utils
+import os
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,11 @@ def _session() -> requests.Session:
     session = getattr(_local, "session", None)
     if session is None:
         session = _local.session = requests.Session()
+        if not urllib.request.getproxies():
+            # No proxy configured: read the CA bundle once rather than letting requests read the
+            # whole environment on every request (a quarter of a small delivery run's CPU).
+            session.trust_env = False
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     return session
 
 

@@ -58,6 +58,8 @@ def track(workspace: Workspace, count: int) -> None:
         emit.track(workspace, "Order Completed", user_id="u1", properties={"n": n})
 
 
+@pytest.mark.skipif(db.vendor != "postgresql", reason="the one-statement record and the read with the filters' key "
+                    "are PostgreSQL's")
 def test_a_small_run_makes_four_orm_round_trips_and_one_read(
         source: tuple[Connection, str], workspace: Workspace, segment: Any) -> None:
     connection, key = source
