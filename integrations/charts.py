@@ -101,7 +101,24 @@ def nice_ceiling(value: int) -> int:
 
 # --- "Segment vs Tributary": a source's daily API calls as Segment and Tributary count them ---
 
-PAIR_WIDTH, PAIR_HEIGHT, PAIR_LEFT, PAIR_TOP, PAIR_BOTTOM, PAIR_RIGHT_PAD = 640, 170, 40, 8, 140, 4
+PAIR_RIGHT_PAD = 4
+
+
+@dataclass(frozen=True)
+class PairFrame:
+    """The viewBox of a usage chart (its width and height) and its plot's edges inside it."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    bottom: int
+
+
+# A page's width: wide and low. A phone's: about one unit per CSS pixel, so that its axis labels
+# stay readable and its bars tall there (the wide frame would be drawn at half size).
+WIDE = PairFrame(width=640, height=170, left=40, top=8, bottom=140)
+NARROW = PairFrame(width=340, height=190, left=38, top=8, bottom=168)
 
 
 @dataclass(frozen=True)
@@ -126,38 +143,54 @@ class UsageChart:
     labels: list[tuple[float, date]]
     segment_total: int
     tributary_total: int
-    width: int = PAIR_WIDTH
-    height: int = PAIR_HEIGHT
-    left: int = PAIR_LEFT
-    top: int = PAIR_TOP
-    bottom: int = PAIR_BOTTOM
+    frame: PairFrame = WIDE
+
+    @property
+    def width(self) -> int:
+        return self.frame.width
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+    @property
+    def left(self) -> int:
+        return self.frame.left
+
+    @property
+    def top(self) -> int:
+        return self.frame.top
+
+    @property
+    def bottom(self) -> int:
+        return self.frame.bottom
 
     @property
     def right(self) -> int:
-        return self.width - PAIR_RIGHT_PAD
+        return self.frame.width - PAIR_RIGHT_PAD
 
     @property
     def disagreeing_days(self) -> int:
         return sum(1 for pair in self.pairs if not pair.agree)
 
 
-def usage_chart(days: list[UsageDay]) -> UsageChart:
+def usage_chart(days: list[UsageDay], frame: PairFrame = WIDE) -> UsageChart:
     top_value = nice_ceiling(max([d.tributary for d in days] + [d.segment or 0 for d in days] + [0]))
-    plot_width, plot_height = PAIR_WIDTH - PAIR_RIGHT_PAD - PAIR_LEFT, PAIR_BOTTOM - PAIR_TOP
+    plot_width, plot_height = frame.width - PAIR_RIGHT_PAD - frame.left, frame.bottom - frame.top
     slot = plot_width / max(1, len(days))
 
     def bar(value: int | None, x: float) -> tuple[float, float, float, float] | None:
         if not value:
             return None
         height = max(1.5, plot_height * value / top_value)  # a small day stays visible
-        return (round(x, 2), round(PAIR_BOTTOM - height, 2), round(slot * 0.36, 2), round(height, 2))
+        return (round(x, 2), round(frame.bottom - height, 2), round(slot * 0.36, 2), round(height, 2))
 
     pairs = []
     for index, day in enumerate(days):
-        x = PAIR_LEFT + index * slot
+        x = frame.left + index * slot
         pairs.append(BarPair(day.day, day.segment, day.tributary, round(x, 2), round(slot, 2),
                              bar(day.segment, x + slot * 0.12), bar(day.tributary, x + slot * 0.52)))
-    ticks = [(round(PAIR_BOTTOM - plot_height * v / top_value, 2), v) for v in (0, top_value // 2, top_value)]
+    ticks = [(round(frame.bottom - plot_height * v / top_value, 2), v) for v in (0, top_value // 2, top_value)]
     step = max(1, len(days) // 6)
-    labels = [(round(PAIR_LEFT + i * slot + slot / 2, 2), days[i].day) for i in range(0, len(days), step)]
-    return UsageChart(pairs, ticks, labels, sum(d.segment or 0 for d in days), sum(d.tributary for d in days))
+    labels = [(round(frame.left + i * slot + slot / 2, 2), days[i].day) for i in range(0, len(days), step)]
+    return UsageChart(pairs, ticks, labels, sum(d.segment or 0 for d in days), sum(d.tributary for d in days), frame)

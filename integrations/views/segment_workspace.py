@@ -24,7 +24,7 @@ from accounts.audit import Actor
 from accounts.http import WorkspaceRequest
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
-from integrations.charts import usage_chart
+from integrations.charts import NARROW, usage_chart
 from integrations.forms import REGION_HELP, ConnectionForm
 from integrations.models import Connection, Region, SegmentSource
 from integrations.segment.public_api import Budget, PublicApi, PublicApiError
@@ -217,7 +217,8 @@ def _schema(request: WorkspaceRequest, api: PublicApi, link: SegmentSource, conn
 def _usage(request: WorkspaceRequest, api: PublicApi, link: SegmentSource, connection: Connection) -> dict[str, Any]:
     today = selectors.utc_now().date()
     days = selectors.usage_part(api=api, source_id=link.source_id, connection=connection, today=today)
-    return {"days": days, "chart": usage_chart(days)}
+    # Drawn twice: segment_workspace.css shows the narrow one on a phone, the wide one elsewhere.
+    return {"days": days, "chart": usage_chart(days), "phone_chart": usage_chart(days, NARROW)}
 
 
 _PART_READERS = {"labels": _labels, "destinations": _destinations, "warehouses": _warehouses, "schema": _schema,

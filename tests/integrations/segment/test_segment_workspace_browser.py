@@ -1,6 +1,7 @@
 """The Segment workspace pages in headless Chromium, against the emulator: adding the token,
 connecting by picking a source (with and without Source Admin), and the "In Segment" tab with
-its parts loading in place. Screenshots land in artifacts/ (1280 and 390 px wide)."""
+its parts loading in place, stacked on a phone. Screenshots land in artifacts/ (1280 and 390 px
+wide)."""
 from __future__ import annotations
 
 from typing import Any
@@ -24,6 +25,13 @@ def add_token(page: Any, workspace: Workspace, token: str) -> None:
     page.get_by_role("textbox", name="Public API token").fill(token)
     page.get_by_role("radio", name="US", exact=True).check()
     page.get_by_role("button", name="Check with Segment and save").click()
+
+
+def connect_by_picking(page: Any, name: str) -> None:
+    """From the Segment workspace page, after adding the token: find the source and connect it."""
+    page.get_by_role("link", name="Connect a source").click()
+    page.get_by_label("Search sources").fill(name.lower())
+    page.locator(f"tr[data-source='{name}']").get_by_role("button", name=f"Connect {name}").click()
 
 
 def test_adding_the_token_then_connecting_by_picking_a_source(page: Any, public_segment: PublicSegment,
@@ -74,9 +82,7 @@ def test_the_in_segment_tab_loads_each_part_in_place(page: Any, public_segment: 
     public_segment.emulator.send("track", {"userId": "u", "event": "Seen"}, write_key=write_key)
     sign_in(page, alice.email)
     add_token(page, workspace, public_segment.token)
-    page.get_by_role("link", name="Connect a source").click()
-    page.get_by_label("Search sources").fill("tabbed")
-    page.locator("tr[data-source='Tabbed source']").get_by_role("button", name="Connect Tabbed source").click()
+    connect_by_picking(page, "Tabbed source")
     page.get_by_test_id("connection-tabs").get_by_role("link", name="In Segment", exact=True).click()
     expect(page.get_by_test_id("part-labels")).to_contain_text("No labels.")
     expect(page.get_by_test_id("part-destinations")).to_contain_text("Google Analytics 4")
@@ -94,15 +100,45 @@ def test_the_in_segment_tab_loads_each_part_in_place(page: Any, public_segment: 
     screenshot(page, "segment-workspace-in-segment-phone")
 
 
+# Which of the tab's boxes scroll sideways (their content wider than they are), and how tall the
+# shown usage chart draws its axis labels, in CSS pixels.
+SIDEWAYS = """() => [...document.querySelectorAll("[data-testid=in-segment] *")]
+  .filter(e => ["auto", "scroll"].includes(getComputedStyle(e).overflowX) && e.scrollWidth > e.clientWidth)
+  .map(e => e.className)"""
+LABEL_HEIGHT = """() => [...document.querySelectorAll(".usage-compare")].find(c => c.getBoundingClientRect().width)
+  .querySelector(".axis-label").getBoundingClientRect().height"""
+
+
+def test_on_a_phone_the_in_segment_tab_stacks_instead_of_scrolling_sideways(
+        page: Any, public_segment: PublicSegment, alice: User, workspace: Workspace) -> None:
+    public_segment.new_source("Phone source")
+    sign_in(page, alice.email)
+    add_token(page, workspace, public_segment.token)
+    connect_by_picking(page, "Phone source")
+    page.set_viewport_size(PHONE)
+    page.get_by_test_id("connection-tabs").get_by_role("link", name="In Segment", exact=True).click()
+    expect(page.get_by_test_id("part-destinations")).to_contain_text("Amplitude")
+    expect(page.get_by_test_id("part-usage").locator(".usage-narrow")).to_be_visible()
+    expect(page.get_by_test_id("part-usage").locator(".usage-wide")).to_be_hidden()
+    # Each window of a destination's metrics is a block naming both figures.
+    window = page.locator("[data-destination='Google Analytics 4'] tbody tr").first
+    expect(window.locator("td[data-label='Discarded']")).to_be_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert page.evaluate(SIDEWAYS) == []
+    page.get_by_test_id("part-usage").get_by_text("Show these figures as a table").click()
+    expect(page.get_by_test_id("usage-table")).to_be_visible()
+    assert page.evaluate(SIDEWAYS) == []
+    assert page.evaluate(LABEL_HEIGHT) >= 9  # the wide frame, shrunk to half, drew them 6 px tall
+    screenshot(page, "segment-workspace-in-segment-phone-stacked")
+
+
 def test_a_slow_segment_shows_a_spinner_then_says_it_timed_out(page: Any, public_segment: PublicSegment,
                                                                alice: User, workspace: Workspace,
                                                                settings: Any) -> None:
     public_segment.new_source("Slow source")
     sign_in(page, alice.email)
     add_token(page, workspace, public_segment.token)
-    page.get_by_role("link", name="Connect a source").click()
-    page.get_by_label("Search sources").fill("slow source")
-    page.locator("tr[data-source='Slow source']").get_by_role("button", name="Connect Slow source").click()
+    connect_by_picking(page, "Slow source")
     settings.SEGMENT_PUBLIC_API_PAGE_BUDGET_SECONDS = 1.0
     public_segment.emulator.set_fault(public_segment.token, scope="public", latency_ms=2500)
     page.get_by_test_id("connection-tabs").get_by_role("link", name="In Segment", exact=True).click()
@@ -117,9 +153,7 @@ def test_an_owner_deletes_the_source_in_segment_by_typing_its_name(page: Any, pu
     _, write_key = public_segment.new_source("Retired source")
     sign_in(page, alice.email)
     add_token(page, workspace, public_segment.token)
-    page.get_by_role("link", name="Connect a source").click()
-    page.get_by_label("Search sources").fill("retired")
-    page.locator("tr[data-source='Retired source']").get_by_role("button", name="Connect Retired source").click()
+    connect_by_picking(page, "Retired source")
     page.get_by_test_id("connection-tabs").get_by_role("link", name="In Segment", exact=True).click()
     page.get_by_test_id("danger-zone").get_by_role("link", name="Delete in Segment…").click()
     page.get_by_label("Type the source's name to confirm").fill("retired source")
