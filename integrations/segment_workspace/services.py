@@ -19,6 +19,7 @@ from accounts.permissions import require_manager
 from integrations import crypto
 from integrations import services as connection_services
 from integrations.models import Connection, PublicApiCall, Region, SegmentSource, SegmentToken
+from integrations.models.chunks import delete_in_chunks
 from integrations.segment.public_api import Budget, Label, PublicApi, PublicApiError
 from integrations.segment_workspace.selectors import (
     api_for,
@@ -167,13 +168,7 @@ def public_api_calls_trim(*, batch_size: int = 5000) -> int:
     """Forget Public API calls older than SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS, in batches so
     no transaction holds many rows; answers how many went. Safe to run twice."""
     cutoff = timezone.now() - timedelta(days=settings.SEGMENT_PUBLIC_API_CALL_RETENTION_DAYS)
-    trimmed = 0
-    while True:
-        pks = list(PublicApiCall.objects.filter(created_at__lt=cutoff).order_by("pk")
-                   .values_list("pk", flat=True)[:batch_size])
-        if not pks:
-            return trimmed
-        trimmed += PublicApiCall.objects.filter(pk__in=pks).delete()[0]
+    return delete_in_chunks(PublicApiCall.objects.filter(created_at__lt=cutoff), chunk=batch_size)
 
 
 # --- picking a source -----------------------------------------------------------------------

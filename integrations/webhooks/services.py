@@ -26,6 +26,7 @@ from accounts.permissions import require_manager
 from accounts.validation import name_cleaned
 from integrations.ingest.messages import Invalid, Normaliser, loads_lenient
 from integrations.models import SigningMode, WebhookEndpoint, WebhookReceipt
+from integrations.models.chunks import delete_in_chunks
 from integrations.webhooks import verification
 from integrations.webhooks.mapping import MappingError, Unmappable, compile_mapping
 from integrations.webhooks.presets import DEFAULT_PRESET, PRESETS
@@ -290,10 +291,5 @@ def webhook_receipts_trim() -> int:
     retry for about a day): the default 7 days covers both. For the hourly retention task."""
     days = getattr(settings, "WEBHOOK_LOG_RETENTION_DAYS", 7)
     cutoff = timezone.now() - timedelta(days=max(1, days))
-    deleted = 0
-    while True:
-        ids = list(WebhookReceipt.objects.filter(received_at__lt=cutoff).order_by("received_at")
-                   .values_list("id", flat=True)[:TRIM_CHUNK])
-        if not ids:
-            return deleted
-        deleted += WebhookReceipt.objects.filter(id__in=ids).delete()[0]
+    return delete_in_chunks(WebhookReceipt.objects.filter(received_at__lt=cutoff), chunk=TRIM_CHUNK,
+                            order_by="received_at")
