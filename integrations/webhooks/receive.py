@@ -8,9 +8,10 @@
      a messageId derived from the endpoint and the webhook id (so a retry that got through
      anyway could never be a second event in Segment) and the endpoint named in
      `context.tributary.webhook`;
-  4. in one transaction, claim the webhook id (an accepted receipt, unique per endpoint and
-     id) and append the calls to the workspace's event log; an id already claimed is a retry
-     or a replay: answered 200, stored nothing;
+  4. at once, claim the webhook id (an accepted receipt, unique per endpoint and id) and
+     append the calls to the workspace's event log: one statement on PostgreSQL for a
+     workspace without a tracking plan (`store`), else one transaction; an id already
+     claimed is a retry or a replay: answered 200, stored nothing;
   5. answer 2xx only once committed. Every refusal is a 4xx naming the reason and is kept in
      the inbound log; nothing of it reaches the event log.
 """
@@ -36,10 +37,12 @@ from integrations.ingest.messages import Invalid, Normaliser, loads_lenient
 from integrations.ingest.ratelimit import hits_this_second
 from integrations.models import ReceiptOutcome, SignatureVerdict, WebhookEndpoint, WebhookReceipt
 from integrations.relay.log import Message, events_append
+from integrations.relay.wake import connections_wake
 from integrations.segment.protocol import MAX_EVENT_BYTES, SENT_MESSAGE_ID_BYTES
-from integrations.tracking_plans.enforcement import plan_enforce
+from integrations.tracking_plans.enforcement import plan_enforce, plan_for_workspace
 from integrations.webhooks import verification
 from integrations.webhooks.mapping import Mapping, MappingError, Unmappable, compile_mapping
+from integrations.webhooks.store import claim_and_append
 
 logger = logging.getLogger(__name__)
 
@@ -267,11 +270,31 @@ def _via_webhook(message: Message, via: dict[str, Any]) -> Message:
 
 def _store(receiver: Receiver, request: Request, webhook_id: str, verdict: SignatureVerdict,
            messages: list[Message]) -> Answer:
-    message_ids = [m.message_id for m in messages]
     if not messages:  # no route matched, and the mapping ignores such payloads
         _record(receiver, request, webhook_id, 200, verdict, ReceiptOutcome.IGNORED,
                 "No route matched; the mapping ignores such payloads.", request.body)
         return Answer(200, {"success": True, "ignored": True, "messageIds": []})
+    if connection.vendor == "postgresql" and plan_for_workspace(receiver.workspace_id) is None:
+        return _store_in_one_statement(receiver, request, webhook_id, verdict, messages)
+    return _store_in_transaction(receiver, request, webhook_id, verdict, messages)
+
+
+def _store_in_one_statement(receiver: Receiver, request: Request, webhook_id: str, verdict: SignatureVerdict,
+                            messages: list[Message]) -> Answer:
+    """A workspace without a tracking plan: the claim and the append in one statement (`store`)."""
+    message_ids = [m.message_id for m in messages]
+    if not claim_and_append(endpoint_id=receiver.endpoint_id, workspace_id=receiver.workspace_id,
+                            webhook_id=webhook_id, verdict=verdict, body=request.body, messages=messages):
+        return _replayed(receiver, request, webhook_id, verdict, message_ids)
+    _wake(receiver.workspace_id)
+    return Answer(200, {"success": True, "accepted": len(messages), "messageIds": message_ids})
+
+
+def _store_in_transaction(receiver: Receiver, request: Request, webhook_id: str, verdict: SignatureVerdict,
+                          messages: list[Message]) -> Answer:
+    """The claim, the tracking plan (which records what it blocks only if the id is claimed)
+    and the append in one transaction."""
+    message_ids = [m.message_id for m in messages]
     blocked: list[dict[str, Any]] = []
     with transaction.atomic():
         claimed = _claim(receiver, request, webhook_id, verdict, message_ids)
@@ -284,11 +307,25 @@ def _store(receiver: Receiver, request: Request, webhook_id: str, verdict: Signa
             if blocked:
                 WebhookReceipt.objects.filter(pk=claimed).update(reason=_blocked_reason(blocked, len(messages)))
     if claimed is None:
-        _record(receiver, request, webhook_id, 200, verdict, ReceiptOutcome.REPLAYED,
-                "This webhook-id was already received: nothing stored again.", b"")
-        return Answer(200, {"success": True, "duplicate": True, "messageIds": message_ids})
+        return _replayed(receiver, request, webhook_id, verdict, message_ids)
     answer = {"success": True, "accepted": len(messages) - len(blocked), "messageIds": message_ids}
     return Answer(200, {**answer, "blocked": blocked} if blocked else answer)
+
+
+def _wake(workspace_id: int) -> None:
+    """Wake the workspace's connections once the events are committed: now, or when the
+    caller's transaction commits (a test's, or a caller's own)."""
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: connections_wake(workspace_id=workspace_id))
+    else:
+        connections_wake(workspace_id=workspace_id)
+
+
+def _replayed(receiver: Receiver, request: Request, webhook_id: str, verdict: SignatureVerdict,
+              message_ids: list[str]) -> Answer:
+    _record(receiver, request, webhook_id, 200, verdict, ReceiptOutcome.REPLAYED,
+            "This webhook-id was already received: nothing stored again.", b"")
+    return Answer(200, {"success": True, "duplicate": True, "messageIds": message_ids})
 
 
 def _blocked_reason(blocked: list[dict[str, Any]], calls: int) -> str:

@@ -23,7 +23,9 @@ RECEIVE_PREFIX = "/webhooks/in/"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # integrations.ingest.api.serve: Django's request handling less the middleware.
 Serve = Callable[..., Iterable[bytes]]
-HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "idempotency-key", "x-request-id")
+# The headers the receiver reads, by name and by WSGI environ key.
+HEADERS = tuple((name, "HTTP_" + name.upper().replace("-", "_"))
+                for name in ("webhook-id", "webhook-timestamp", "webhook-signature", "idempotency-key", "x-request-id"))
 
 
 @csrf_exempt
@@ -33,7 +35,8 @@ def receive(request: HttpRequest, public_id: str, token: str | None = None) -> H
         response["Allow"] = "POST"
         return response
     body, too_large = _body(request)
-    headers = {name: value for name in HEADERS if (value := request.headers.get(name))}
+    # From the WSGI environ directly: `request.headers` would first copy every header there.
+    headers = {name: value for name, key in HEADERS if (value := request.META.get(key))}
     answer = webhook_receive(Request(public_id=public_id, url_token=token, headers=headers, body=body,
                                      too_large=too_large))
     return _answer(answer.status, answer.payload)
