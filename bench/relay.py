@@ -416,6 +416,20 @@ class Bench:
         bench = self.workspaces["ingest"]
         totals: dict[str, list[float]] = {"trivial": [0.0, 0.0, 0.0], "track": [0.0, 0.0, 0.0]}
         slices = 4 if self.args.quick else 6
+        with self.observed("single calls, both views") as observations:
+            self._single_call_slices(bench, totals, slices)
+        rates = {}
+        for label, (ok, elapsed, web_seconds) in totals.items():
+            rates[label] = ok / max(1e-9, elapsed)
+            print(f"  single calls, {label} ({TRIVIAL_PATH if label == 'trivial' else '/v1/track'}), "
+                  f"{self.args.senders} keep-alive connections: {ok:,.0f} answered 200 in {elapsed:.1f} s = "
+                  f"{rates[label]:,.0f} requests/s; web CPU {web_seconds / max(1, ok) * 1e6:,.0f} µs per request")
+            self.results.set(f"{label}_cpu", web_seconds / max(1, ok))
+        print(*observations, sep="\n")
+        self.results.set("track_rps", rates["track"])
+        self.results.set("trivial_rps", rates["trivial"])
+
+    def _single_call_slices(self, bench: Any, totals: dict[str, list[float]], slices: int) -> None:
         for round_ in range(slices):
             for label, path in (("trivial", TRIVIAL_PATH), ("track", "/v1/track")):
                 before = self.meter.snapshot()
@@ -430,14 +444,6 @@ class Bench:
                 totals[label][0] += run.ok
                 totals[label][1] += elapsed
                 totals[label][2] += web * elapsed
-        rates = {}
-        for label, (ok, elapsed, web_seconds) in totals.items():
-            rates[label] = ok / max(1e-9, elapsed)
-            print(f"  single calls, {label} ({TRIVIAL_PATH if label == 'trivial' else '/v1/track'}), "
-                  f"{self.args.senders} keep-alive connections: {ok:,.0f} answered 200 in {elapsed:.1f} s = "
-                  f"{rates[label]:,.0f} requests/s; web CPU {web_seconds / max(1, ok) * 1e6:,.0f} µs per request")
-        self.results.set("track_rps", rates["track"])
-        self.results.set("trivial_rps", rates["trivial"])
 
     def profile(self, directory: Path) -> None:
         """An extra, unmeasured end-to-end run under py-spy, then the census."""

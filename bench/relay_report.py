@@ -3,6 +3,7 @@ figure from the same run, and the ratio between them."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 # Issue #15's targets, as ratios within one run (absolute figures here vary 2x between days).
@@ -83,6 +84,8 @@ def print_table(results: Results) -> None:
         ("latency p50 at 2,000 events/s", _ms(get("p50")), "", _ms(lib_p50), _ratio(get("p50"), lib_p50), None),
         ("delivery alone: backlog drain events/s", _count(drain), "", _count(lib_rate), _ratio(drain, lib_rate), None),
         ("official lib via Tributary: lost of burst", _count(via_lost), "", _count(lib_lost), "", None),
+        ("web CPU per /v1/track request", _us(get("track_cpu")), "", _us(get("trivial_cpu")),
+         _ratio(get("track_cpu"), get("trivial_cpu")), None),
     ]
     header = f"{'figure':<42}{'Tributary':>10}  {'target':<26}{'compared':>10}  {'ratio':>7}"
     print("\n" + header + "\n" + "-" * len(header))
@@ -93,8 +96,14 @@ def print_table(results: Results) -> None:
     print("compared = the official library (segment-analytics-python 2.4.0, default settings, one client, one "
           "consumer thread) sending straight to the emulator, or for /v1/track the trivial view answering "
           '{"success": true} through the same server; ratio = Tributary ÷ compared.')
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{load:.1f}" for load in os.getloadavg())
+          + " on " + f"{os.cpu_count()} cores: figures from a busy machine are not comparable across runs")
     for note in results.notes:
         print(f"note: {note}")
+
+
+def _us(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1e6:,.0f} µs"
 
 
 def _ms1(value: float | None) -> str:
