@@ -86,11 +86,14 @@ def _end_to_end(bench: Any, label: str, phase: str) -> tuple[float, float]:
     drain = wait_delivered(bench.emulator, baseline, tally.accepted, timeout=bench.args.drain_timeout)
     after = bench.meter.snapshot()
     shares = CpuMeter.shares(before, after)
-    stack = sum(shares.get(part, 0.0) for part in ("web", "worker", "postgres", "redis", "emulator"))
-    cpu = stack * (after["wall"] - before["wall"]) / max(1, drain.total) * 1e6
+    parts = ("web", "worker", "postgres", "redis", "emulator")
+    per_event = {part: shares.get(part, 0.0) * (after["wall"] - before["wall"]) / max(1, drain.total) * 1e6
+                 for part in parts}
+    cpu = sum(per_event.values())
     rate: float = bench._delivery_rate(drain, tally.started)
     print(f"  end to end, {label}: ingest {bench.describe_tally(tally)}")
     print(f"    delivered {drain.total:,} events by {drain.last_delivery - tally.started:.1f} s = {rate:,.0f} "
           f"events/s{'' if drain.drained else '  NOT DRAINED within the bounded wait'}; stack CPU {cpu:,.0f} µs "
-          f"per event (worker {shares.get('worker', 0.0):.0%}, other jobs on the machine {shares.get('other', 0.0):.0%})")
+          f"per event ({', '.join(f'{part} {per_event[part]:,.0f}' for part in parts)}; other jobs on the machine "
+          f"{shares.get('other', 0.0):.0%} of a core)")
     return rate, cpu
