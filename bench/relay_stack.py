@@ -200,7 +200,7 @@ def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) ->
     return Service(name, process, log)
 
 
-def _wait_for_web(web: Service, url: str, timeout: float = 60.0) -> None:
+def _wait_for_web(web: Service, url: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         web.check_alive()
