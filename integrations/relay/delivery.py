@@ -36,6 +36,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection as db
@@ -112,15 +113,26 @@ class Pending:
 
 def connection_deliver(*, connection_id: int) -> None:
     # The keeper renews the lease while this run lives, up to its budget and one request.
-    lease = lease_take(connection_id, keep_for=RUN_BUDGET_SECONDS + settings.SEGMENT_TIMEOUT_SECONDS + 5)
-    if lease is None or lease.connection is None:
+    keep_for = RUN_BUDGET_SECONDS + settings.SEGMENT_TIMEOUT_SECONDS + 5
+    if db.vendor == "postgresql":
+        # The claim reads the first batch too: what it reads is in its snapshot, so the check
+        # that let the claim through is as fresh as a renewal after a separate read would be.
+        taken = lease_take(connection_id, keep_for=keep_for, reading=_TAKE_READING,
+                           reading_params=[MAX_BATCH_EVENTS, BATCH_ROOM])
+    else:
+        taken = lease_take(connection_id, keep_for=keep_for)
+    if taken is None:
         return
+    lease, rows = taken
     connection = lease.connection
+    if connection is None:
+        return
+    first = _read_rows(rows) if rows else None
     released: Released | None = None
     try:
         deadline = time.monotonic() + RUN_BUDGET_SECONDS
         while time.monotonic() < deadline:
-            sent = _deliver_next_batch(connection, lease)
+            sent, first = _deliver_next_batch(connection, lease, first), None
             if sent < STOP_BELOW_EVENTS:
                 # Nothing left, a wait, or a trickle: free the pool process for the other
                 # connections; the release re-queues this one if events came meanwhile.
@@ -155,16 +167,17 @@ def _requeue(connection: Connection, released: Released | None) -> None:
         queue_delivery(connection.pk)
 
 
-def _deliver_next_batch(connection: Connection, lease: Lease) -> int:
+def _deliver_next_batch(connection: Connection, lease: Lease, read: Read | None = None) -> int:
     """Send one batch; how many events it held when the run should go on, else 0.
 
     The lease is renewed after the batch is read and before it is sent, on the condition that
     the key and region this run holds are still the connection's and still checked: a key
     replaced, a region changed, a pause or a disable stops the run before its next request, and
-    whatever it sends was in the log before that change committed.
+    whatever it sends was in the log before that change committed. A batch `read` by the claim
+    itself needs no renewal: the claim checked the same, in the same snapshot.
     """
-    batch, held = _next_batch(connection)
-    if not (batch or held) or not lease_renew(lease):
+    batch, held = _next_batch(connection, read)
+    if not (batch or held) or (read is None and not lease_renew(lease)):
         return 0
     if not batch:  # every event read was held back by the connection's filters
         with transaction.atomic():
@@ -179,11 +192,11 @@ def _deliver_next_batch(connection: Connection, lease: Lease) -> int:
     return len(batch) if _send(connection, write_key, batch) else 0
 
 
-def _next_batch(connection: Connection) -> tuple[list[Pending], list[Held]]:
-    """The next events in log order, cut so that what is *sent* (with the per-connection
-    messageId added) stays within Segment's batch limits; and, when the filters held back
-    every event read, those (else they ride on the pending events)."""
-    rows, filters_key = _read(connection.pk, connection.workspace_id, connection.delivered_seq)
+def _next_batch(connection: Connection, read: Read | None = None) -> tuple[list[Pending], list[Held]]:
+    """The next events in log order (`read` when the claim read them), cut so that what is
+    *sent* (with the per-connection messageId added) stays within Segment's batch limits; and,
+    when the filters held back every event read, those (else they ride on the pending events)."""
+    rows, filters_key = read or _read(connection.pk, connection.workspace_id, connection.delivered_seq)
     namespace = connection_namespace(connection.pk)
     filters = _filters(connection.pk, filters_key)
     if filters:
@@ -237,8 +250,11 @@ def _filters(connection_id: int, key: str | None) -> list[CompiledFilter]:
     return compiled
 
 
-def _read(connection_id: int, workspace_id: int, after: int
-          ) -> tuple[list[tuple[int, str, bytes, datetime]], str | None]:
+Row = tuple[int, str, bytes, datetime]
+Read = tuple[list[Row], str | None]
+
+
+def _read(connection_id: int, workspace_id: int, after: int) -> Read:
     """(seq, messageId, body, received_at) of the next MAX_BATCH_EVENTS seqs after `after`, in
     log order; and the key of the connection's enabled filters (None when not read)."""
     # seqs are dense, so a bounded range keeps the plan an index range scan whatever the
@@ -251,21 +267,32 @@ def _read(connection_id: int, workspace_id: int, after: int
     # body), and binary results, so bodies arrive as bytes rather than hex text. The filters'
     # key rides on the same round trip (one row with no event when nothing is left).
     with pg.cursor() as cursor:
-        cursor.execute(_READ_SQL, [connection_id, workspace_id, after, after + MAX_BATCH_EVENTS, BATCH_ROOM],
+        cursor.execute(_READ_SQL, [connection_id, workspace_id, after, after, MAX_BATCH_EVENTS, BATCH_ROOM],
                        binary=True)
         rows = cursor.fetchall()
+    return _read_rows(rows)
+
+
+def _read_rows(rows: list[tuple[Any, ...]]) -> Read:
+    """The events and the filters' key from the rows of _READ_SQL or _TAKE_READING: (seq,
+    messageId, body, received_at, key) each, or one row of the key alone with no event."""
     key = rows[0][4] if rows else ""
     return [row[:4] for row in rows if row[0] is not None], key
 
 
-_READ_SQL = (
-    "SELECT w.seq, w.message_id, w.body, w.received_at, f.key FROM "  # noqa: S608
-    "(SELECT coalesce(string_agg(id::text || ':' || version::text, ',' ORDER BY position, id), '') AS key "
-    f"FROM {DestinationFilter._meta.db_table} WHERE connection_id = %s AND enabled) AS f "
-    "LEFT JOIN (SELECT seq, message_id, body, received_at FROM (SELECT seq, message_id, body, received_at, "
-    f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
-    f"FROM {Event._meta.db_table} WHERE workspace_id = %s AND seq > %s AND seq <= %s) AS x "
-    "WHERE upto <= %s) AS w ON true ORDER BY w.seq")
+_FILTERS_KEY = ("SELECT coalesce(string_agg(id::text || ':' || version::text, ',' ORDER BY position, id), '') "  # noqa: S608
+                f"AS key FROM {DestinationFilter._meta.db_table} WHERE enabled AND connection_id = ")
+_WINDOW = ("SELECT seq, message_id, body, received_at FROM (SELECT seq, message_id, body, received_at, "  # noqa: S608
+           f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
+           f"FROM {Event._meta.db_table} WHERE workspace_id = {{workspace}} AND seq > {{after}} "
+           "AND seq <= {after} + %s) AS x WHERE upto <= %s")
+_READ_SQL = (f"SELECT w.seq, w.message_id, w.body, w.received_at, f.key FROM ({_FILTERS_KEY}%s) AS f "  # noqa: S608
+             f"LEFT JOIN ({_WINDOW.format(workspace='%s', after='%s')}) AS w ON true ORDER BY w.seq")
+# The same after lease_take's `SELECT taken.*, `: the claimed connection's next events.
+_TAKE_READING = (f"w.seq, w.message_id, w.body, w.received_at, f.key FROM taken "
+                 f"CROSS JOIN LATERAL ({_FILTERS_KEY}taken.id) AS f "
+                 f"LEFT JOIN LATERAL ({_WINDOW.format(workspace='taken.workspace_id', after='taken.delivered_seq')}) "
+                 "AS w ON true ORDER BY w.seq")
 
 
 def _send(connection: Connection, write_key: str, batch: list[Pending]) -> bool:

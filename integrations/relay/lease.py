@@ -33,6 +33,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from integrations.models import Connection, EventStream
+from integrations.relay import pg
 
 logger = logging.getLogger(__name__)
 
@@ -65,23 +66,36 @@ def lease_seconds() -> timedelta:
     return timedelta(seconds=settings.RELAY_LEASE_SECONDS)
 
 
-def lease_take(connection_id: int, *, keep_for: float) -> Lease | None:
+def lease_take(connection_id: int, *, keep_for: float, reading: str = "", reading_params: Sequence[Any] = ()
+               ) -> tuple[Lease, list[tuple[Any, ...]]] | None:
     """Claim a deliverable, due connection whose lease is free or lapsed; clear its wake-up flag.
-    The claiming UPDATE also reads the connection (RETURNING): one round trip, not two."""
+    The claiming UPDATE also reads the connection (RETURNING): one round trip, not two.
+
+    With `reading` (PostgreSQL), the same statement goes on to read, as
+    `WITH taken AS (<the claim>) SELECT taken.*, <reading>`: in the claim's snapshot, so what it
+    reads was committed before the check that let the claim through. Its columns come back, one
+    list per row, after the lease."""
     sql = _statements()
     now = timezone.now()
     owner = _owner_token()
-    with db.cursor() as cursor:
-        cursor.execute(sql.take, [_when(now + lease_seconds()), owner, *sql.deliverable_params, connection_id,
-                                  _when(now), _when(now)])
-        row = cursor.fetchone()
-    if row is None:
+    params = [_when(now + lease_seconds()), owner, *sql.deliverable_params, connection_id, _when(now), _when(now)]
+    if reading:
+        with pg.cursor() as cursor:
+            cursor.execute(f"WITH taken AS ({sql.take}) SELECT taken.*, {reading}", [*params, *reading_params],
+                           binary=True)
+            rows = cursor.fetchall()
+    else:
+        with db.cursor() as cursor:
+            cursor.execute(sql.take, params)
+            rows = cursor.fetchall()
+    if not rows:
         return None
     lease = Lease(connection_id, owner, time.monotonic() + keep_for)
-    lease.connection = Connection.from_db(db.alias, sql.fields, _converted(sql, row))
+    width = len(sql.fields)
+    lease.connection = Connection.from_db(db.alias, sql.fields, _converted(sql, rows[0][:width]))
     lease.checked_key = lease.connection.cleared_token()
     keeper.hold(lease)
-    return lease
+    return lease, [row[width:] for row in rows]
 
 
 def _owner_token() -> str:
