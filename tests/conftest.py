@@ -3,7 +3,8 @@ with a workspace of his own. Real database, real broker, real browser."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from accounts.models import Membership, Role, User, Workspace
 
 PASSWORD = "correct-horse-battery-staple"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+# The browser tests' two sizes: a laptop's, and a phone's (an iPhone 14's CSS pixels).
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -87,6 +91,15 @@ def charlie_client(charlie: User) -> Client:
 # --- background work -------------------------------------------------------------------
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll until `condition` holds (the worker's or the emulator's doing), or fail the test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def celery_worker(transactional_db: Any) -> Iterator[Any]:
     """A real Celery worker thread consuming the configured broker (Redis in CI, the
@@ -133,7 +146,7 @@ CSP_REPORTER = """document.addEventListener("securitypolicyviolation", (e) => co
 def page(browser: Any, live_server: Any) -> Iterator[Any]:
     """A tab on the live server. Any Content-Security-Policy violation it reports (console or
     uncaught error) fails the test at teardown, so every browser test also checks the policy."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
+    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP)
     context.set_default_timeout(10_000)
     context.add_init_script(CSP_REPORTER)
     tab = context.new_page()
@@ -165,6 +178,15 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def both_sizes(page: Any, name: str) -> None:
+    """`screenshot` at the tab's desktop size, then as `<name>-phone` at a phone's; the tab is
+    left at desktop size."""
+    screenshot(page, name)
+    page.set_viewport_size(PHONE)
+    screenshot(page, f"{name}-phone")
+    page.set_viewport_size(DESKTOP)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ or from signing up, and the pages never say whether an address is registered."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from django.urls import reverse
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, Membership, Role, User, Workspace
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_for
 
 NEW_PASSWORD = "lantern-quartz-meadow-93"
 
@@ -46,13 +45,6 @@ def sign_up(client: Client, email: str) -> Any:
 def without_csrf_token(content: bytes) -> bytes:
     return re.sub(rb'"X-CSRFToken": "[^"]+"', b"", content)
 
-
-def wait_for(condition: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the worker did not get to it in time")
-        time.sleep(0.05)
 
 
 def test_an_invitee_claims_the_account_through_a_password_reset(client: Client, alice: User,

@@ -11,14 +11,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import Role, User, Workspace
 from config.celery_app import app
-
-
-def wait_for(condition: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the worker did not get to it in time")
-        time.sleep(0.05)
+from tests.conftest import wait_for
 
 
 @pytest.mark.django_db(transaction=True)

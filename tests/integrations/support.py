@@ -4,8 +4,6 @@ deliveries to the emulator with faults."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,18 +20,12 @@ from integrations.ingest.messages import normalise
 from integrations.models import AttemptOutcome, Connection, DeadLetter, DeliveryAttempt, Health
 from integrations.relay.accounting import Sent, attempt_record, failures_record
 from integrations.relay.log import events_append
-from tests.conftest import new_write_key
+from tests.conftest import new_write_key, wait_for
 
 
 def url(name: str, workspace: Workspace, **kwargs: int) -> str:
     return reverse(f"integrations:{name}", kwargs={"slug": workspace.slug, **kwargs})
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.05)
 
 
 def checked(connection: Connection) -> Connection:

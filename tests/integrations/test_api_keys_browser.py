@@ -20,20 +20,9 @@ from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations.ingest.keys import ingest_key_authenticate, ingest_key_create, ingest_key_revoke
 from integrations.models import Event
-from tests.conftest import screenshot, sign_in
+from tests.conftest import both_sizes, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 860}
-
-
-def both_sizes(page: Any, name: str) -> None:
-    screenshot(page, name)
-    page.set_viewport_size(PHONE)
-    screenshot(page, f"{name}-phone")
-    page.set_viewport_size(DESKTOP)
-
 
 def test_an_owner_creates_a_key_sees_it_once_and_revokes_it(page: Any, alice: User) -> None:
     sign_in(page, alice.email)

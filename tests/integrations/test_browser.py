@@ -21,8 +21,7 @@ from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest import emit
 from integrations.models import Connection, Outcome, Verification
-from tests.conftest import new_write_key, screenshot, sign_in
-from tests.integrations.support import wait_for
+from tests.conftest import new_write_key, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

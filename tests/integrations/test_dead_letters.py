@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import html
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,20 +40,13 @@ from integrations.models import (
 from integrations.segment import client as segment_client
 from integrations.segment.protocol import RELAY_NAMESPACE
 from integrations.tasks import replay_dead_letters
-from tests.conftest import new_write_key
+from tests.conftest import new_write_key, wait_for
 
 
 def url(name: str, connection: Connection, query: str = "") -> str:
     path = reverse(f"integrations:{name}", kwargs={"slug": connection.workspace.slug, "pk": connection.pk})
     return f"{path}?{query}" if query else path
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
 
 
 def connect(alice: User, workspace: Workspace, segment: Any = None, name: str = "Production") -> tuple[Connection, str]:

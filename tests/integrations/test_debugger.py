@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +25,7 @@ from integrations.models import AttemptOutcome, Connection, DeadLetter, Delivery
 from integrations.models.events import rejection_reason_text
 from integrations.segment.protocol import RELAY_NAMESPACE
 from integrations.selectors import debugger
-from tests.conftest import new_write_key
+from tests.conftest import new_write_key, wait_for
 
 
 def url(name: str, workspace: Workspace, query: str = "") -> str:
@@ -63,13 +61,6 @@ def chips(response: Any) -> list[dict[str, str]]:
 def sent_id(connection: Connection, message_id: str) -> str:
     return str(uuid.uuid5(uuid.uuid5(RELAY_NAMESPACE, str(connection.pk)), message_id))
 
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
 
 
 def seqs(response: Any) -> list[int]:

@@ -17,8 +17,8 @@ from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt
 from integrations.relay.accounting import Sent, attempt_record
 from integrations.selectors.usage import ATTEMPTS_PAGE_SIZE
-from tests.conftest import ARTIFACTS, screenshot, sign_in
-from tests.integrations.support import deliver_with_faults, wait_for
+from tests.conftest import ARTIFACTS, screenshot, sign_in, wait_for
+from tests.integrations.support import deliver_with_faults
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

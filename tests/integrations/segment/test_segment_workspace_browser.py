@@ -11,13 +11,10 @@ from playwright.sync_api import expect
 
 from accounts.models import User, Workspace
 from integrations.models import Connection, SegmentSource
-from tests.conftest import screenshot, sign_in
+from tests.conftest import DESKTOP, PHONE, screenshot, sign_in
 from tests.integrations.segment.conftest import PublicSegment
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PHONE = {"width": 390, "height": 844}
-
 
 def add_token(page: Any, workspace: Workspace, token: str) -> None:
     page.goto(f"/w/{workspace.slug}/settings/integrations/")
@@ -54,7 +51,7 @@ def test_adding_the_token_then_connecting_by_picking_a_source(page: Any, public_
     screenshot(page, "segment-workspace-pick")
     page.set_viewport_size(PHONE)
     screenshot(page, "segment-workspace-pick-phone")
-    page.set_viewport_size({"width": 1280, "height": 860})
+    page.set_viewport_size(DESKTOP)
     row.get_by_role("button", name="Connect Browser checkout").click()
     expect(page.locator("h1")).to_have_text("Browser checkout")
     connection = Connection.objects.get(name="Browser checkout")

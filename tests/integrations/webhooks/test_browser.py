@@ -16,21 +16,10 @@ from playwright.sync_api import expect
 from accounts.models import User
 from integrations.models import Event, WebhookEndpoint
 from integrations.webhooks import receive
-from tests.conftest import screenshot, sign_in
+from tests.conftest import both_sizes, sign_in
 from tests.integrations.webhooks.helpers import CHAT_STARTED, signed_headers
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 860}
-
-
-def both_sizes(page: Any, name: str) -> None:
-    screenshot(page, name)
-    page.set_viewport_size(PHONE)
-    screenshot(page, f"{name}-phone")
-    page.set_viewport_size(DESKTOP)
-
 
 def test_an_owner_creates_an_endpoint_tries_its_mapping_and_sees_a_webhook_arrive(
         page: Any, alice: User, live_server: Any) -> None:
