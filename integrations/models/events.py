@@ -48,6 +48,12 @@ class Event(models.Model):
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)
 
     class Meta:
+        # As the tables are on SQLite. On PostgreSQL the log is partitioned by day of
+        # `received_at` (migration 0018): its primary key is (id, received_at), and these are
+        # plain indexes (event_workspace_seq, …_message_id, …_dedupe_key), since a unique index
+        # there must include the partition key; the append keeps them unique under the
+        # workspace's stream row lock (relay/log.py). A migration changing them must say so
+        # for PostgreSQL by hand.
         constraints = [
             models.UniqueConstraint(fields=["workspace", "seq"], name="event_unique_seq"),
             models.UniqueConstraint(fields=["workspace", "message_id"], name="event_unique_message_id"),

@@ -7,15 +7,22 @@ moves past it, and an audit row says how many; nothing is dropped without a trac
 shows are deleted.
 `events_trim`: events that every connection of the workspace has passed, and that are older
 than RELAY_RETENTION_HOURS (the window in which a resent messageId is still recognised), are
-deleted in bounded batches.
+removed. On PostgreSQL the log is partitioned by day of `received_at` (migration 0018): a
+day goes as a whole, its partition dropped once every event in it qualifies, which takes
+milliseconds and leaves nothing for vacuum; `events_trim` also makes the partitions of the
+coming days. Rows elsewhere (SQLite, and PostgreSQL's DEFAULT partition, which holds only
+rows whose day has no partition) are deleted in bounded batches.
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -43,8 +50,8 @@ RETENTION_LEASE_SECONDS = 120
 def events_expire() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.RELAY_MAX_EVENT_AGE_HOURS)
     expired = 0
-    for connection in Connection.objects.select_related("workspace").iterator():
-        expired += _expire_for(connection, cutoff)
+    for each in Connection.objects.select_related("workspace").iterator():
+        expired += _expire_for(each, cutoff)
     return expired
 
 
@@ -106,8 +113,13 @@ def deliveries_trim() -> int:
 
 
 def events_trim() -> int:
+    """Remove what every connection passed once it is past the dedupe window; the number of
+    events removed (for a dropped partition, PostgreSQL's estimate once it has analysed it)."""
     cutoff = timezone.now() - timedelta(hours=settings.RELAY_RETENTION_HOURS)
     deleted = 0
+    if connection.vendor == "postgresql":
+        partitions_prepare(today=timezone.now().date())
+        deleted += _drop_passed_days(cutoff)
     for stream in EventStream.objects.all().iterator():
         floor = (Connection.objects.filter(workspace_id=stream.workspace_id)
                  .aggregate(floor=Min("delivered_seq"))["floor"])
@@ -117,6 +129,8 @@ def events_trim() -> int:
 
 
 def _delete_passed(workspace_id: int, passed: int, cutoff: datetime) -> int:
+    if connection.vendor == "postgresql":
+        return _delete_passed_from_default(workspace_id, passed, cutoff)
     total = 0
     while True:
         ids = list(Event.objects.filter(workspace_id=workspace_id, seq__lte=passed, received_at__lt=cutoff)
@@ -124,3 +138,149 @@ def _delete_passed(workspace_id: int, passed: int, cutoff: datetime) -> int:
         if not ids:
             return total
         total += Event.objects.filter(id__in=ids).delete()[0]
+
+
+def _delete_passed_from_default(workspace_id: int, passed: int, cutoff: datetime) -> int:
+    """Row by row, only in the DEFAULT partition: the day partitions go whole."""
+    total = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE id IN (SELECT id FROM {DEFAULT_PARTITION} "  # noqa: S608
+                           "WHERE workspace_id = %s AND seq <= %s AND received_at < %s ORDER BY seq LIMIT %s)",
+                           [workspace_id, passed, cutoff, CHUNK])
+            removed = int(cursor.rowcount)
+        total += removed
+        if removed < CHUNK:
+            return total
+
+
+# PostgreSQL's day partitions: `integrations_event_pYYYYMMDD` holds the events received on
+# that UTC day; `integrations_event_default` whatever falls outside every day partition.
+LOG = Event._meta.db_table
+DEFAULT_PARTITION = f"{LOG}_default"
+PARTITIONS_AHEAD_DAYS = 3
+# DDL on a partition briefly locks the whole log against ingest and delivery, so it never
+# queues for long behind a slow reader (which would hold everyone up behind it): it gives up
+# after this long and tries again a little later, then at the next hourly run.
+DDL_LOCK_TIMEOUT = "200ms"
+DDL_ATTEMPTS = 5
+
+
+def partition_name(day: date) -> str:
+    return f"{LOG}_p{day:%Y%m%d}"
+
+
+def partitions_existing() -> dict[date, str]:
+    """The day partitions of the log, by day (other partitions, DEFAULT included, left out)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                       "WHERE i.inhparent = %s::regclass", [LOG])
+        names = [row[0] for row in cursor.fetchall()]
+    days = {}
+    for name in names:
+        try:
+            days[datetime.strptime(name.removeprefix(f"{LOG}_p"), "%Y%m%d").date()] = name
+        except ValueError:
+            continue
+    return days
+
+
+def partitions_prepare(*, today: date, ahead: int = PARTITIONS_AHEAD_DAYS) -> list[str]:
+    """Make the partitions of today and the next `ahead` days that do not exist yet (the
+    migration made the first ones; the hourly retention run keeps them coming). Returns the
+    names made."""
+    existing = partitions_existing()
+    made = []
+    for n in range(ahead + 1):
+        day = today + timedelta(days=n)
+        if day not in existing and _with_short_locks(partial(partition_create, day)):
+            made.append(partition_name(day))
+    return made
+
+
+def partition_create(day: date) -> None:
+    """Make the day's partition: a table of the log's shape, given the day's rows that waited in
+    DEFAULT, then attached (which, unlike CREATE … PARTITION OF, lets ingest and delivery go on;
+    it scans DEFAULT, kept small, to check none of its rows belongs to the day)."""
+    name, start, end = partition_name(day), f"{day.isoformat()} 00:00+00", f"{day + timedelta(days=1)} 00:00+00"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {name} (LIKE {LOG} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        cursor.execute(f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE received_at >= %s "  # noqa: S608
+                       f"AND received_at < %s RETURNING *) INSERT INTO {name} SELECT * FROM moved", [start, end])
+        cursor.execute(f"ALTER TABLE {LOG} ATTACH PARTITION {name} FOR VALUES FROM ('{start}') TO ('{end}')")
+    logger.info("relay.partition_created", extra={"partition": name})
+
+
+def _drop_passed_days(cutoff: datetime) -> int:
+    """Drop each day partition whose whole day is older than the cutoff and whose events every
+    connection has passed (the rule `_delete_passed` applies row by row). Positions only move
+    forward and no new event belongs to a past day, so once true this stays true: the check
+    needs no lock, and the drop's lock is held only for the drop."""
+    dropped = 0
+    for day, name in sorted(partitions_existing().items()):
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        if end > cutoff:
+            break
+        if not _all_passed(name):
+            continue
+        events = _events_in(name)
+        if _with_short_locks(partial(_drop, name)):
+            logger.info("relay.partition_dropped", extra={"partition": name, "events": events})
+            dropped += events
+    return dropped
+
+
+def _all_passed(partition: str) -> bool:
+    """No workspace has an event in the partition beyond its floor: the lowest position of its
+    connections, or the log's end when it has none. Per workspace, the partition's last seq
+    read from the end of its (workspace, seq) index. (Not EXISTS … seq > floor LIMIT 1: the
+    planner expects a third of the rows to match and scans the partition for the first, which
+    is all of it when none does: seconds for a day of millions.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            SELECT NOT EXISTS (
+                SELECT FROM (SELECT s.workspace_id, coalesce(min(c.delivered_seq), s.last_seq) AS passed
+                             FROM {EventStream._meta.db_table} s
+                             LEFT JOIN {Connection._meta.db_table} c ON c.workspace_id = s.workspace_id
+                             GROUP BY s.workspace_id, s.last_seq) AS f
+                WHERE (SELECT max(e.seq) FROM {partition} e WHERE e.workspace_id = f.workspace_id) > f.passed)
+            """)  # noqa: S608
+        return bool(cursor.fetchone()[0])
+
+
+def _events_in(partition: str) -> int:
+    """The partition's rows: PostgreSQL's estimate once it analysed the table (a day of
+    millions is not counted again to be dropped), else counted."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [partition])
+        estimate = cursor.fetchone()[0]
+        if estimate >= 0:
+            return int(estimate)
+        cursor.execute(f"SELECT count(*) FROM {partition}")  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def _drop(partition: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {partition}")
+
+
+def _with_short_locks(ddl: Callable[[], None]) -> bool:
+    """Run `ddl` in a transaction whose lock waits give up after DDL_LOCK_TIMEOUT; try again a
+    few times, a little later each time. False when every attempt timed out."""
+    failure = ""
+    for attempt in range(DDL_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+                ddl()
+            return True
+        except DatabaseError as error:
+            # lock_timeout (a long reader or writer holds the log), or, when attaching, a row
+            # of the day that reached DEFAULT meanwhile: nothing was changed either way.
+            failure = f"{type(error).__name__}: {error}"
+            logger.info("relay.partition_ddl_retried", extra={"attempt": attempt + 1, "error": failure[:300]})
+            time.sleep(0.5 * (attempt + 1))
+    logger.warning("relay.partition_ddl_postponed", extra={"attempts": DDL_ATTEMPTS, "error": failure[:300]})
+    return False
