@@ -114,6 +114,10 @@ class PairFrame:
     top: int
     bottom: int
 
+    @property
+    def right(self) -> int:
+        return self.width - PAIR_RIGHT_PAD
+
 
 # A page's width: wide and low. A phone's: about one unit per CSS pixel, so that its axis labels
 # stay readable and its bars tall there (the wide frame would be drawn at half size).
@@ -146,37 +150,13 @@ class UsageChart:
     frame: PairFrame = WIDE
 
     @property
-    def width(self) -> int:
-        return self.frame.width
-
-    @property
-    def height(self) -> int:
-        return self.frame.height
-
-    @property
-    def left(self) -> int:
-        return self.frame.left
-
-    @property
-    def top(self) -> int:
-        return self.frame.top
-
-    @property
-    def bottom(self) -> int:
-        return self.frame.bottom
-
-    @property
-    def right(self) -> int:
-        return self.frame.width - PAIR_RIGHT_PAD
-
-    @property
     def disagreeing_days(self) -> int:
         return sum(1 for pair in self.pairs if not pair.agree)
 
 
 def usage_chart(days: list[UsageDay], frame: PairFrame = WIDE) -> UsageChart:
     top_value = nice_ceiling(max([d.tributary for d in days] + [d.segment or 0 for d in days] + [0]))
-    plot_width, plot_height = frame.width - PAIR_RIGHT_PAD - frame.left, frame.bottom - frame.top
+    plot_width, plot_height = frame.right - frame.left, frame.bottom - frame.top
     slot = plot_width / max(1, len(days))
 
     def bar(value: int | None, x: float) -> tuple[float, float, float, float] | None:
