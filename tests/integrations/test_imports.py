@@ -25,7 +25,6 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
-from integrations import services
 from integrations.imports import (
     files,
     import_cancel,
@@ -40,7 +39,7 @@ from integrations.imports import (
 from integrations.imports import services as import_services
 from integrations.imports.files import store
 from integrations.models import Connection, Event, ImportJob, ImportStatus
-from tests.conftest import new_write_key
+from tests.integrations.relay.processes import arrived, emulator_connection, wait_for
 
 # One JSONL file with every kind of line: valid ones (with and without messageId, a
 # sentAt that must not move the timestamp), blank lines, and one of each error.
@@ -675,14 +674,6 @@ def test_the_command_refuses_what_it_cannot_import(tmp_path: Path, workspace: Wo
 # --- through a real worker to the emulator ------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.1)
-
-
 def status_of(job_id: int) -> str:
     return ImportJob.objects.values_list("status", flat=True).get(pk=job_id)
 
@@ -690,24 +681,16 @@ def status_of(job_id: int) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_imported_events_reach_segment_with_their_original_timestamps_through_a_worker(
         segment: Any, celery_worker: Any, alice: User, workspace: Workspace, alice_client: Client) -> None:
-    key = new_write_key()
-    segment.register_key(key, "us")
-    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
-                                            region="us", write_key=key)
+    connection, key = emulator_connection(segment, alice, workspace)
     upload_file = io.BytesIO(("\n".join(JSONL_LINES) + "\n").encode())
     upload_file.name = "history.jsonl"
     alice_client.post(url("import_upload", workspace), {"file": upload_file})
     job = ImportJob.objects.get()
-    wait_for(lambda: status_of(job.pk) == ImportStatus.VALIDATED)
+    wait_for(lambda: status_of(job.pk) == ImportStatus.VALIDATED, 30, "the upload checked")
     alice_client.post(url("import_start", workspace, pk=job.pk))
-    wait_for(lambda: status_of(job.pk) == ImportStatus.DONE)
-
-    def arrived() -> list[dict[str, Any]]:
-        return [e["payload"] for e in segment.events(write_key=key, limit=100)
-                if e["payload"].get("event") != "Segment Connection Tested"]
-
-    wait_for(lambda: len(arrived()) == 4)
-    sent = {e["context"]["tributary"]["messageId"]: e for e in arrived()}
+    wait_for(lambda: status_of(job.pk) == ImportStatus.DONE, 30, "the import done")
+    wait_for(lambda: len(arrived(segment, key)) == 4, 30, "the 4 imported events at Segment")
+    sent = {e["context"]["tributary"]["messageId"]: e for e in arrived(segment, key)}
     assert datetime.fromisoformat(sent["m-1"]["timestamp"]) == datetime.fromisoformat("2024-03-01T09:00:00+00:00")
     identify = sent[line_message_id(job.pk, 3)]
     assert datetime.fromisoformat(identify["timestamp"]) == datetime.fromisoformat("2024-03-02T10:00:00+00:00")
@@ -715,7 +698,8 @@ def test_imported_events_reach_segment_with_their_original_timestamps_through_a_
     page = sent[line_message_id(job.pk, 7)]
     assert datetime.fromisoformat(page["timestamp"]) == datetime.fromisoformat("2024-03-03T11:01:00+00:00")
     # Segment has the events before the relay has recorded its 200: wait for the position too.
-    wait_for(lambda: Connection.objects.values_list("delivered_seq", flat=True).get(pk=connection.pk) == 4)
+    wait_for(lambda: Connection.objects.values_list("delivered_seq", flat=True).get(pk=connection.pk) == 4, 30,
+             "the relay's position past the 4 events")
     assert not Path(job.path).exists()
 
 
@@ -727,7 +711,6 @@ def test_an_import_whose_worker_is_killed_is_resumed_by_beat_and_stores_every_li
     middle of an import, a second worker, and beat's sweep resuming the job after its lease."""
     from config.celery_app import app
     from tests.integrations.relay.processes import Processes
-    from tests.integrations.relay.processes import wait_for as wait_until
 
     with app.connection_for_write() as broker:  # leftovers of an interrupted run
         broker.default_channel.queue_purge(app.conf.task_default_queue)  # type: ignore[attr-defined]
@@ -744,7 +727,7 @@ def test_an_import_whose_worker_is_killed_is_resumed_by_beat_and_stores_every_li
         def lines_done() -> int:
             return ImportJob.objects.values_list("lines_done", flat=True).get(pk=job.pk)
 
-        wait_until(lambda: lines_done() > 0, 60, "the first chunks", logs=processes.logs)
+        wait_for(lambda: lines_done() > 0, 60, "the first chunks", logs=processes.logs)
         first.kill()
         at_kill = lines_done()
         assert 0 < at_kill < 60_000, "the import finished before the worker could be killed"
@@ -752,7 +735,7 @@ def test_an_import_whose_worker_is_killed_is_resumed_by_beat_and_stores_every_li
 
         processes.beat()
         processes.worker("import-second", concurrency=1)
-        wait_until(lambda: status_of(job.pk) == ImportStatus.DONE, 90, "the import resumed and finished",
+        wait_for(lambda: status_of(job.pk) == ImportStatus.DONE, 90, "the import resumed and finished",
                    logs=processes.logs)
     finally:
         processes.close()
