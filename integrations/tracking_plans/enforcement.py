@@ -178,7 +178,12 @@ def _rule(plan: CompiledPlan, event: dict[str, Any], kind: Any, key: str) -> Com
 def _check(plan: CompiledPlan, message: Message) -> _Checked | None:
     """None for an event with nothing to report (the common case, kept as it arrived);
     otherwise what was found and the message to append in its place."""
-    if _unruled(plan, message):
+    # An event no rule can apply to is not parsed: no common rule, not a track event (an
+    # unplanned one is a violation), and no rule for its type and name. The message's name is
+    # the event's whenever that name could be a rule's key (a key has at most 200 characters
+    # and no control characters; the name is cut and cleaned only past those), and every
+    # (type, key) with a rule is in `latest`, so a miss there means the event has none.
+    if plan.common is None and message.type != "track" and (message.type, message.name) not in plan.latest:
         return None
     event = orjson.loads(message.body)
     if _clean(plan, event):
@@ -193,33 +198,28 @@ def _check(plan: CompiledPlan, message: Message) -> _Checked | None:
     return _Checked(message, event, violations, blocked)
 
 
-def _unruled(plan: CompiledPlan, message: Message) -> bool:
-    """Whether no rule can apply to the message, known without parsing it: no common rule,
-    not a track event (an unplanned one is a violation), and no rule for its type and name.
-    The message's name is the event's name whenever that name could be a rule's key (a key
-    has at most 200 characters and no control characters, the name is cut and cleaned
-    only past those), so a name with no rule means the event has none."""
-    if plan.common is not None or message.type == "track":
-        return False
-    if message.type not in plan.ruled_types:
-        return True
-    return (message.type, message.name) not in plan.latest  # every (type, key) with a rule is there
-
-
 def _clean(plan: CompiledPlan, event: dict[str, Any]) -> bool:
     """True when `event_check` would find nothing: its rule and the common rule pass and no
-    property is unplanned. The same decisions, without building any list."""
+    property is unplanned. The same decisions, without building any list; a track event
+    naming no rule version (nearly all) finds its rule with one look-up."""
     kind = event.get("type", "")
-    rule = _rule(plan, event, kind, _key(event))
-    if rule is None:
-        if kind == "track":
+    if kind == "track":
+        name, context = event.get("event"), event.get("context")
+        if name.__class__ is str and not (context.__class__ is dict and "protocols" in context):
+            rule = plan.latest.get(("track", name))
+        else:
+            rule = _rule(plan, event, kind, _key(event))
+        if rule is None:
             return False
-    elif not rule.passes(event):
-        return False
-    elif rule.planned is not None:
-        values = event.get(SECTIONS.get(rule.type, "properties"))
-        if isinstance(values, dict) and not values.keys() <= rule.planned:
+    else:
+        rule = _rule(plan, event, kind, _key(event))
+    if rule is not None:
+        if not rule.passes(event):
             return False
+        if rule.planned is not None:
+            values = event.get(SECTIONS.get(rule.type, "properties"))
+            if isinstance(values, dict) and not values.keys() <= rule.planned:
+                return False
     common = plan.common
     return common is None or common.passes(event)
 

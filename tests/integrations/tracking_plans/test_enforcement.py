@@ -271,6 +271,12 @@ VERSIONED = [
     {"type": "alias", "userId": "u", "previousId": "p"},
     {"type": "alias", "previousId": "p"},
     {"type": ["track"], "userId": "u"},
+    {"type": "track", "event": 5, "userId": "u"},
+    {"type": "track", "event": "", "userId": "u"},
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7},
+     "context": {"protocols": None}},
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7},
+     "context": {"protocols": {"event_version": True}}},
 ])
 @pytest.mark.parametrize("unplanned_properties", ["allow", "omit"])
 def test_the_quick_pass_finds_nothing_exactly_when_the_full_check_finds_nothing(
