@@ -1,6 +1,6 @@
 """How many signed single-event webhooks a second Tributary receives, stores and relays.
 
-    .venv/bin/python bench/webhooks.py [--seconds 15] [--senders 16] [--quick]
+    .venv/bin/python bench/webhooks.py [--seconds 15] [--senders 16] [--quick] [--ceiling P] [--pythonpath DIR]
 
 The same stack as bench/relay.py, built with its helpers: a fresh PostgreSQL database
 (`tributary_bench_webhooks`, dropped and re-created), Redis database 12 as broker and cache
@@ -15,7 +15,10 @@ Phases:
      Webhooks says) as soon as the last is answered; requests/s accepted, latency p50/p99;
   3. delivery: wait until the emulator has every accepted event (end-to-end figure);
   4. retries: the same requests again (same webhook-ids, fresh signatures): all must be
-     answered 200 as duplicates, and the emulator must not receive a single extra event.
+     answered 200 as duplicates, and the emulator must not receive a single extra event;
+  5. the ingest API's single-event /v1/track at the same load, for comparison;
+  6. with `--ceiling P`, the store statement alone from P processes, to one workspace and to
+     one each: what the workspace's stream row lock, held through each commit, allows.
 Target: ≥ 1,000 requests/s on this 2-core machine (issue #13).
 """
 
@@ -26,12 +29,14 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -181,6 +186,70 @@ async def blast_ingest(web_url: str, ingest_key: str, *, senders: int, seconds: 
     return tally, counter[0]
 
 
+def describe_cpu(used: dict[str, float], tally: Tally) -> None:
+    """Cores used per group of processes, and CPU per request: per process group, and for the
+    whole stack with the load generator. Steadier than requests/s on a machine others share,
+    and the figure that says what 2 cores allow."""
+    print(f"    cpu (cores): {describe_shares(used)}")
+    per_group = {name: cores * tally.elapsed / max(1, tally.requests) for name, cores in used.items() if name != "other"}
+    ours = sum(per_group.values())
+    print(f"    cpu per request: {'  '.join(f'{name} {ms * 1000:.2f}' for name, ms in per_group.items())} ms; "
+          f"whole stack {ours * 1000:.2f} ms, so 2 idle cores would allow about {2 / max(ours, 1e-9):,.0f} requests/s")
+
+
+def ceiling(owner: Any, processes: int, seconds: float) -> str:
+    """Webhooks/s of `store.claim_and_append` alone (no HTTP, no signature), from `processes`
+    forked processes storing as fast as they can: first all to one workspace, whose stream row
+    lock each statement holds through its commit's WAL flush, then each to a workspace of its
+    own. The ratio is what the one lock costs at this concurrency."""
+    from django.db import connections
+    from relay_fixtures import workspace_with
+
+    from accounts.audit import Actor
+    from accounts.models import Workspace
+    from integrations.webhooks.services import endpoint_create
+
+    endpoints = []
+    for number in range(processes):
+        made = workspace_with(owner, f"Ceiling {number}", [])
+        endpoints.append(endpoint_create(actor=Actor(user=owner), workspace=Workspace.objects.get(pk=made.workspace_id),
+                                         name="Ceiling", preset="chat_assistant").endpoint)
+    lines = []
+    for label, targets in (("one workspace", [endpoints[0]] * processes), ("a workspace each", endpoints)):
+        connections.close_all()  # each forked process opens its own
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        tag = f"{label[0]}{time.time():.0f}"
+        workers = [context.Process(target=_store_repeatedly, args=(e.pk, e.workspace_id, f"{tag}-{i}", seconds, results))
+                   for i, e in enumerate(targets)]
+        for worker in workers:
+            worker.start()
+        counts = [results.get() for _ in workers]
+        for worker in workers:
+            worker.join()
+        stored, cpu = sum(n for n, _ in counts), sum(c for _, c in counts)
+        lines.append(f"{label} {stored / seconds:,.0f}/s ({cpu / max(1, stored) * 1e6:.0f} µs client CPU each)")
+    return (f"  the store statement alone, {processes} processes: {'; '.join(lines)}; "
+            f"load average {os.getloadavg()[0]:.1f}")
+
+
+def _store_repeatedly(endpoint_id: int, workspace_id: int, tag: str, seconds: float, results: Any) -> None:
+    from django.utils import timezone
+
+    from integrations.ingest.messages import Normaliser
+    from integrations.models import SignatureVerdict
+    from integrations.webhooks.store import claim_and_append
+
+    stored, started, deadline = 0, time.process_time(), time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        stored += 1
+        message = Normaliser(received_at=timezone.now())({"type": "track", "event": "Conversation Started",
+                                                          "userId": "user-1", "messageId": f"{tag}-{stored}"})
+        claim_and_append(endpoint_id=endpoint_id, workspace_id=workspace_id, webhook_id=f"{tag}-{stored}",
+                         verdict=SignatureVerdict.VERIFIED, body=b"{}", messages=[message])
+    results.put((stored, time.process_time() - started))
+
+
 def wait_delivered(emulator, key: str, expected: int, timeout: float) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     """The emulator's accepted count for the key (duplicates ignored), once it reaches `expected`
     or the time is up, and when it stopped growing."""
@@ -212,6 +281,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_bench_webhooks")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--ceiling", type=int, metavar="P", default=0, help="then the store statement alone from P "
+                        "processes, all to one workspace and each to its own: one workspace's ceiling")
+    parser.add_argument("--pythonpath", default="", help="directory put first on the stack's and this script's "
+                        "PYTHONPATH: measure a copy of the tree (another revision) on the same machine")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="then an unmeasured run with the web "
                         "processes under py-spy, summarised function by function")
     args = parser.parse_args()
@@ -227,7 +300,8 @@ def main() -> None:
     with run_emulator() as emulator:
         options = StackOptions(database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
                                eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
-                               web_threads=1, worker_concurrency=args.worker_concurrency, log_dir=log_dir)
+                               web_threads=1, worker_concurrency=args.worker_concurrency, log_dir=log_dir,
+                               pythonpath=args.pythonpath)
         env = environment(options)
         print(f"Code {code_revision()}. Database {args.database_url.rsplit('/', 1)[-1]}, broker {args.broker_url}, "
               f"logs in {log_dir}")
@@ -235,6 +309,8 @@ def main() -> None:
         flush_redis(args.broker_url)
         migrate(env, log_dir)
         os.environ.update(env)
+        if args.pythonpath:
+            sys.path.insert(0, args.pythonpath)
         django.setup()
         from relay_fixtures import bench_owner, wait_until_checked, workspace_with, write_key
 
@@ -272,13 +348,7 @@ def main() -> None:
             tally, sent = asyncio.run(blast(url, signer, senders=args.senders, seconds=args.seconds))
             used = CpuMeter.shares(before, meter.snapshot())
             print(f"  signed single-event webhooks: {tally.describe()}")
-            print(f"    cpu (cores): {describe_shares(used)}")
-            # What the stack itself spent per request, load generator included: steadier than
-            # requests/s on a machine others share, and the figure that says what 2 cores allow.
-            ours = sum(cores for name, cores in used.items() if name != "other")
-            per_request = ours * tally.elapsed / max(1, tally.requests)
-            print(f"    cpu per request (whole stack): {per_request * 1000:.2f} ms; "
-                  f"2 idle cores would allow about {2 / per_request:,.0f} requests/s")
+            describe_cpu(used, tally)
             delivered, last = wait_delivered(emulator, key, baseline + tally.accepted, args.drain_timeout)
             delivered -= baseline
             print(f"  delivered to the emulator: {delivered:,} of {tally.accepted:,} accepted "
@@ -287,10 +357,16 @@ def main() -> None:
             after_retry, _ = wait_delivered(emulator, key, 10**12, 3.0)
             print(f"  retries of {retry.requests:,} accepted webhook-ids: {retry.describe()}; "
                   f"extra events at the emulator: {after_retry - baseline - delivered}")
+            wait_delivered(emulator, key, 10**12, 1.0)
+            before = meter.snapshot()
             ingest, _ = asyncio.run(blast_ingest(stack.web_url, bench.ingest_key, senders=args.senders,
                                                  seconds=args.seconds))
+            used = CpuMeter.shares(before, meter.snapshot())
             print(f"  for comparison, the ingest API's single-event /v1/track, same load: {ingest.describe()}")
+            describe_cpu(used, ingest)
             stack.check_alive()
+            if args.ceiling:
+                print(ceiling(owner, args.ceiling, args.seconds))
             if args.profile:
                 web = [pid for pid in process_tree(stack.web.pid) if pid != stack.web.pid]
                 args.profile.mkdir(parents=True, exist_ok=True)
@@ -298,7 +374,8 @@ def main() -> None:
                 asyncio.run(blast(url, Signer(created.secret, "profile"), senders=args.senders, seconds=args.seconds))
                 relay_profile.finish(recordings)
                 relay_profile.summarise(recordings)
-            print(f"\nwebhooks requests/s: {tally.requests / tally.elapsed:,.0f} (target ≥ 1,000)")
+            print(f"\nwebhooks requests/s: {tally.requests / tally.elapsed:,.0f} (target ≥ 1,000); "
+                  f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
