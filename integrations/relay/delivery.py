@@ -197,6 +197,8 @@ def _next_batch(connection: Connection, read: Read | None = None) -> tuple[list[
     *sent* (with the per-connection messageId added) stays within Segment's batch limits; and,
     when the filters held back every event read, those (else they ride on the pending events)."""
     rows, filters_key = read or _read(connection.pk, connection.workspace_id, connection.delivered_seq)
+    if not rows:
+        return [], []
     namespace = connection_namespace(connection.pk)
     filters = _filters(connection.pk, filters_key)
     if filters:
@@ -275,7 +277,8 @@ def _read(connection_id: int, workspace_id: int, after: int) -> Read:
 
 def _read_rows(rows: list[tuple[Any, ...]]) -> Read:
     """The events and the filters' key from the rows of _READ_SQL or _TAKE_READING: (seq,
-    messageId, body, received_at, key) each, or one row of the key alone with no event."""
+    messageId, body, received_at, key) each (_TAKE_READING: one row of the key alone when no
+    event is left; _READ_SQL: no row, and no key is needed)."""
     key = rows[0][4] if rows else ""
     return [row[:4] for row in rows if row[0] is not None], key
 
@@ -286,8 +289,9 @@ _WINDOW = ("SELECT seq, message_id, body, received_at FROM (SELECT seq, message_
            f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
            f"FROM {Event._meta.db_table} WHERE workspace_id = {{workspace}} AND seq > {{after}} "
            "AND seq <= {after} + %s) AS x WHERE upto <= %s")
-_READ_SQL = (f"SELECT w.seq, w.message_id, w.body, w.received_at, f.key FROM ({_FILTERS_KEY}%s) AS f "  # noqa: S608
-             f"LEFT JOIN ({_WINDOW.format(workspace='%s', after='%s')}) AS w ON true ORDER BY w.seq")
+# The key is an uncorrelated subquery, evaluated once (an InitPlan); the window's order is kept.
+_READ_SQL = (f"SELECT w.seq, w.message_id, w.body, w.received_at, ({_FILTERS_KEY}%s) "  # noqa: S608
+             f"FROM ({_WINDOW.format(workspace='%s', after='%s')}) AS w ORDER BY w.seq")
 # The same after lease_take's `SELECT taken.*, `: the claimed connection's next events.
 _TAKE_READING = (f"w.seq, w.message_id, w.body, w.received_at, f.key FROM taken "
                  f"CROSS JOIN LATERAL ({_FILTERS_KEY}taken.id) AS f "
