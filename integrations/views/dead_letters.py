@@ -167,15 +167,12 @@ def dead_letters_replay(request: WorkspaceRequest, pk: int) -> HttpResponse:
         replay = services.dead_letters_replay(actor=Actor.from_request(request), connection=connection,
                                               selection=_selection(request.POST))
     except (ReplayRefused, ValidationError) as refused:
-        message = refused.messages[0] if isinstance(refused, ValidationError) else str(refused)
-        if request.htmx:
-            return _panel(request, connection, error=message, status=422)
-        messages.error(request, message)
-        return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
+        return _refused(request, connection, refused.messages[0] if isinstance(refused, ValidationError)
+                        else str(refused))
     if request.htmx:
         return _panel(request, connection, replay=replay)
     # No flash message: the page's panel shows the replay, queued, then sending, then its result.
-    return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
+    return _back_to_list(connection)
 
 
 @workspace_view()
@@ -200,17 +197,14 @@ def dead_letters_discard(request: WorkspaceRequest, pk: int) -> HttpResponse:
         discarded = services.dead_letters_discard(actor=Actor.from_request(request), connection=connection,
                                                   selection=_selection(request.POST))
     except ValidationError as refused:
-        if request.htmx:
-            return _panel(request, connection, error=refused.messages[0], status=422)
-        messages.error(request, refused.messages[0])
-        return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
+        return _refused(request, connection, refused.messages[0])
     done = f"{discarded:,} dead letter{'s' if discarded != 1 else ''} discarded. The audit log records it."
     if request.htmx:
         response = _panel(request, connection, notice=done)
         response["HX-Trigger"] = CHANGED
         return response
     messages.success(request, done)
-    return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
+    return _back_to_list(connection)
 
 
 def _connection(request: WorkspaceRequest, pk: int) -> Connection:
@@ -226,6 +220,18 @@ def _int(value: str | None) -> int:
 
 def _form_errors(form: forms.Form) -> str:
     return " ".join(str(error) for errors in form.errors.values() for error in errors)
+
+
+def _refused(request: WorkspaceRequest, connection: Connection, message: str) -> HttpResponse:
+    """A replay or discard refused: said in the panel (htmx, 422) or above the list."""
+    if request.htmx:
+        return _panel(request, connection, error=message, status=422)
+    messages.error(request, message)
+    return _back_to_list(connection)
+
+
+def _back_to_list(connection: Connection) -> HttpResponse:
+    return redirect("integrations:dead_letters", slug=connection.workspace.slug, pk=connection.pk)
 
 
 def _panel(request: WorkspaceRequest, connection: Connection, *, plan: Plan | None = None, replay: Replay | None = None,
