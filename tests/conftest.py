@@ -183,6 +183,7 @@ def screenshot(page: Any, name: str) -> Path:
 def both_sizes(page: Any, name: str) -> None:
     """`screenshot` at the tab's desktop size, then as `<name>-phone` at a phone's; the tab is
     left at desktop size."""
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header then sits at the top of the shot
     screenshot(page, name)
     page.set_viewport_size(PHONE)
     screenshot(page, f"{name}-phone")

@@ -11,11 +11,10 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import User
-from tests.conftest import ARTIFACTS, make_user, screenshot, sign_in
+from tests.conftest import ARTIFACTS, PHONE, make_user, screenshot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
 
 
 def open_workspace_switcher(page: Any) -> Any:

@@ -21,12 +21,10 @@ from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest import emit
 from integrations.models import Connection, Outcome, Verification
-from tests.conftest import new_write_key, screenshot, sign_in, wait_for
+from tests.conftest import DESKTOP, PHONE, new_write_key, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 860}
 # A check crosses the broker to the worker and makes two calls to the emulator.
 CHECK_TIMEOUT_MS = 10_000
 HEALTHY_EU = "Key recognised by Segment · region EU confirmed · test event accepted"

@@ -7,9 +7,7 @@ Screenshots land in artifacts/ for people to look at."""
 from __future__ import annotations
 
 import base64
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,28 +26,12 @@ from integrations.ingest import emit
 from integrations.ingest.keys import ingest_key_create
 from integrations.models import Connection, DeadLetter, DeadLetterReplay, Health
 from integrations.segment.protocol import RELAY_NAMESPACE
-from tests.conftest import ARTIFACTS, new_write_key, screenshot, sign_in
+from tests.conftest import ARTIFACTS, DESKTOP, PHONE, both_sizes, new_write_key, sign_in, wait_for
+from tests.integrations.relay.processes import emulator_connection
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 860}
 LIVE_MS = 10_000  # a poll every 2 s, a worker, the emulator
-
-
-def both_sizes(page: Any, name: str) -> None:
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky header then sits at the top of the shot
-    screenshot(page, name)
-    page.set_viewport_size(PHONE)
-    screenshot(page, f"{name}-phone")
-    page.set_viewport_size(DESKTOP)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.1)
 
 
 def sent_id(connection: Connection, message_id: str) -> str:
@@ -58,10 +40,7 @@ def sent_id(connection: Connection, message_id: str) -> str:
 
 def test_an_owner_watches_an_event_arrive_then_replays_the_events_segment_refused(
         page: Any, alice: User, workspace: Workspace, segment: Any, celery_worker: Any) -> None:
-    key = new_write_key()
-    segment.register_key(key, "us")
-    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
-                                            region="us", write_key=key)
+    connection, key = emulator_connection(segment, alice, workspace)
     wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
 
     sign_in(page, alice.email)

@@ -17,21 +17,12 @@ from playwright.sync_api import expect
 from accounts.models import User, Workspace
 from integrations.imports import passes
 from integrations.models import Event, ImportJob, ImportStatus
-from tests.conftest import screenshot, sign_in
+from tests.conftest import both_sizes, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 860}
 LINES = 24_000
 INVALID_EVERY = 800  # 30 lines without a timestamp
-
-
-def both_sizes(page: Any, name: str) -> None:
-    screenshot(page, name)
-    page.set_viewport_size(PHONE)
-    screenshot(page, f"{name}-phone")
-    page.set_viewport_size(DESKTOP)
 
 
 def history_file(path: Path, lines: int = LINES) -> Path:

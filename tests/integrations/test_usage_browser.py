@@ -17,13 +17,11 @@ from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, DeliveryAttempt
 from integrations.relay.accounting import Sent, attempt_record
 from integrations.selectors.usage import ATTEMPTS_PAGE_SIZE
-from tests.conftest import ARTIFACTS, screenshot, sign_in, wait_for
+from tests.conftest import ARTIFACTS, DESKTOP, PHONE, screenshot, sign_in, wait_for
 from tests.integrations.support import deliver_with_faults
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 860}
 
 
 def history(connection: Connection) -> None:
