@@ -33,6 +33,12 @@ def partitions() -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def tables_named(name: str) -> bool:
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+        return bool(cursor.fetchone()[0])
+
+
 def where(seq: int) -> str:
     """The partition holding the workspace's event `seq`."""
     with db_connection.cursor() as cursor:
@@ -56,6 +62,7 @@ def test_a_past_day_every_connection_passed_is_dropped_whole(connection: Connect
     Connection.objects.filter(pk=connection.pk).update(delivered_seq=5)
     assert retention.events_trim() == 3
     assert retention.partition_name(day) not in partitions()
+    assert not tables_named(retention.partition_name(day))  # detached, then dropped
     assert sorted(Event.objects.values_list("seq", flat=True)) == [4, 5]
     # Past the window and dropped: a resent messageId is new again.
     assert emit.track(workspace, "Event 1", user_id="u1", message_id="m-1") is True
@@ -107,3 +114,13 @@ def test_rows_in_default_are_trimmed_row_by_row(connection: Connection, workspac
     Connection.objects.filter(pk=connection.pk).update(delivered_seq=3)
     assert retention.events_trim() == 2
     assert list(Event.objects.values_list("seq", flat=True)) == [3]
+
+
+def test_a_day_detached_by_a_run_that_stopped_before_dropping_it_is_dropped_by_the_next(
+        workspace: Workspace) -> None:
+    day = timezone.now().date() - timedelta(days=5)
+    retention.partition_create(day)
+    retention._detach(retention.partition_name(day))  # as if the run had stopped here
+    assert tables_named(retention.partition_name(day))
+    retention.events_trim()
+    assert not tables_named(retention.partition_name(day))
