@@ -27,6 +27,7 @@ lint: $(STAMP) ## ruff, mypy and the import contracts (pyproject.toml: floors, n
 bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need PostgreSQL and Redis on 127.0.0.1; BENCH_ARGS=--quick for the relay, WEBHOOKS_BENCH_ARGS=--quick for webhooks, FAIRNESS_BENCH_ARGS=--quick for fairness, MULTINODE_BENCH_ARGS for the multi-node run, DASHBOARD_BENCH_ARGS="--quick --keep" for the dashboard)
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/relay.py $(BENCH_ARGS)
+	$(BIN)/python bench/partitions.py $(PARTITIONS_BENCH_ARGS)
 	$(BIN)/python bench/webhooks.py $(WEBHOOKS_BENCH_ARGS)
 	$(BIN)/python bench/fairness.py $(FAIRNESS_BENCH_ARGS)
 	$(BIN)/python bench/multinode.py $(MULTINODE_BENCH_ARGS)
