@@ -1,9 +1,9 @@
 """Storing an accepted webhook on PostgreSQL: its receipt and its events in one statement.
 
-The transaction the receive path would otherwise open costs six round trips (BEGIN, the
-claim, the append, COMMIT, and a SAVEPOINT pair when nested), and the workspace's stream row
-lock, taken by the append, would be held across the client's round trip to COMMIT: requests
-for one workspace commit one at a time, so that wait is paid by every request queued behind.
+The transaction the receive path would otherwise open costs four round trips (BEGIN, the
+claim, the append, COMMIT), and the workspace's stream row lock, taken by the append, would be
+held across the client's round trip to COMMIT: requests for one workspace commit one at a
+time, so that wait is paid by every request queued behind.
 
 `claim_and_append` sends one autocommitted statement instead:
   1. insert the accepted receipt unless the endpoint already accepted this webhook id (the
@@ -14,8 +14,9 @@ for one workspace commit one at a time, so that wait is paid by every request qu
      under it, seqs in commit order);
   3. commit when the statement ends, the lock held for the append and the commit's WAL flush
      only.
-Both happen or neither does, as in one transaction. The caller wakes the connections after
-it returns, as `events_append` does after its commit.
+Both happen or neither does, as in one transaction (inside a caller's transaction the
+statement simply joins it). The caller wakes the connections once it is committed, as
+`events_append` does.
 
 Only for a workspace without a tracking plan: a plan may record blocked events and counts,
 which must be written only if the webhook is claimed, so that path stays a transaction.
