@@ -45,9 +45,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.http import client_address
 from integrations.ingest.keys import ingest_key_authenticate, ingest_key_recognised
 from integrations.ingest.messages import Invalid, Normaliser, loads_lenient, normalise
-from integrations.ingest.ratelimit import client_address, hits, hits_so_far, hits_this_second, seconds_left
+from integrations.ingest.ratelimit import hits, hits_so_far, hits_this_second, seconds_left
 from integrations.ingest.rejections import rejections_record
 from integrations.models import IngestKey
 from integrations.relay.log import Message, events_append

@@ -9,7 +9,6 @@ three round trips). Reading a count without adding to it is one GET. Any other c
 """
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest
 
 # A window's counter outlives it by this many seconds (then Redis or the cache drops it).
 WINDOW_TTL_SECONDS = 5
@@ -60,30 +58,6 @@ def hits_so_far(name: str, *, window: int) -> int:
 def seconds_left(window: int) -> int:
     """Whole seconds until the current window of `window` seconds ends (at least 1)."""
     return max(1, window - int(time.time()) % window)
-
-
-def client_address(request: HttpRequest) -> str:
-    """The address a request comes from, for limits per client.
-
-    REMOTE_ADDR, unless settings.TRUSTED_PROXY_COUNT says that many proxies of ours stand in
-    front and each appends the address it was reached from to X-Forwarded-For: then the client
-    is that many entries from the right. Entries further left are whatever the client wrote,
-    so a forged header can neither dodge a limit nor pin it on another address.
-    """
-    remote = str(request.META.get("REMOTE_ADDR") or "")
-    proxies = settings.TRUSTED_PROXY_COUNT
-    if proxies <= 0:
-        return remote
-    hops = [hop.strip() for hop in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",") if hop.strip()]
-    if not hops:
-        return remote
-    # Fewer entries than proxies: the request joined the chain part-way, and the first entry
-    # is the one our first proxy on its path wrote.
-    candidate = hops[-proxies] if len(hops) >= proxies else hops[0]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return remote
 
 
 def _counter(name: str, window: int) -> str:

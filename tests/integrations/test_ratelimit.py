@@ -15,6 +15,7 @@ import redis
 from django.test import Client, RequestFactory
 
 from accounts.audit import Actor
+from accounts.http import client_address
 from accounts.models import User, Workspace
 from integrations.ingest import ratelimit
 from integrations.ingest.keys import ingest_key_create
@@ -111,4 +112,4 @@ def test_the_client_address_trusts_only_the_configured_proxies(settings: Any, pr
                                                                forwarded: str, address: str) -> None:
     settings.TRUSTED_PROXY_COUNT = proxies
     request = RequestFactory().get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
-    assert ratelimit.client_address(request) == address
+    assert client_address(request) == address
