@@ -24,7 +24,7 @@ lint: $(STAMP) ## ruff, mypy and the import contracts (pyproject.toml: floors, n
 	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/mypy .
 
-bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need PostgreSQL and Redis on 127.0.0.1; BENCH_ARGS=--quick for the relay, WEBHOOKS_BENCH_ARGS=--quick for webhooks, FAIRNESS_BENCH_ARGS=--quick for fairness, MULTINODE_BENCH_ARGS for the multi-node run, DASHBOARD_BENCH_ARGS="--quick --keep" for the dashboard)
+bench: $(STAMP) ## Benchmarks that print figures (relay, dashboard: need PostgreSQL and Redis on 127.0.0.1; BENCH_ARGS=--quick for the relay, PARTITIONS_BENCH_ARGS=--quick for retention on the partitioned log, WEBHOOKS_BENCH_ARGS=--quick for webhooks, FAIRNESS_BENCH_ARGS=--quick for fairness, MULTINODE_BENCH_ARGS for the multi-node run, DASHBOARD_BENCH_ARGS="--quick --keep" for the dashboard)
 	$(BIN)/python bench/emulator.py
 	$(BIN)/python bench/relay.py $(BENCH_ARGS)
 	$(BIN)/python bench/partitions.py $(PARTITIONS_BENCH_ARGS)
