@@ -95,7 +95,8 @@ def lease_take(connection_id: int, *, keep_for: float, reading: str = "", readin
     lease.connection = Connection.from_db(db.alias, sql.fields, _converted(sql, rows[0][:width]))
     lease.checked_key = lease.connection.cleared_token()
     keeper.hold(lease)
-    return lease, [row[width:] for row in rows]
+    # Without `reading` the claim's row has nothing after the connection: no rows read.
+    return lease, [row[width:] for row in rows] if reading else []
 
 
 def _owner_token() -> str:
