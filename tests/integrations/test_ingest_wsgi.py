@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -287,6 +288,12 @@ def test_a_database_connection_the_server_closed_is_replaced_without_a_round_tri
         backend = db.connection.connection.info.backend_pid
         with psycopg.connect(conninfo(db.connection.settings_dict), autocommit=True) as other:
             other.execute("SELECT pg_terminate_backend(%s)", [backend])
+            # pg_terminate_backend only signals: wait until the backend has gone (its socket is
+            # closed), or the next request may find it still open and fail its statement.
+            deadline = time.monotonic() + 30
+            while other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone():
+                assert time.monotonic() < deadline, "the terminated backend did not exit"
+                time.sleep(0.02)
         status, body = serve_as_a_server(environ("/v1/batch", batch("c"), ingest_key))
         assert status == "200 OK" and orjson.loads(body)["accepted"] == 1
         assert checks == [False]  # the socket had something to read: checked, found closed, replaced
