@@ -267,6 +267,7 @@ def serve_as_a_server(environ: dict[str, Any]) -> tuple[str, bytes]:
         response.close()  # type: ignore[attr-defined]
 
 
+@pytest.mark.skipif(db.connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
 @pytest.mark.django_db(transaction=True)
 def test_a_database_connection_the_server_closed_is_replaced_without_a_round_trip_per_request(
         ingest_key: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
