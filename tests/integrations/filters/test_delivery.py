@@ -4,7 +4,6 @@ events count as filtered (connection page, /metrics) and the debugger names the 
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,17 +23,15 @@ from integrations.ingest.messages import normalise
 from integrations.models import Connection, DeliveryCount, FilteredBatch
 from integrations.relay.log import events_append
 from tests.conftest import new_write_key
+from tests.conftest import wait_for as poll_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "metrics-token-for-filter-tests"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
+    """The shared poll, with the longer wait these filtered runs may need."""
+    poll_until(condition, timeout)
 
 
 def connect(segment: Any, alice: User, workspace: Workspace, name: str) -> tuple[Connection, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,17 +28,9 @@ from integrations.models import (
 )
 from integrations.relay.log import events_append
 from integrations.segment.protocol import RELAY_NAMESPACE
-from tests.conftest import new_write_key
+from tests.conftest import new_write_key, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.05)
 
 
 def connect(segment: Any, alice: User, workspace: Workspace, name: str, region: str = "us") -> tuple[Connection, str]:
