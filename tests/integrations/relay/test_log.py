@@ -62,7 +62,24 @@ def test_the_duplicate_check_probes_the_index_even_when_statistics_predate_the_w
     plans = _plans_inside_the_append(workspace, [f"workspace-{n:032d}" for n in range(8000, 8100)])
     check = next(plan for plan in plans if "INSERT INTO integrations_event" in plan)
     # One probe of today's (workspace, messageId) index per value, never a scan of today's rows.
-    assert f"Index Only Scan using {today}_workspace_id_message_id_idx" in check, check
+    assert f"Index Only Scan using {today}_message_id_workspace_id_idx" in check, check
+    assert f"Seq Scan on {today}" not in check and f"Bitmap Heap Scan on {today}" not in check, check
+
+
+@pytest.mark.skipif(db_connection.vendor != "postgresql", reason="a PostgreSQL planner property")
+def test_the_plan_kept_by_a_session_probes_the_index_of_a_partition_that_was_empty_when_planned(
+        db: None, workspace: Workspace) -> None:
+    # The append keeps one plan per session. Made while today's partition was recorded as
+    # empty, a plan free to choose would scan it sequentially, and keep doing so as it fills.
+    today = f"integrations_event_p{timezone.now():%Y%m%d}"
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {today}")
+    for start in range(0, 6000, 1000):  # the first call plans; the plan is kept after it
+        log.events_append(workspace_id=workspace.pk,
+                          messages=[message(f"filled-{n:032d}") for n in range(start, start + 1000)])
+    plans = _plans_inside_the_append(workspace, [f"filled-{n:032d}" for n in range(6000, 6100)])
+    check = next(plan for plan in plans if "INSERT INTO integrations_event" in plan)
+    assert f"Index Only Scan using {today}_message_id_workspace_id_idx" in check, check
     assert f"Seq Scan on {today}" not in check and f"Bitmap Heap Scan on {today}" not in check, check
 
 
