@@ -111,16 +111,21 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]
     if len(items) > MAX_BATCH_EVENTS:
         raise Refused(400, "batch_too_many_events",
                       f"The batch has {len(items):,} events; send at most {MAX_BATCH_EVENTS:,} per request.")
-    normalise = Normaliser(received_at=timezone.now(), envelope=body, sent_at=body.get("sentAt"))
+    normalise = Normaliser(received_at=timezone.now(), envelope=body, sent_at=body.get("sentAt")).normalised
     valid: list[Message] = []
+    events: list[dict[str, Any]] = []  # each valid message's event, so the plan parses no body
     rejected: list[tuple[int | None, Any, Invalid]] = []
     for index, item in enumerate(items):
         try:
-            valid.append(normalise(item))
+            message, event = normalise(item)
         except Invalid as invalid:
             rejected.append((index, item, invalid))
+            continue
+        valid.append(message)
+        events.append(event)
     # The tracking plan: blocked events are listed in the 200 (never a reason for a retry).
-    valid, blocked = plan_enforce(workspace_id=ingest_key.workspace_id, messages=valid, source="http:batch")
+    valid, blocked = plan_enforce(workspace_id=ingest_key.workspace_id, messages=valid, source="http:batch",
+                                  events=events)
     appended = events_append(workspace_id=ingest_key.workspace_id, messages=valid)
     if rejected:
         rejections_record(workspace_id=ingest_key.workspace_id, source="http:batch", rejected=rejected)

@@ -76,7 +76,15 @@ class Normaliser:
                 self._batch_sent = invalid
 
     def __call__(self, raw: Any) -> Message:
-        """Validate one event and return it normalised, or raise Invalid(reason, detail).
+        """Validate one event and return it normalised, or raise Invalid(reason, detail)."""
+        return self.normalised(raw)[0]
+
+    def normalised(self, raw: Any) -> tuple[Message, dict[str, Any]]:
+        """`__call__`, with the event as the dict its body was written from: what
+        `orjson.loads(message.body)` gives, but that its `timestamp` may be the datetime orjson
+        wrote (see `__init__`). The tracking plan judges it without parsing the body again.
+        The dict is the caller's, but the objects in it are shared with `raw` (and the
+        batch's envelope): replace a top-level key if need be, change nothing inside.
 
         Every event of a batch comes through here, so the common case is written out inline
         (a function call costs as much as the check it makes); the steps are the module's.
@@ -126,7 +134,7 @@ class Normaliser:
             user_id = user_id.replace("\x00", "")
         if "\x00" in label:
             label = label.replace("\x00", "")
-        return Message(event_type, message_id, body, label[:200], user_id[:200], self.received_at)
+        return Message(event_type, message_id, body, label[:200], user_id[:200], self.received_at), event
 
     def _set_timestamp(self, event: dict[str, Any], original: Any, own_sent_at: Any) -> None:
         happened = _parse_time(original, "timestamp")

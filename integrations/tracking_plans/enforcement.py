@@ -10,7 +10,8 @@ with properties omitted) and the ones it blocked. Its cost:
    compiled (`schemas.plan_compile`). A save in this process forgets the entry at once;
    every other process sees a change within RECHECK_SECONDS, as with ingest keys.
 2. With a plan, an event no rule can apply to (no common rule, a type and name no rule is
-   for, not an unplanned track) is not even parsed. Any other is parsed (orjson) and asked a
+   for, not an unplanned track) is not even parsed. Any other is parsed (orjson; the HTTP
+   batch API hands over the dicts the normaliser wrote the bodies from, so none is) and asked a
    yes/no of its rule and the common rule (`CompiledRule.passes`: plain Python written from
    the schema, see `lean`); an event that passes with no unplanned property keeps its stored
    bytes and costs no list or record. Only an event that fails is looked at again in full
@@ -27,6 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from time import monotonic
 from typing import Any, NamedTuple
 
@@ -112,16 +114,21 @@ def plans_forget_all() -> None:
     _plans.clear()
 
 
-def plan_enforce(*, workspace_id: int, messages: Sequence[Message], source: str) -> Enforced:
-    """The messages to append and the ones the plan blocked (see the module's steps)."""
+def plan_enforce(*, workspace_id: int, messages: Sequence[Message], source: str,
+                 events: Sequence[dict[str, Any]] | None = None) -> Enforced:
+    """The messages to append and the ones the plan blocked (see the module's steps).
+
+    `events`, when given, holds each message's event as `Normaliser.normalised` made it (the
+    dict its body was written from), so an event that passes costs no parse; they are the
+    caller's to give away (a datetime timestamp is replaced by the text orjson wrote)."""
     plan = plan_for_workspace(workspace_id)
     if plan is None or not messages:
         return Enforced(list(messages), [])
     kept: list[Message] = []
     found: list[_Checked] = []
     blocked: list[_Checked] = []
-    for message in messages:
-        checked = _check(plan, message)
+    for index, message in enumerate(messages):
+        checked = _check(plan, message, None if events is None else events[index])
         if checked is None:
             kept.append(message)
             continue
@@ -175,9 +182,10 @@ def _rule(plan: CompiledPlan, event: dict[str, Any], kind: Any, key: str) -> Com
     return plan.rule_for(kind, key, version)
 
 
-def _check(plan: CompiledPlan, message: Message) -> _Checked | None:
+def _check(plan: CompiledPlan, message: Message, given: dict[str, Any] | None = None) -> _Checked | None:
     """None for an event with nothing to report (the common case, kept as it arrived);
-    otherwise what was found and the message to append in its place."""
+    otherwise what was found and the message to append in its place. `given`: the dict the
+    body was written from, if the caller has it (see `plan_enforce`)."""
     # An event no rule can apply to is not parsed: no common rule, not a track event (an
     # unplanned one is a violation), and no rule for its type and name. The message's name is
     # the event's whenever that name could be a rule's key (a key has at most 200 characters
@@ -185,8 +193,15 @@ def _check(plan: CompiledPlan, message: Message) -> _Checked | None:
     # (type, key) with a rule is in `latest`, so a miss there means the event has none.
     if plan.common is None and message.type != "track" and (message.type, message.name) not in plan.latest:
         return None
+    if given is not None:
+        if (stamp := given.get("timestamp")).__class__ is datetime:
+            given["timestamp"] = orjson.dumps(stamp)[1:-1].decode()  # the text in the body, exactly
+        if _clean(plan, given):
+            return None
+    # The full check changes the event it is given (omitted properties): a parsed one, never
+    # the caller's dict, whose objects are shared with the request.
     event = orjson.loads(message.body)
-    if _clean(plan, event):
+    if given is None and _clean(plan, event):
         return None
     violations, blocked, omitted = event_check(plan, event)
     if not violations:

@@ -250,7 +250,7 @@ VERSIONED = [
 ]
 
 
-@pytest.mark.parametrize("event", [
+EVENT_CASES: list[dict[str, Any]] = [
     {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7}},
     {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": "ord_1", "total": 1},
      "context": {"protocols": {"event_version": 1}}},
@@ -277,7 +277,11 @@ VERSIONED = [
      "context": {"protocols": None}},
     {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": 7},
      "context": {"protocols": {"event_version": True}}},
-])
+    {"type": "track", "event": "Order Completed", "userId": "u", "properties": {"order_id": "ord_1", "total": 2}},
+]
+
+
+@pytest.mark.parametrize("event", EVENT_CASES)
 @pytest.mark.parametrize("unplanned_properties", ["allow", "omit"])
 def test_the_quick_pass_finds_nothing_exactly_when_the_full_check_finds_nothing(
         event: dict[str, Any], unplanned_properties: str) -> None:
@@ -286,3 +290,45 @@ def test_the_quick_pass_finds_nothing_exactly_when_the_full_check_finds_nothing(
                             forward_violations_to=None)
     violations, _blocked, _omitted = enforcement.event_check(compiled, deepcopy(event))
     assert enforcement._clean(compiled, deepcopy(event)) is (violations == [])
+
+
+STAMPED = [*VERSIONED[:4], {"type": "COMMON", "key": "", "version": 1, "jsonSchema": {
+    "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}],
+    "properties": {"timestamp": {"type": "string", "format": "date-time", "pattern": "^2026-01-05T"},
+                   "originalTimestamp": {"type": "string", "maxLength": 24}}}}]
+NORMALISERS = [
+    {},  # no sentAt: the timestamp is text
+    {"sent_at": "2026-01-05T10:00:01.000Z"},  # the corrected timestamp is a datetime
+    {"sent_at": "2026-01-05T10:00:01+05:30", "envelope": {"context": {"library": {"name": "batch"}, "ip": "x"}}},
+]
+
+
+@pytest.mark.parametrize("shared", NORMALISERS)
+@pytest.mark.parametrize("on_violation", ["block", "omit"])
+def test_the_normalisers_dicts_give_the_verdicts_the_stored_bodies_give(shared: dict[str, Any],
+                                                                        on_violation: str) -> None:
+    """The HTTP batch API hands plan_enforce the dict each body was written from: it is judged
+    as the body would be (a datetime timestamp as the text orjson wrote), and an event with
+    something to report is looked at in a parsed copy, never changing the caller's dict."""
+    from integrations.ingest.messages import Invalid, Normaliser
+
+    compiled = plan_compile(plan_id=1, version=1, rules=plan_check(STAMPED), unplanned_events="block",
+                            unplanned_properties="omit", on_violation=on_violation, forward_violations_to=None)
+    received = timezone.now().replace(year=2026, month=1, day=5, hour=10, minute=0, second=2)
+    normaliser = Normaliser(received_at=received, **shared)
+    timestamps = [None, "2026-01-05T10:00:00.000Z", "2026-01-05T09:59:59.5+01:00", "2026-01-04T10:00:00Z"]
+    checked = 0
+    for raw in [{**event, "timestamp": stamp} if stamp else event
+                for event in EVENT_CASES for stamp in timestamps]:
+        try:
+            message, event = normaliser.normalised(deepcopy(raw))
+        except Invalid:
+            continue
+        inside = deepcopy(event)
+        by_dict = enforcement._check(compiled, message, event)
+        assert by_dict == enforcement._check(compiled, message), raw
+        assert event == orjson.loads(message.body)  # once the timestamp is text, the body itself
+        for key, value in inside.items():  # nothing inside was changed
+            assert key == "timestamp" or event[key] == value
+        checked += 1
+    assert checked >= 40
