@@ -8,7 +8,9 @@ number`. Matching is case-sensitive and null-safe as Segment's table says
 (`contains(null, "x")` is false, `length(null)` is 0).
 
 `compile_fql(text)` parses once (lark, LALR) and returns a `Condition`: a tree of closures,
-so evaluating an event costs a few dictionary look-ups and comparisons, never a re-parse.
+written out as one Python expression and compiled to one function (no text of the condition
+is written into the code: literals and paths are bound as names), so evaluating an event
+costs a few dictionary look-ups and comparisons, never a re-parse nor a call per node.
 `Condition.test(event)` is True only when the expression is exactly `true`; it raises
 `FQLRuntimeError` when the expression cannot be evaluated (`number("abc")`, `lowercase(5)`),
 and destination filters drop such an event, as Segment does.
@@ -24,7 +26,7 @@ from typing import Any
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 
-from integrations.segment.glob import GlobError, compile_glob
+from integrations.segment.glob import GlobError, compile_glob, literal_prefix
 
 MAX_FQL_LENGTH = 4_000
 
@@ -83,8 +85,11 @@ class Condition:
         return self.evaluate(event) is True
 
 
-def compile_fql(text: str) -> Condition:
-    """Parse and compile; FQLSyntaxError with a message fit for a form when it does not parse."""
+def compile_fql(text: str, *, generated: bool = True) -> Condition:
+    """Parse and compile; FQLSyntaxError with a message fit for a form when it does not parse.
+    The condition is evaluated by one generated function (a call per node of the tree costs
+    more than the node's work); `generated=False` keeps the tree of closures it is written
+    from, which tests hold it to."""
     text = text.strip()
     if not text:
         raise FQLSyntaxError("Write a condition, for example: type = \"track\" and event = \"Order Completed\".")
@@ -103,7 +108,7 @@ def compile_fql(text: str) -> Condition:
         if isinstance(error.orig_exc, FQLSyntaxError):
             raise error.orig_exc from None
         raise
-    return Condition(text, evaluate, frozenset(builder.paths))
+    return Condition(text, builder.generated(evaluate) if generated else evaluate, frozenset(builder.paths))
 
 
 def _syntax_message(text: str, error: UnexpectedInput) -> str:
@@ -157,6 +162,8 @@ def _number(value: Value) -> bool:
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
 }
+# The same comparisons as written in generated code (see _Builder.generated).
+_OPERATORS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
 def _unescape_path_segment(segment: str) -> str:
@@ -327,27 +334,90 @@ class _ListConstant:
 
 
 class _Builder(Transformer[Token, Evaluate]):
-    """Turns the parse tree into closures, bottom up; `paths` collects the fields read."""
+    """Turns the parse tree into closures, bottom up; `paths` collects the fields read.
+
+    Each closure that has a plain Python expression doing exactly what it does records it
+    (`_inline`), its children written into it; `generated` makes the whole condition one
+    function from those (see `compile_fql`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.paths: set[str] = set()
+        self.sources: dict[int, str] = {}  # id(closure) -> its expression over the event `e`
+        self.kept: list[Evaluate] = []  # every closure with a source, so no id is reused
+        self.booleans: set[int] = set()  # ids of the closures that always give True or False
+        self.names: dict[str, Any] = {"lookup": lookup, "_equal": _equal, "_number": _number,
+                                      "_fn_contains": _fn_contains}
+        self.temps = 0
+
+    # --- the generated function ---------------------------------------------------------
+
+    def _inline(self, closure: Evaluate, source: str, *, boolean: bool = True) -> Evaluate:
+        """Record `closure`'s expression; `boolean`: it only ever gives True or False."""
+        self.sources[id(closure)] = source
+        self.kept.append(closure)
+        if boolean:
+            self.booleans.add(id(closure))
+        return closure
+
+    def _is_true(self, closure: Evaluate) -> str:
+        """`closure(event) is True`, written without the test when it can only be a bool."""
+        source = self._source(closure)
+        return source if id(closure) in self.booleans else f"{source} is True"
+
+    def _source(self, closure: Evaluate) -> str:
+        """The expression for a node: its own, or a call of its closure."""
+        known = self.sources.get(id(closure))
+        return known if known is not None else f"{self._name(closure)}(e)"
+
+    def _name(self, value: Any) -> str:
+        """A name in the generated code's namespace bound to `value` (no text of the
+        condition is ever written into the code: literals are bound, like functions)."""
+        name = f"k{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def _temp(self) -> str:
+        self.temps += 1
+        return f"t{self.temps}"
+
+    def generated(self, root: Evaluate) -> Evaluate:
+        """`root` as one function of the event: the same values and the same errors, with no
+        call per node. The closure itself when nothing could be written out or the expression
+        nests deeper than Python compiles."""
+        source = self.sources.get(id(root))
+        if source is None:
+            return root
+        try:
+            code = compile(f"def condition(e):\n    return {source}\n", "<fql>", "exec")
+        except (SyntaxError, RecursionError, MemoryError):
+            return root
+        namespace = dict(self.names)
+        exec(code, namespace)  # noqa: S102 - only names this builder made (see _name)
+        function: Evaluate = namespace["condition"]
+        return function
+
+    # --- nodes --------------------------------------------------------------------------
 
     def string(self, items: list[Token]) -> Evaluate:
-        return _Constant(_unquote(str(items[0])))
+        return self._constant(_unquote(str(items[0])))
 
     def number(self, items: list[Token]) -> Evaluate:
         text = str(items[0])
-        return _Constant(float(text) if any(c in text for c in ".eE") else int(text))
+        return self._constant(float(text) if any(c in text for c in ".eE") else int(text))
 
     def true(self, items: list[Token]) -> Evaluate:
-        return _Constant(True)
+        return self._constant(True)
 
     def false(self, items: list[Token]) -> Evaluate:
-        return _Constant(False)
+        return self._constant(False)
 
     def null(self, items: list[Token]) -> Evaluate:
-        return _Constant(None)
+        return self._constant(None)
+
+    def _constant(self, value: Value) -> Evaluate:
+        constant = _Constant(value)
+        return self._inline(constant, self._name(value), boolean=isinstance(value, bool))
 
     def list_(self, items: list[Evaluate]) -> Evaluate:
         parts = [item for item in items if item is not None]
@@ -359,16 +429,21 @@ class _Builder(Transformer[Token, Evaluate]):
         raw = ".".join(str(item) for item in items)
         self.paths.add(raw)
         keys = tuple(_unescape_path_segment(str(item)) for item in items)
+        names = [self._name(key) for key in keys]
+        every = self._name(keys)
         if len(keys) == 1:
             key = keys[0]
-            return lambda event: event.get(key)
+            return self._inline(lambda event: event.get(key), f"e.get({names[0]})", boolean=False)
         if len(keys) == 2:
             first, second = keys
 
             def two(event: dict[str, Any]) -> Value:
                 inner = event.get(first)
                 return inner.get(second) if isinstance(inner, dict) else lookup(event, keys)
-            return two
+            # An object that is not exactly a dict goes to `lookup`, which reads it as `two` does.
+            a = self._temp()
+            return self._inline(two, f"({a}.get({names[1]}) if ({a} := e.get({names[0]})).__class__ is dict "
+                                     f"else lookup(e, {every}))", boolean=False)
         if len(keys) == 3:
             first, second, third = keys
 
@@ -376,31 +451,62 @@ class _Builder(Transformer[Token, Evaluate]):
                 outer = event.get(first)
                 inner = outer.get(second) if outer.__class__ is dict else None
                 return inner.get(third) if inner.__class__ is dict else lookup(event, keys)
-            return three
-        return lambda event: lookup(event, keys)
+            a, b = self._temp(), self._temp()
+            inner = f"({a}.get({names[1]}) if ({a} := e.get({names[0]})).__class__ is dict else None)"
+            return self._inline(three, f"({b}.get({names[2]}) if ({b} := {inner}).__class__ is dict "
+                                       f"else lookup(e, {every}))", boolean=False)
+        return self._inline(lambda event: lookup(event, keys), f"lookup(e, {every})", boolean=False)
 
     @v_args(inline=True)
     def compare(self, left: Evaluate, operator: Token, right: Evaluate) -> Evaluate:
         op = str(operator)
         if op in ("=", "!="):
-            same = _equal_to_constant(left, right) or _equal_to_constant(right, left)
+            same = self._equal_to_constant(left, right) or self._equal_to_constant(right, left)
             if same is not None:
-                return same if op == "=" else lambda event: not same(event)
+                if op == "=":
+                    return same
+                return self._inline(lambda event: not same(event), f"(not {self._source(same)})")
+            test = f"_equal({self._source(left)}, {self._source(right)})"
             if op == "=":
-                return lambda event: _equal(left(event), right(event))
-            return lambda event: not _equal(left(event), right(event))
+                return self._inline(lambda event: _equal(left(event), right(event)), test)
+            return self._inline(lambda event: not _equal(left(event), right(event)), f"(not {test})")
         order = _ORDER[op]
 
         def ordered(event: dict[str, Any]) -> bool:
             a, b = left(event), right(event)
             return _number(a) and _number(b) and order(a, b)
-        return ordered
+        a, b = self._temp(), self._temp()
+        if isinstance(right, _Constant) and _number(right.value):  # `properties.revenue > 100`: a literal
+            # cannot raise, so the left side alone is evaluated first; a JSON number is an
+            # exact int or float, and anything else is asked `_number`.
+            number = f"(({a} := {self._source(left)}).__class__ is int or {a}.__class__ is float or _number({a}))"
+            return self._inline(ordered, f"({number} and {a} {_OPERATORS[op]} {self._name(right.value)})")
+        # Both sides are evaluated before either is looked at (either may raise).
+        return self._inline(ordered, f"((({a} := {self._source(left)}), ({b} := {self._source(right)})) "
+                                     f"and _number({a}) and _number({b}) and {a} {_OPERATORS[op]} {b})")
+
+    def _equal_to_constant(self, side: Evaluate, other: Evaluate) -> Evaluate | None:
+        """`side = "literal"` without the general comparison: the constant's own type test and
+        ==. None when `other` is not a literal of a simple type."""
+        same = _equal_to_constant(side, other)
+        if same is None:
+            return None
+        constant, value = self._name(other.value), self._source(side)  # type: ignore[attr-defined]
+        if isinstance(other.value, str):  # type: ignore[attr-defined]
+            t = self._temp()
+            return self._inline(same, f"(({t} := {value}).__class__ is str and {t} == {constant})")
+        if isinstance(other.value, (int, float)) and not isinstance(other.value, bool):  # type: ignore[attr-defined]
+            t = self._temp()
+            return self._inline(same, f"(({t} := {value}).__class__ in (int, float) and {t} == {constant})")
+        return self._inline(same, f"({value} is {constant})")
 
     @v_args(inline=True)
     def in_(self, needle: Evaluate, haystack: Evaluate) -> Evaluate:
         listed = _strings_listed(haystack)
         if listed is not None:  # `field in ["a", "b"]`: one set look-up
-            return lambda event: (value := needle(event)).__class__ is str and value in listed
+            t = self._temp()
+            return self._inline(lambda event: (value := needle(event)).__class__ is str and value in listed,
+                                f"(({t} := {self._source(needle)}).__class__ is str and {t} in {self._name(listed)})")
 
         def contained(event: dict[str, Any]) -> bool:
             values = haystack(event)
@@ -412,15 +518,19 @@ class _Builder(Transformer[Token, Evaluate]):
 
     def not_(self, items: list[Evaluate]) -> Evaluate:
         inner = items[0]
-        return lambda event: inner(event) is not True
+        test = self._source(inner)
+        return self._inline(lambda event: inner(event) is not True,
+                            f"(not {test})" if id(inner) in self.booleans else f"({test} is not True)")
 
     @v_args(inline=True)
     def and_(self, left: Evaluate, right: Evaluate) -> Evaluate:
-        return lambda event: left(event) is True and right(event) is True
+        return self._inline(lambda event: left(event) is True and right(event) is True,
+                            f"({self._is_true(left)} and {self._is_true(right)})")
 
     @v_args(inline=True)
     def or_(self, left: Evaluate, right: Evaluate) -> Evaluate:
-        return lambda event: left(event) is True or right(event) is True
+        return self._inline(lambda event: left(event) is True or right(event) is True,
+                            f"({self._is_true(left)} or {self._is_true(right)})")
 
     def call(self, items: list[Any]) -> Evaluate:
         name = str(items[0])
@@ -433,9 +543,10 @@ class _Builder(Transformer[Token, Evaluate]):
             raise FQLSyntaxError(f"{name}() takes {arity} argument{'s' if arity != 1 else ''}, not {len(args)}.")
         if name == "match":
             return self._match(items, args)
+        called = self._name(function)
         if arity == 1:
             (only,) = args
-            return lambda event: function(only(event))
+            return self._inline(lambda event: function(only(event)), f"{called}({self._source(only)})", boolean=False)
         first, second = args
         if name == "contains" and isinstance(second, _Constant) and isinstance(second.value, str):
             sub = second.value
@@ -445,8 +556,11 @@ class _Builder(Transformer[Token, Evaluate]):
                 if value.__class__ is str:
                     return sub in value
                 return value is not None and _fn_contains(value, sub)
-            return contains_constant
-        return lambda event: function(first(event), second(event))
+            t, text = self._temp(), self._name(sub)
+            return self._inline(contains_constant, f"({text} in {t} if ({t} := {self._source(first)}).__class__ is str "
+                                                   f"else ({t} is not None and _fn_contains({t}, {text})))")
+        return self._inline(lambda event: function(first(event), second(event)),
+                            f"{called}({self._source(first)}, {self._source(second)})", boolean=False)
 
     def _match(self, items: list[Any], args: list[Evaluate]) -> Evaluate:
         subject, pattern_of = args
@@ -460,7 +574,9 @@ class _Builder(Transformer[Token, Evaluate]):
             def fixed(event: dict[str, Any]) -> bool:
                 value = subject(event)
                 return isinstance(value, str) and matcher(value)
-            return fixed
+            t, prefix = self._temp(), literal_prefix(literal)
+            test = f"{t}.startswith({self._name(prefix)})" if prefix is not None else f"{self._name(matcher)}({t})"
+            return self._inline(fixed, f"(isinstance({t} := {self._source(subject)}, str) and {test})")
 
         def dynamic(event: dict[str, Any]) -> bool:
             value, pattern = subject(event), pattern_of(event)

@@ -51,6 +51,16 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
     return lambda text: _match(text, compiled, widths)
 
 
+def literal_prefix(pattern: str) -> str | None:
+    """The text a pattern such as `bench*` (literal text, then its only `*`) asks a value to
+    start with, which is all it asks: FQL's generated code tests it with `startswith`
+    rather than a call of the compiled pattern. None for any other pattern."""
+    head = pattern[:-1]
+    if pattern.endswith("*") and len(pattern) <= MAX_PATTERN and not any(c in head for c in "*?[\\"):
+        return head
+    return None
+
+
 def _literal(parts: list[str]) -> Callable[[str], bool]:
     """Stars between literal text only: the string methods, no regular expression at all."""
     parts = [parts[0], *[p for p in parts[1:-1] if p], parts[-1]] if len(parts) > 2 else parts

@@ -3,6 +3,7 @@ event, and the errors a person sees for what does not parse."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,92 @@ def test_a_hostile_pattern_over_a_long_value_takes_microseconds() -> None:
     started = time.perf_counter()
     assert condition.test({"properties": {"text": "a" * 32_000}}) is False
     assert time.perf_counter() - started < 0.05
+
+
+# Conditions touching every kind of node, for the generated function against the closures.
+EVERY_NODE = [fql for fql, _ in DOCUMENTED] + [
+    "userId in ['test-user', 'qa-bot'] or contains(properties.email, '@test.example')",
+    "match(context.library.name, 'bench*')",
+    "match(context.library.name, '*')",
+    "match(context.library.name, 'analytics.?s')",
+    "match(event, properties.pattern)",
+    "properties.revenue > 100 and type = 'track'",
+    "properties.revenue <= 150.0 or properties.revenue < -1",
+    "properties.revenue > properties.limit",
+    "number(properties.code) > 3",
+    "length(properties.features) >= 2",
+    "1 < properties.revenue",
+    "properties.revenue = 150",
+    "properties.revenue != 150",
+    "properties.enabled != true",
+    "userId = null",
+    "userId != null",
+    "properties.features = ['discounts', 'dark-mode']",
+    "properties.features != [properties.first, 'dark-mode']",
+    "properties.revenue in [150, 'x']",
+    "event in [type, 'Button Clicked']",
+    "!event",
+    "!!properties.enabled",
+    "properties.enabled and true",
+    "properties.enabled or false",
+    "properties.enabled",
+    "null",
+    "150",
+    "typeof(properties.features.0) = 'string'",
+    "properties.features.1 = 'dark-mode'",
+    "context.library.name.first = 'a'",
+    "properties.product\\ 1.price = '19.99'",
+    "a.b.c.d = 1",
+    "contains(event, 'Button')",
+    "contains(properties.revenue, '1')",
+    "contains(event, properties.sub)",
+    "lowercase(properties.revenue) = 'x'",
+    "string(properties.features) = '[discounts,dark-mode]'",
+    "bool(properties.code)",
+]
+EVENTS: list[dict[str, Any]] = [
+    EVENT,
+    {},
+    {"type": "track", "event": "Button Clicked", "userId": "test-user", "properties": {"email": "a@test.example"}},
+    {"event": 5, "userId": 7, "context": {"library": {"name": "bench-1"}}, "properties": {"revenue": "150"}},
+    {"event": None, "context": {"library": ["bench"]}, "properties": {"revenue": 150.0, "limit": 10, "code": "7"}},
+    {"event": ["Button Clicked"], "context": "text", "properties": {"revenue": True, "code": "seven", "sub": 3}},
+    {"context": {"library": {"name": 5}}, "properties": {"features": "dark-mode", "first": "discounts",
+                                                         "pattern": "But*", "enabled": 1}},
+    {"context": {"library": None}, "properties": [1, 2], "a": {"b": {"c": {"d": 1}}}},
+    {"type": "identify", "properties": {"product 1": {"price": "19.99"}, "revenue": 2**70, "pattern": 5,
+                                        "sub": "Clicked", "features": [["x"], {"y": 1}]}},
+]
+
+
+def _outcome(condition: Any, event: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "value", condition.evaluate(event)
+    except FQLRuntimeError as error:
+        return "error", str(error)
+
+
+@pytest.mark.parametrize("fql", EVERY_NODE)
+def test_the_generated_function_gives_what_the_closures_give(fql: str) -> None:
+    """Every node of the tree is written out as an expression: same values (not merely the
+    same truth), same errors, on events where each path holds every JSON type or nothing."""
+    generated, closures = compile_fql(fql), compile_fql(fql, generated=False)
+    for event in EVENTS:
+        got, expected = _outcome(generated, event), _outcome(closures, event)
+        assert got == expected and type(got[1]) is type(expected[1]), (fql, event)
+
+
+def test_a_condition_is_one_generated_function_unless_its_top_is_a_call_of_its_own() -> None:
+    assert compile_fql("userId in ['a'] or contains(properties.email, '@x') and !(x > 1)").evaluate.__name__ \
+        == "condition"
+    assert compile_fql("'x' in properties.features").evaluate.__name__ != "condition"  # a closure alone
+
+
+def test_a_condition_too_deep_to_write_out_is_evaluated_by_its_closures() -> None:
+    """Python refuses to compile an expression nested 200 parentheses deep; such a condition
+    (a long chain of `or`) keeps its tree of closures, with the same results."""
+    fql = " or ".join(["a = 1"] * 400) + " or event = 'Button Clicked'"
+    condition = compile_fql(fql)
+    assert condition.evaluate.__name__ != "condition"  # not the generated function
+    assert condition.test(EVENT) is True
+    assert condition.test({"a": 2}) is False

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations.segment.glob import GlobError, compile_glob
+from integrations.segment.glob import GlobError, compile_glob, literal_prefix
 
 DOCUMENTED = [  # Segment's table for match()
     ("abcd", "a*d", True),
@@ -45,6 +45,23 @@ def test_segments_documented_patterns_and_the_edges_match_as_segment_says(
 @given(text=st.text(alphabet="ab*?", max_size=12), pattern=st.text(alphabet="ab*?", max_size=8))
 def test_agrees_with_fnmatch_on_stars_and_question_marks(text: str, pattern: str) -> None:
     assert compile_glob(pattern)(text) is fnmatch.fnmatchcase(text, pattern)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="ab*?[]\\", max_size=10), pattern=st.text(alphabet="ab*?[]\\", max_size=6))
+def test_a_literal_prefix_is_all_its_pattern_asks(text: str, pattern: str) -> None:
+    """Generated FQL tests `bench*` with startswith: exactly the compiled pattern's answer."""
+    prefix = literal_prefix(pattern)
+    if prefix is not None:
+        assert compile_glob(pattern)(text) is text.startswith(prefix)
+
+
+@pytest.mark.parametrize(("pattern", "prefix"), [
+    ("bench*", "bench"), ("*", ""), ("a**", None), ("a?*", None), ("a\\*", None), ("[a]*", None), ("abc", None),
+    ("a*b*", None), ("a*b", None),
+])
+def test_which_patterns_are_a_literal_prefix(pattern: str, prefix: str | None) -> None:
+    assert literal_prefix(pattern) == prefix
 
 
 def test_an_adversarial_text_costs_microseconds() -> None:
