@@ -95,7 +95,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--retry-after", type=int, default=60, help="the throttled connection's Retry-After")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument("--web-workers", type=int, default=6)
-    parser.add_argument("--worker-concurrency", type=int, default=3)
+    parser.add_argument("--worker-concurrency", type=int, default=4 * (os.cpu_count() or 1),
+                        help="Celery prefork processes (the product's default: 4 per core)")
     parser.add_argument("--celery-app", default="task_clock", help="the worker's --app (task_clock is the "
                         "project's app with each task timed)")
     parser.add_argument("--settings", default="config.settings.production")

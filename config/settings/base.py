@@ -260,6 +260,11 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Pool processes per worker (the `--concurrency` option overrides it). A delivery run mostly
+# waits, on Segment and on commits, so more processes than cores keep every connection's turn
+# short while one tenant's backlog or a burst of ingest holds the CPU: bench/fairness.py
+# measured the other tenants' p99 at 3.2 s with 3 processes on 2 cores and 1.6 s with 8.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4 * (os.cpu_count() or 1))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
