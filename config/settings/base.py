@@ -190,6 +190,9 @@ VERIFICATIONS_PER_MINUTE = env.int("VERIFICATIONS_PER_MINUTE", default=5)
 # behind; once it lapses the sweeper hands the connection to another worker, which re-sends
 # under the same messageIds.
 RELAY_LEASE_SECONDS = env.int("RELAY_LEASE_SECONDS", default=5)
+# A woken connection's delivery run starts this much later, so events arriving one by one go
+# out several to a run (integrations.relay.wake); 0 starts it at once.
+RELAY_GATHER_MS = env.int("RELAY_GATHER_MS", default=25)
 
 # An event not delivered to a connection after this long becomes a dead letter for it (kept,
 # counted, audited); the log keeps delivered events this long so resent messageIds are

@@ -64,7 +64,7 @@ from integrations.relay.accounting import (
 from integrations.relay.filtering import Held, connection_filters, run_filters
 from integrations.relay.lease import Lease, Released, lease_release, lease_renew, lease_take
 from integrations.relay.pause import connection_pause
-from integrations.relay.wake import queue_delivery
+from integrations.relay.wake import gather_seconds, queue_delivery
 from integrations.segment import client
 from integrations.segment.destination_filters import CompiledFilter
 from integrations.segment.protocol import (
@@ -162,9 +162,9 @@ def _requeue(connection: Connection, released: Released | None) -> None:
         return
     if released.wake_queued or released.log_end > released.delivered_seq:
         # Events arrived during the run (their wake-up found the lease taken), or it ran out
-        # of time: one more run.
+        # of time: one more run, after the wait that lets a trickle gather (relay.wake).
         Connection.objects.filter(pk=connection.pk).update(wake_queued_at=timezone.now())
-        queue_delivery(connection.pk)
+        queue_delivery(connection.pk, countdown=gather_seconds())
 
 
 def _deliver_next_batch(connection: Connection, lease: Lease, read: Read | None = None) -> int:

@@ -121,6 +121,36 @@ def test_a_run_that_finds_new_events_at_its_release_queues_one_more_run(
     assert queued == [], "a run that left nothing behind queued another"
 
 
+def test_wake_ups_and_re_queued_runs_wait_for_a_trickle_to_gather(
+        source: tuple[Connection, str], workspace: Workspace, monkeypatch: pytest.MonkeyPatch,
+        settings: Any) -> None:
+    connection, _ = source
+    countdowns: list[float | None] = []
+
+    def queue(connection_id: int, *, countdown: float | None = None) -> bool:
+        countdowns.append(countdown)
+        return True
+
+    monkeypatch.setattr("integrations.relay.wake.queue_delivery", queue)
+    monkeypatch.setattr(delivery, "queue_delivery", queue)
+    post = client.post
+
+    def post_while_events_arrive(*args: Any, **kwargs: Any) -> client.Answer:
+        track(workspace, 1)
+        return post(*args, **kwargs)
+
+    track(workspace, 1)  # a wake-up
+    monkeypatch.setattr(client, "post", post_while_events_arrive)
+    delivery.connection_deliver(connection_id=connection.pk)  # another during the run, and the re-queue
+    assert countdowns == [0.025, 0.025, 0.025]
+
+    settings.RELAY_GATHER_MS = 0
+    Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
+    countdowns.clear()
+    track(workspace, 1)
+    assert countdowns == [None]
+
+
 def test_the_release_reads_whether_the_connection_may_still_send(
         source: tuple[Connection, str], workspace: Workspace) -> None:
     connection, _ = source
