@@ -5,6 +5,11 @@ answers it about three times faster than fastjsonschema's code by writing one Py
 per schema (and one per `$ref` target or combinator branch) that tests exactly what the
 schema says and nothing else: no key sets built, no error text prepared. It returns None for
 a schema using anything outside the subset below, and the caller uses fastjsonschema instead.
+A call costs about as much as a test, so the common shapes are written in place, not called:
+a small `$ref` target with no `$ref` of its own (`#/definitions/money`), a combinator branch
+listing required names (`anyOf: [{required: [userId]}, {required: [anonymousId]}]`), a few
+required names as `in` tests, an `enum` after a `type` as one set look-up; and
+`lean_compile_all` writes several schemas (an event's rule and the common rule) as one function.
 
 The rules it keeps:
 1. It may only say "passes" when jsonschema (draft-07, the authority that names violations)
@@ -26,7 +31,7 @@ The rules it keeps:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -42,6 +47,8 @@ SUPPORTED = frozenset({
 # Deeper than this, a property's schema gets a function of its own rather than nested code.
 MAX_INLINE_DEPTH = 12
 MAX_FUNCTIONS = 2000
+# Up to this many required names are tested with `in` one by one, more as a set.
+MAX_IN_TESTS = 4
 
 # How each JSON type is recognised (exact classes: what a JSON parser makes; anything else
 # fails the fast check and is judged by jsonschema, never passed by mistake).
@@ -76,27 +83,44 @@ class Unsupported(Exception):
 def lean_compile(schema: Any, *, date_time: Callable[[object], bool]) -> Callable[[Any], bool] | None:
     """A function telling whether an instance passes `schema`, or None when it is outside
     the subset (see the module). `date_time` is the test of `format: date-time`."""
+    return lean_compile_all([schema], date_time=date_time)
+
+
+def lean_compile_all(schemas: Sequence[Any], *, date_time: Callable[[object], bool]) -> Callable[[Any], bool] | None:
+    """One function telling whether an instance passes every one of `schemas`, each the root
+    its own `$ref`s point into (an event's rule and the plan's common rule: one call, not one
+    per rule); None when any is outside the subset."""
     try:
-        return _Writer(schema, date_time).build()
+        return _Writer(date_time).build(schemas)
     except (Unsupported, RecursionError):
         return None
 
 
 class _Writer:
-    def __init__(self, root: Any, date_time: Callable[[object], bool]) -> None:
-        self.root = root
+    def __init__(self, date_time: Callable[[object], bool]) -> None:
+        self.root: Any = None  # the schema `$ref`s are resolved in while a schema is written
         self.constants: dict[str, Any] = {"date_time": date_time, "MISSING": _MISSING}
         self.functions: list[str] = []
-        self.by_target: dict[int, str] = {}  # id(schema node) -> its function's name
-        self.pending: list[tuple[str, Any]] = []
+        self.by_target: dict[tuple[int, int], str] = {}  # (id(root), id(schema node)) -> its function's name
+        self.pending: list[tuple[str, Any, Any]] = []  # (function name, schema, its root)
         self.counter = 0
 
-    def build(self) -> Callable[[Any], bool]:
-        if _has_key(self.root, "$id"):  # it would change what a `$ref` points at
-            raise Unsupported("$id")
-        entry = self.function_for(self.root)
+    def build(self, roots: Sequence[Any]) -> Callable[[Any], bool]:
+        for root in roots:
+            if _has_key(root, "$id"):  # it would change what a `$ref` points at
+                raise Unsupported("$id")
+        if len(roots) == 1:
+            self.root = roots[0]
+            entry = self.function_for(self.root)
+        else:  # every root written one after the other in one function
+            entry, lines = "every", ["def every(x0):"]
+            for root in roots:
+                self.root = root
+                self.block(root, "x0", lines, depth=1)
+            lines.append("    return True")
+            self.functions.append("\n".join(lines))
         while self.pending:
-            name, schema = self.pending.pop()
+            name, schema, self.root = self.pending.pop()
             self.functions.append(self.write_function(name, schema))
             if len(self.functions) > MAX_FUNCTIONS:
                 raise Unsupported("too many functions")
@@ -119,12 +143,12 @@ class _Writer:
     def function_for(self, schema: Any) -> str:
         """The name of the function checking `schema` (one per schema node, so a recursive
         `$ref` calls the function being written)."""
-        known = self.by_target.get(id(schema))
+        known = self.by_target.get((id(self.root), id(schema)))
         if known is not None:
             return known
         name = f"f{len(self.by_target)}"
-        self.by_target[id(schema)] = name
-        self.pending.append((name, schema))
+        self.by_target[(id(self.root), id(schema))] = name
+        self.pending.append((name, schema, self.root))
         return name
 
     # Code ----------------------------------------------------------------------------------
@@ -147,7 +171,10 @@ class _Writer:
             raise Unsupported("a schema that is not an object")
         if "$ref" in schema:  # draft-07: the reference alone counts
             target = self.resolve(schema["$ref"])
-            lines.append(f"{pad}if not {self.function_for(target)}({v}): return False")
+            if depth < MAX_INLINE_DEPTH and isinstance(target, dict) and _small_leaf(target):
+                self.block(target, v, lines, depth=depth)  # written in place: no call (see _small_leaf)
+            else:
+                lines.append(f"{pad}if not {self.function_for(target)}({v}): return False")
             return
         for keyword in schema:
             if keyword in VALIDATING and keyword not in SUPPORTED:
@@ -159,22 +186,21 @@ class _Writer:
             if known == kind:
                 self.keyword(keyword, schema, v, lines, depth=depth)
             elif known is None or (known == "integer" and kind == "number"):
-                lines.append(f"{pad}if {_APPLIES[kind].format(v=v)}:")
-                before = len(lines)
-                self.keyword(keyword, schema, v, lines, depth=depth + 1)
-                if len(lines) == before:
-                    lines.append(f"{pad}    pass")
+                inner: list[str] = []
+                self.keyword(keyword, schema, v, inner, depth=depth + 1)
+                if inner:  # (a keyword may have nothing to test: `properties` all `true`)
+                    lines += [f"{pad}if {_APPLIES[kind].format(v=v)}:", *inner]
             # else: the instance is of another type, the keyword never applies.
         for keyword in ("enum", "const"):
             if keyword in schema:
                 values = schema[keyword] if keyword == "enum" else [schema[keyword]]
-                lines.append(f"{pad}if not ({self.one_of_values(values, v)}): return False")
+                lines.append(f"{pad}if not ({self.one_of_values(values, v, known)}): return False")
         for keyword in ("allOf", "anyOf", "oneOf"):
             if keyword in schema:
                 branches = schema[keyword]
                 if not isinstance(branches, list) or not branches:
                     raise Unsupported(keyword)
-                calls = [f"{self.function_for(branch)}({v})" for branch in branches]
+                calls = [self.test_for(branch, v, known) for branch in branches]
                 if keyword == "allOf":
                     test = " and ".join(calls)
                 elif keyword == "anyOf":
@@ -183,12 +209,12 @@ class _Writer:
                     test = f"[{', '.join(calls)}].count(True) == 1"
                 lines.append(f"{pad}if not ({test}): return False")
         if "not" in schema:
-            lines.append(f"{pad}if {self.function_for(schema['not'])}({v}): return False")
+            lines.append(f"{pad}if {self.test_for(schema['not'], v, known)}: return False")
         if "if" in schema and ("then" in schema or "else" in schema):
-            condition = self.function_for(schema["if"])
-            for branch, test in (("then", f"{condition}({v})"), ("else", f"not {condition}({v})")):
+            condition = self.test_for(schema["if"], v, known)
+            for branch, test in (("then", condition), ("else", f"not {condition}")):
                 if branch in schema:
-                    lines.append(f"{pad}if {test} and not {self.function_for(schema[branch])}({v}): return False")
+                    lines.append(f"{pad}if {test} and not {self.test_for(schema[branch], v, known)}: return False")
 
     def type_check(self, types: Any, v: str, lines: list[str], pad: str) -> str | None:
         """Test `type`; the one type the instance then has, if one."""
@@ -210,7 +236,7 @@ class _Writer:
             if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
                 raise Unsupported("required")
             if value:
-                lines.append(f"{pad}if not {self.constant(frozenset(value))} <= {v}.keys(): return False")
+                lines.append(f"{pad}if not {self.all_present(value, v)}: return False")
         elif keyword == "additionalProperties":
             if "patternProperties" in schema:
                 raise Unsupported("additionalProperties with patternProperties")
@@ -267,17 +293,27 @@ class _Writer:
             if depth >= MAX_INLINE_DEPTH or not isinstance(subschema, dict):
                 lines.append(f"{pad}    if not {self.function_for(subschema)}({child}): return False")
                 continue
-            before = len(lines)
-            self.block(subschema, child, lines, depth=depth + 1)
-            if len(lines) == before:
-                lines.append(f"{pad}    pass")
+            inner: list[str] = []
+            self.block(subschema, child, inner, depth=depth + 1)
+            if inner:
+                lines += inner
+            else:  # nothing to test (notes only): not even the look-up
+                del lines[-2:]
 
-    def one_of_values(self, values: Any, v: str) -> str:
-        """A test that `v` equals one of `values` as jsonschema compares them."""
+    def one_of_values(self, values: Any, v: str, known: str | None = None) -> str:
+        """A test that `v` equals one of `values` as jsonschema compares them. When `type` has
+        already made `v` a str (or an int or float), only the values of its kind can match,
+        and the test is one set look-up."""
         if not isinstance(values, list):
             raise Unsupported("enum")
         strings = frozenset(x for x in values if isinstance(x, str))
         numbers = frozenset(x for x in values if isinstance(x, (int, float)) and not isinstance(x, bool))
+        if not all(x is None or isinstance(x, (str, bool, int, float)) for x in values):
+            raise Unsupported("enum of lists or objects")
+        if known == "string":
+            return f"{v} in {self.constant(strings)}" if strings else "False"
+        if known in ("number", "integer"):
+            return f"{v} in {self.constant(numbers)}" if numbers else "False"
         tests: list[str] = []
         if strings:
             tests.append(f"({v}.__class__ is str and {v} in {self.constant(strings)})")
@@ -286,9 +322,30 @@ class _Writer:
         for special in (None, True, False):
             if any(x is special for x in values):
                 tests.append(f"{v} is {special}")
-        if not all(x is None or isinstance(x, (str, bool, int, float)) for x in values):
-            raise Unsupported("enum of lists or objects")
         return " or ".join(tests) or "False"
+
+    def all_present(self, names: list[str], v: str) -> str:
+        """A test that the object `v` has every one of `names`: a few `in`s (no keys view
+        made), or a subset test for more."""
+        if len(set(names)) <= MAX_IN_TESTS:
+            return "(" + " and ".join(f"{self.constant(name)} in {v}" for name in dict.fromkeys(names)) + ")"
+        return f"({self.constant(frozenset(names))} <= {v}.keys())"
+
+    def test_for(self, schema: Any, v: str, known: str | None) -> str:
+        """An expression true when `v` passes `schema`: written out for a schema that only
+        lists required names (`anyOf: [{required: [userId]}, {required: [anonymousId]}]`),
+        else a call of the schema's function. `known`: the type `v` already has, if one."""
+        if schema is True or schema is False:
+            return str(schema)
+        if isinstance(schema, dict) and all(key == "required" or key not in VALIDATING for key in schema):
+            names = schema.get("required", [])
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise Unsupported("required")
+            if not names:
+                return "True"
+            test = self.all_present(names, v)
+            return test if known == "object" else f"(not isinstance({v}, dict) or {test})"
+        return f"{self.function_for(schema)}({v})"
 
     def resolve(self, ref: Any) -> Any:
         """The node a `#…` JSON pointer names inside the root schema."""
@@ -309,6 +366,27 @@ class _Writer:
             else:
                 raise Unsupported("$ref to nothing")
         return node
+
+
+def _small_leaf(schema: Any, budget: int = 32) -> bool:
+    """Whether a `$ref`'s target may be written where it is referred to, rather than called:
+    at most `budget` keys and items in all, none of them a `$ref`. So inlining never nests,
+    and costs at most `budget` per reference (a schema referring to one large definition a
+    thousand times still compiles to small code)."""
+    stack, seen = [schema], 0
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return False
+            seen += len(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            seen += len(node)
+            stack.extend(node)
+        if seen > budget:
+            return False
+    return True
 
 
 def _has_key(node: Any, name: str) -> bool:

@@ -57,6 +57,24 @@ SCHEMAS: list[Any] = [
     {"properties": {"x": {"type": "object", "properties": {"y": {"required": []}}}}},
     {"type": "object", "properties": {"properties": {"type": "object", "required": ["a b", "é"],
                                                      "properties": {"a b": {"type": "boolean"}}}}},
+    # Written out in place: simple combinator branches, small $ref targets, enums after a type.
+    {"type": "object", "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"], "title": "a note"}]},
+    {"oneOf": [{"required": ["a"]}, {"required": ["b"]}, True], "not": {"required": ["c"]}},
+    {"type": "object", "allOf": [{"required": []}, {"required": ["a"]}], "not": False},
+    {"anyOf": [False, {"required": ["a"], "then": {"required": ["b"]}}]},  # then without if: a note
+    {"if": {"required": ["a"]}, "then": True, "else": False},
+    {"type": "object", "if": {"required": ["a"]}, "then": {"required": ["b"]}},
+    {"type": "string", "enum": ["a", "x", 1, None]},
+    {"type": "integer", "enum": [1, 2.0, "1", True]},
+    {"type": "number", "enum": ["a"]},
+    {"type": ["string", "null"], "enum": ["a", None]},
+    {"definitions": {"money": {"type": "number", "minimum": 0}, "big": {"type": "object", "properties": {
+        "a": {"type": "string"}, "b": {"type": "string"}, "c": {"type": "string"}, "d": {"type": "string"},
+        "e": {"type": "string"}, "f": {"type": "string"}, "g": {"type": "string"}, "h": {"type": "string"},
+        "i": {"type": "string"}, "j": {"type": "string"}, "k": {"type": "string"}, "x": {"minimum": 1}}},
+        "to_money": {"$ref": "#/definitions/money"}},
+     "properties": {"revenue": {"$ref": "#/definitions/money"}, "a": {"$ref": "#/definitions/big"},
+                    "tax": {"$ref": "#/definitions/to_money"}, "b": {"$ref": "#"}}},
 ]
 
 json_values = st.recursive(
