@@ -27,7 +27,7 @@ event itself, with no copy and no Verdict.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +155,11 @@ def apply_in_place(filters: Sequence[CompiledFilter], event: dict[str, Any],
                    message_id: str) -> tuple[str, FilterSpec | None]:
     """`apply` for an event nobody else holds (just parsed): the same outcome and filter, but
     properties are removed from `event` itself, with no copy and no Verdict. Every condition
-    is still evaluated before anything is removed."""
+    is still evaluated before anything is removed. Filters from `staged` run as one function
+    written for them (`Staged`); any other sequence, step by step."""
+    if filters.__class__ is Staged:
+        run = filters.written or filters.write()
+        return run(event, message_id)
     outcome, by, _reason, rewrites = _decide(filters, event, message_id)
     if outcome != "kept":
         return outcome, by
@@ -190,7 +194,83 @@ def _decide(filters: Sequence[CompiledFilter], event: dict[str, Any],
 
 def staged(filters: Sequence[CompiledFilter]) -> list[CompiledFilter]:
     """In Segment's order of actions; within an action, in the order given."""
-    return sorted(filters, key=lambda compiled: compiled.stage)
+    return Staged(sorted(filters, key=lambda compiled: compiled.stage))
+
+
+Outcome = tuple[str, FilterSpec | None]
+
+
+class Staged(list[CompiledFilter]):
+    """A connection's filters in Segment's order, with `apply_in_place` written out for exactly
+    them the first time it runs (`write`): delivery runs the same few filters over every
+    event, and a loop asking each filter its stage and calling a helper per step cost more
+    than the conditions themselves.
+
+    The function written, `run(e, message_id)`, follows `_decide` then the removals:
+      1. each filter in order: its condition, a failure ending it ("failed"); a matching
+         sample filter that leaves the event out or drop filter ends it, a 100% sample never
+         does (its condition is still evaluated: its failure drops the event);
+      2. then, with every condition evaluated, each matching property filter's removal in
+         order, a single name under a single key deleted inline.
+    Every outcome is a tuple made once. No text of a filter is written into the code: the
+    conditions, filters and names are bound as names."""
+
+    __slots__ = ("written",)
+
+    def __init__(self, filters: Sequence[CompiledFilter] = ()) -> None:
+        super().__init__(filters)
+        self.written: Callable[[dict[str, Any], str], Outcome] | None = None
+
+    def write(self) -> Callable[[dict[str, Any], str], Outcome]:
+        try:
+            run = self._compiled(inline=True)
+        except (SyntaxError, RecursionError, MemoryError):  # conditions nested deeper than Python compiles
+            run = self._compiled(inline=False)
+        self.written = run
+        return run
+
+    def _compiled(self, *, inline: bool) -> Callable[[dict[str, Any], str], Outcome]:
+        """The function (see the class); `inline`: generated conditions written in, not called."""
+        names: dict[str, Any] = {"FQLRuntimeError": FQLRuntimeError, "_sampled_in": _sampled_in,
+                                 "_remove_in_place": _remove_in_place, "KEPT": ("kept", None)}
+        lines = ["def run(e, message_id):"]
+        removals: list[str] = []
+        for n, compiled in enumerate(self):
+            condition = compiled.condition
+            names[f"c{n}"], names[f"f{n}"] = condition.evaluate, compiled
+            names[f"failed{n}"] = ("failed", compiled.spec)
+            value = f"c{n}(e)"
+            if inline and condition.source is not None:
+                value = f"({condition.source})"
+                names.update(condition.names)
+            matched = f"{value} is not True" if compiled.negate else f"{value} is True"  # see _decide
+            lines += ["    try:", f"        m{n} = {matched}", "    except FQLRuntimeError:", f"        return failed{n}"]
+            if compiled.stage == 0 and (compiled.spec.percent or 0.0) < 1:
+                names[f"out{n}"] = ("sampled", compiled.spec)
+                lines.append(f"    if m{n} and not _sampled_in(f{n}, e, message_id): return out{n}")
+            elif compiled.stage == 1:
+                names[f"out{n}"] = ("dropped", compiled.spec)
+                lines.append(f"    if m{n}: return out{n}")
+            elif compiled.stage >= 2:
+                names[f"out{n}"] = ("changed", compiled.spec)
+                removals += self._removal(n, compiled, names)
+        lines += ["    out = KEPT", *removals, "    return out"]
+        namespace = dict(names)
+        exec(compile("\n".join(lines), "<filters>", "exec"), namespace)  # noqa: S102 - only names made here
+        run: Callable[[dict[str, Any], str], Outcome] = namespace["run"]
+        return run
+
+    @staticmethod
+    def _removal(n: int, compiled: CompiledFilter, names: dict[str, Any]) -> list[str]:
+        """Statements applying filter `n` if it matched; `_remove_in_place` but for one name
+        dropped from one object (`properties.currency`), which is deleted where it is."""
+        if compiled.stage == 2 and len(compiled.fields) == 1:
+            keys, dropped = compiled.fields[0]
+            if len(keys) == 1 and len(dropped) == 1:
+                names[f"key{n}"], names[f"name{n}"] = keys[0], next(iter(dropped))
+                return [f"    if m{n} and isinstance(t := e.get(key{n}), dict) and name{n} in t:",
+                        f"        del t[name{n}]", f"        out = out{n}"]
+        return [f"    if m{n} and _remove_in_place(f{n}, e): out = out{n}"]
 
 
 def sample_fraction(value: Any) -> float:

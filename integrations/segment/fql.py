@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
@@ -29,6 +30,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 from integrations.segment.glob import GlobError, compile_glob, literal_prefix
 
 MAX_FQL_LENGTH = 4_000
+_BUILDS = count()
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -80,6 +82,11 @@ class Condition:
     text: str
     evaluate: Evaluate
     paths: frozenset[str]
+    # The expression `evaluate` returns (over the event `e`), and the names it uses, unique to
+    # this condition but for the module's helpers: code evaluating several conditions can
+    # write them in (see destination_filters.Staged). None when `evaluate` is not generated.
+    source: str | None = None
+    names: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def test(self, event: dict[str, Any]) -> bool:
         return self.evaluate(event) is True
@@ -108,7 +115,10 @@ def compile_fql(text: str, *, generated: bool = True) -> Condition:
         if isinstance(error.orig_exc, FQLSyntaxError):
             raise error.orig_exc from None
         raise
-    return Condition(text, builder.generated(evaluate) if generated else evaluate, frozenset(builder.paths))
+    if not generated:
+        return Condition(text, evaluate, frozenset(builder.paths))
+    function, source = builder.generated(evaluate)
+    return Condition(text, function, frozenset(builder.paths), source, builder.names if source else {})
 
 
 def _syntax_message(text: str, error: UnexpectedInput) -> str:
@@ -349,6 +359,7 @@ class _Builder(Transformer[Token, Evaluate]):
         self.names: dict[str, Any] = {"lookup": lookup, "_equal": _equal, "_number": _number,
                                       "_fn_contains": _fn_contains}
         self.temps = 0
+        self.prefix = f"q{next(_BUILDS)}_"  # no two conditions' names are the same
 
     # --- the generated function ---------------------------------------------------------
 
@@ -373,29 +384,29 @@ class _Builder(Transformer[Token, Evaluate]):
     def _name(self, value: Any) -> str:
         """A name in the generated code's namespace bound to `value` (no text of the
         condition is ever written into the code: literals are bound, like functions)."""
-        name = f"k{len(self.names)}"
+        name = f"{self.prefix}k{len(self.names)}"
         self.names[name] = value
         return name
 
     def _temp(self) -> str:
         self.temps += 1
-        return f"t{self.temps}"
+        return f"{self.prefix}t{self.temps}"
 
-    def generated(self, root: Evaluate) -> Evaluate:
-        """`root` as one function of the event: the same values and the same errors, with no
-        call per node. The closure itself when nothing could be written out or the expression
-        nests deeper than Python compiles."""
+    def generated(self, root: Evaluate) -> tuple[Evaluate, str | None]:
+        """`root` as one function of the event, and the expression it returns: the same
+        values and the same errors, with no call per node. The closure itself (and None)
+        when nothing could be written out or the expression nests deeper than Python compiles."""
         source = self.sources.get(id(root))
         if source is None:
-            return root
+            return root, None
         try:
             code = compile(f"def condition(e):\n    return {source}\n", "<fql>", "exec")
         except (SyntaxError, RecursionError, MemoryError):
-            return root
+            return root, None
         namespace = dict(self.names)
         exec(code, namespace)  # noqa: S102 - only names this builder made (see _name)
         function: Evaluate = namespace["condition"]
-        return function
+        return function, source
 
     # --- nodes --------------------------------------------------------------------------
 

@@ -137,6 +137,16 @@ CHAINS = [
     [spec("sample", "type = 'track'", "Half", percent=0.5, path="userId"),
      spec("drop_properties", "number(properties.plan) > 1", "Fails on text", fields={"properties": ["plan"]})],
     [spec("drop_properties", fields={"context": ["ip", "traits"], "properties": ["x", "y", "email"]})],
+    # As delivery meets them most: one name dropped from one object, a 100% sample, only send.
+    [spec("drop", "userId in ['u3'] or contains(properties.email, '@test')", "No test users"),
+     spec("drop_properties", "event = 'Order Completed'", "No email", fields={"properties": ["email"]}),
+     spec("sample", "match(userId, 'u*')", "All", percent=1.0, path="userId")],
+    [spec("only_send", "event = 'Order Completed'", "Orders only"),
+     spec("sample", "type = 'track'", "None", percent=0.0),
+     spec("drop_properties", "number(properties.revenue) > 5", "Fails", fields={"": ["userId"]})],
+    [spec("sample", "length(properties.email) > 3", "Fails on numbers", percent=1.0),
+     spec("drop_properties", fields={"context.traits": ["ip"]}),
+     spec("allow_properties", "properties.plan != 'pro'", "Not pro", fields={"context.traits": ["email"]})],
 ]
 
 
@@ -156,9 +166,22 @@ def test_in_place_gives_what_apply_gives(chain: int) -> None:
         original = {"type": "track", "event": name, "userId": user, "properties": properties,
                     "context": {"traits": traits, "ip": ip}}
         verdict = apply(compiled, deepcopy(original), "m")
-        mine = deepcopy(original)
+        mine, theirs = deepcopy(original), deepcopy(original)
         outcome, by = apply_in_place(compiled, mine, "m")
         assert (outcome, by) == (verdict.outcome, verdict.by)
         if outcome in ("kept", "changed"):
             assert mine == verdict.event
+        # The function written for the staged filters and the step-by-step path agree.
+        assert apply_in_place(list(compiled), theirs, "m") == (outcome, by)
+        assert theirs == mine
     same()
+
+
+def test_staged_filters_run_as_one_function_written_for_them() -> None:
+    compiled = filters(*CHAINS[4])
+    assert type(compiled).__name__ == "Staged" and compiled.written is None  # type: ignore[attr-defined]
+    assert apply_in_place(compiled, event(), "m") == ("dropped", CHAINS[4][0])
+    assert compiled.written is not None  # type: ignore[attr-defined]
+    kept = event(properties={"email": "a@example.com", "plan": "pro"})
+    assert apply_in_place(compiled, kept, "m") == ("changed", CHAINS[4][1])
+    assert kept["properties"] == {"plan": "pro"}
