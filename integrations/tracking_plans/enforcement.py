@@ -127,8 +127,9 @@ def plan_enforce(*, workspace_id: int, messages: Sequence[Message], source: str,
     kept: list[Message] = []
     found: list[_Checked] = []
     blocked: list[_Checked] = []
-    for index, message in enumerate(messages):
-        checked = _check(plan, message, None if events is None else events[index])
+    given: Sequence[dict[str, Any] | None] = [None] * len(messages) if events is None else events
+    for message, event in zip(messages, given, strict=True):
+        checked = _check(plan, message, event)
         if checked is None:
             kept.append(message)
             continue
