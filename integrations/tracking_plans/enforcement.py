@@ -129,7 +129,10 @@ def plan_enforce(*, workspace_id: int, messages: Sequence[Message], source: str,
     blocked: list[_Checked] = []
     given: Sequence[dict[str, Any] | None] = [None] * len(messages) if events is None else events
     for message, event in zip(messages, given, strict=True):
-        checked = _check(plan, message, event)
+        if event is not None and _given_clean(plan, event):
+            kept.append(message)
+            continue
+        checked = _check(plan, message)
         if checked is None:
             kept.append(message)
             continue
@@ -183,10 +186,19 @@ def _rule(plan: CompiledPlan, event: dict[str, Any], kind: Any, key: str) -> Com
     return plan.rule_for(kind, key, version)
 
 
-def _check(plan: CompiledPlan, message: Message, given: dict[str, Any] | None = None) -> _Checked | None:
+def _given_clean(plan: CompiledPlan, event: dict[str, Any]) -> bool:
+    """`_clean` of the dict a message's body was written from (see `plan_enforce`), judged as
+    the body would be: a datetime timestamp becomes the text orjson wrote. When it is not
+    clean, `_check` looks again at the parsed body, so the caller's dict, whose objects are
+    shared with the request, is never changed by the full check."""
+    if (stamp := event.get("timestamp")).__class__ is datetime:
+        event["timestamp"] = orjson.dumps(stamp)[1:-1].decode()
+    return _clean(plan, event)
+
+
+def _check(plan: CompiledPlan, message: Message) -> _Checked | None:
     """None for an event with nothing to report (the common case, kept as it arrived);
-    otherwise what was found and the message to append in its place. `given`: the dict the
-    body was written from, if the caller has it (see `plan_enforce`)."""
+    otherwise what was found and the message to append in its place."""
     # An event no rule can apply to is not parsed: no common rule, not a track event (an
     # unplanned one is a violation), and no rule for its type and name. The message's name is
     # the event's whenever that name could be a rule's key (a key has at most 200 characters
@@ -194,15 +206,8 @@ def _check(plan: CompiledPlan, message: Message, given: dict[str, Any] | None = 
     # (type, key) with a rule is in `latest`, so a miss there means the event has none.
     if plan.common is None and message.type != "track" and (message.type, message.name) not in plan.latest:
         return None
-    if given is not None:
-        if (stamp := given.get("timestamp")).__class__ is datetime:
-            given["timestamp"] = orjson.dumps(stamp)[1:-1].decode()  # the text in the body, exactly
-        if _clean(plan, given):
-            return None
-    # The full check changes the event it is given (omitted properties): a parsed one, never
-    # the caller's dict, whose objects are shared with the request.
     event = orjson.loads(message.body)
-    if given is None and _clean(plan, event):
+    if _clean(plan, event):
         return None
     violations, blocked, omitted = event_check(plan, event)
     if not violations:
