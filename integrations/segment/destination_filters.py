@@ -22,7 +22,8 @@ broken filter meant to hold back from being sent.
 
 `apply_in_place` decides the same for an event its caller has just parsed and owns
 (delivery): every condition is evaluated first, then the properties are removed from that
-event itself, with no copy and no Verdict.
+event itself, with no copy and no Verdict; for filters from `staged`, by one function
+written for them (`Staged`).
 """
 from __future__ import annotations
 
@@ -212,8 +213,9 @@ class Staged(list[CompiledFilter]):
          does (its condition is still evaluated: its failure drops the event);
       2. then, with every condition evaluated, each matching property filter's removal in
          order, a single name under a single key deleted inline.
-    Every outcome is a tuple made once. No text of a filter is written into the code: the
-    conditions, filters and names are bound as names."""
+    A generated condition is written in as its expression (`Condition.source`), any other
+    called. Every outcome is a tuple made once. No text of a filter is written into the code:
+    the conditions' literals, the filters and the names are bound as names."""
 
     __slots__ = ("written",)
 
