@@ -185,3 +185,13 @@ def test_staged_filters_run_as_one_function_written_for_them() -> None:
     kept = event(properties={"email": "a@example.com", "plan": "pro"})
     assert apply_in_place(compiled, kept, "m") == ("changed", CHAINS[4][1])
     assert kept["properties"] == {"plan": "pro"}
+
+
+@pytest.mark.parametrize("terms", [150, 197, 198, 199, 300])
+def test_a_condition_nested_about_as_deep_as_python_compiles_still_runs(terms: int) -> None:
+    """A condition written in adds a level of nesting; where the whole would nest deeper than
+    Python compiles, the written function calls the condition instead."""
+    chain = filters(spec("drop", " and ".join(["a = 1"] * terms), "Deep"),
+                    spec("drop_properties", "a = 2", fields={"": ["b"]}))
+    assert apply_in_place(chain, {"type": "track", "a": 1}, "m") == ("dropped", chain[0].spec)
+    assert apply_in_place(chain, {"type": "track", "a": 2, "b": 1}, "m") == ("changed", chain[1].spec)
