@@ -210,7 +210,8 @@ class Staged(list[CompiledFilter]):
     The function written, `run(e, message_id)`, follows `_decide` then the removals:
       1. each filter in order: its condition, a failure ending it ("failed"); a matching
          sample filter that leaves the event out or drop filter ends it, a 100% sample never
-         does (its condition is still evaluated: its failure drops the event);
+         does (its condition is still evaluated, as its failure drops the event, unless it
+         cannot fail: `Condition.safe`);
       2. then, with every condition evaluated, each matching property filter's removal in
          order, a single name under a single key deleted inline.
     A generated condition is written in as its expression (`Condition.source`), any other
@@ -239,6 +240,8 @@ class Staged(list[CompiledFilter]):
         removals: list[str] = []
         for n, compiled in enumerate(self):
             condition = compiled.condition
+            if compiled.stage == 0 and (compiled.spec.percent or 0.0) >= 1 and condition.safe:
+                continue  # keeps every event, and evaluating its condition cannot fail: nothing to do
             names[f"c{n}"], names[f"f{n}"] = condition.evaluate, compiled
             names[f"failed{n}"] = ("failed", compiled.spec)
             value = f"c{n}(e)"

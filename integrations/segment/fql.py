@@ -87,6 +87,10 @@ class Condition:
     # write them in (see destination_filters.Staged). None when `evaluate` is not generated.
     source: str | None = None
     names: dict[str, Any] = field(default_factory=dict, compare=False)
+    # True when evaluating it can never raise FQLRuntimeError (paths, literals, comparisons,
+    # `in` and fixed-pattern `match`, no converting function): a filter whose outcome does
+    # not depend on its value need not evaluate it at all.
+    safe: bool = False
 
     def test(self, event: dict[str, Any]) -> bool:
         return self.evaluate(event) is True
@@ -115,10 +119,11 @@ def compile_fql(text: str, *, generated: bool = True) -> Condition:
         if isinstance(error.orig_exc, FQLSyntaxError):
             raise error.orig_exc from None
         raise
+    safe = id(evaluate) in builder.safe
     if not generated:
-        return Condition(text, evaluate, frozenset(builder.paths))
+        return Condition(text, evaluate, frozenset(builder.paths), safe=safe)
     function, source = builder.generated(evaluate)
-    return Condition(text, function, frozenset(builder.paths), source, builder.names if source else {})
+    return Condition(text, function, frozenset(builder.paths), source, builder.names if source else {}, safe)
 
 
 def _syntax_message(text: str, error: UnexpectedInput) -> str:
@@ -356,6 +361,7 @@ class _Builder(Transformer[Token, Evaluate]):
         self.sources: dict[int, str] = {}  # id(closure) -> its expression over the event `e`
         self.kept: list[Evaluate] = []  # every closure with a source, so no id is reused
         self.booleans: set[int] = set()  # ids of the closures that always give True or False
+        self.safe: set[int] = set()  # ids of the closures that never raise FQLRuntimeError
         self.names: dict[str, Any] = {"lookup": lookup, "_equal": _equal, "_number": _number,
                                       "_fn_contains": _fn_contains}
         self.temps = 0
@@ -363,12 +369,16 @@ class _Builder(Transformer[Token, Evaluate]):
 
     # --- the generated function ---------------------------------------------------------
 
-    def _inline(self, closure: Evaluate, source: str, *, boolean: bool = True) -> Evaluate:
-        """Record `closure`'s expression; `boolean`: it only ever gives True or False."""
+    def _inline(self, closure: Evaluate, source: str, *, boolean: bool = True,
+                safe: tuple[Evaluate, ...] | None = None) -> Evaluate:
+        """Record `closure`'s expression; `boolean`: it only ever gives True or False; `safe`:
+        it never raises FQLRuntimeError if none of these nodes does (None: it may raise)."""
         self.sources[id(closure)] = source
         self.kept.append(closure)
         if boolean:
             self.booleans.add(id(closure))
+        if safe is not None and all(id(part) in self.safe for part in safe):
+            self.safe.add(id(closure))
         return closure
 
     def _is_true(self, closure: Evaluate) -> str:
@@ -428,12 +438,15 @@ class _Builder(Transformer[Token, Evaluate]):
 
     def _constant(self, value: Value) -> Evaluate:
         constant = _Constant(value)
-        return self._inline(constant, self._name(value), boolean=isinstance(value, bool))
+        return self._inline(constant, self._name(value), boolean=isinstance(value, bool), safe=())
 
     def list_(self, items: list[Evaluate]) -> Evaluate:
         parts = [item for item in items if item is not None]
         if all(isinstance(part, _Constant) for part in parts):
-            return _ListConstant([part.value for part in parts])  # type: ignore[attr-defined]
+            listed = _ListConstant([part.value for part in parts])  # type: ignore[attr-defined]
+            self.kept.append(listed)
+            self.safe.add(id(listed))
+            return listed
         return lambda event: [part(event) for part in parts]
 
     def path(self, items: list[Token]) -> Evaluate:
@@ -442,9 +455,11 @@ class _Builder(Transformer[Token, Evaluate]):
         keys = tuple(_unescape_path_segment(str(item)) for item in items)
         names = [self._name(key) for key in keys]
         every = self._name(keys)
+        # `lookup` reads a digit key as a list index with int(), which refuses some Unicode digits.
+        safe = () if all(key.isascii() or not key.isdigit() for key in keys) else None
         if len(keys) == 1:
             key = keys[0]
-            return self._inline(lambda event: event.get(key), f"e.get({names[0]})", boolean=False)
+            return self._inline(lambda event: event.get(key), f"e.get({names[0]})", boolean=False, safe=safe)
         if len(keys) == 2:
             first, second = keys
 
@@ -454,7 +469,7 @@ class _Builder(Transformer[Token, Evaluate]):
             # An object that is not exactly a dict goes to `lookup`, which reads it as `two` does.
             a = self._temp()
             return self._inline(two, f"({a}.get({names[1]}) if ({a} := e.get({names[0]})).__class__ is dict "
-                                     f"else lookup(e, {every}))", boolean=False)
+                                     f"else lookup(e, {every}))", boolean=False, safe=safe)
         if len(keys) == 3:
             first, second, third = keys
 
@@ -465,8 +480,8 @@ class _Builder(Transformer[Token, Evaluate]):
             a, b = self._temp(), self._temp()
             inner = f"({a}.get({names[1]}) if ({a} := e.get({names[0]})).__class__ is dict else None)"
             return self._inline(three, f"({b}.get({names[2]}) if ({b} := {inner}).__class__ is dict "
-                                       f"else lookup(e, {every}))", boolean=False)
-        return self._inline(lambda event: lookup(event, keys), f"lookup(e, {every})", boolean=False)
+                                       f"else lookup(e, {every}))", boolean=False, safe=safe)
+        return self._inline(lambda event: lookup(event, keys), f"lookup(e, {every})", boolean=False, safe=safe)
 
     @v_args(inline=True)
     def compare(self, left: Evaluate, operator: Token, right: Evaluate) -> Evaluate:
@@ -476,11 +491,12 @@ class _Builder(Transformer[Token, Evaluate]):
             if same is not None:
                 if op == "=":
                     return same
-                return self._inline(lambda event: not same(event), f"(not {self._source(same)})")
+                return self._inline(lambda event: not same(event), f"(not {self._source(same)})", safe=(same,))
             test = f"_equal({self._source(left)}, {self._source(right)})"
             if op == "=":
-                return self._inline(lambda event: _equal(left(event), right(event)), test)
-            return self._inline(lambda event: not _equal(left(event), right(event)), f"(not {test})")
+                return self._inline(lambda event: _equal(left(event), right(event)), test, safe=(left, right))
+            return self._inline(lambda event: not _equal(left(event), right(event)), f"(not {test})",
+                                safe=(left, right))
         order = _ORDER[op]
 
         def ordered(event: dict[str, Any]) -> bool:
@@ -491,10 +507,12 @@ class _Builder(Transformer[Token, Evaluate]):
             # cannot raise, so the left side alone is evaluated first; a JSON number is an
             # exact int or float, and anything else is asked `_number`.
             number = f"(({a} := {self._source(left)}).__class__ is int or {a}.__class__ is float or _number({a}))"
-            return self._inline(ordered, f"({number} and {a} {_OPERATORS[op]} {self._name(right.value)})")
+            return self._inline(ordered, f"({number} and {a} {_OPERATORS[op]} {self._name(right.value)})",
+                                safe=(left,))
         # Both sides are evaluated before either is looked at (either may raise).
         return self._inline(ordered, f"((({a} := {self._source(left)}), ({b} := {self._source(right)})) "
-                                     f"and _number({a}) and _number({b}) and {a} {_OPERATORS[op]} {b})")
+                                     f"and _number({a}) and _number({b}) and {a} {_OPERATORS[op]} {b})",
+                            safe=(left, right))
 
     def _equal_to_constant(self, side: Evaluate, other: Evaluate) -> Evaluate | None:
         """`side = "literal"` without the general comparison: the constant's own type test and
@@ -505,11 +523,12 @@ class _Builder(Transformer[Token, Evaluate]):
         constant, value = self._name(other.value), self._source(side)  # type: ignore[attr-defined]
         if isinstance(other.value, str):  # type: ignore[attr-defined]
             t = self._temp()
-            return self._inline(same, f"(({t} := {value}).__class__ is str and {t} == {constant})")
+            return self._inline(same, f"(({t} := {value}).__class__ is str and {t} == {constant})", safe=(side,))
         if isinstance(other.value, (int, float)) and not isinstance(other.value, bool):  # type: ignore[attr-defined]
             t = self._temp()
-            return self._inline(same, f"(({t} := {value}).__class__ in (int, float) and {t} == {constant})")
-        return self._inline(same, f"({value} is {constant})")
+            return self._inline(same, f"(({t} := {value}).__class__ in (int, float) and {t} == {constant})",
+                                safe=(side,))
+        return self._inline(same, f"({value} is {constant})", safe=(side,))
 
     @v_args(inline=True)
     def in_(self, needle: Evaluate, haystack: Evaluate) -> Evaluate:
@@ -517,7 +536,8 @@ class _Builder(Transformer[Token, Evaluate]):
         if listed is not None:  # `field in ["a", "b"]`: one set look-up
             t = self._temp()
             return self._inline(lambda event: (value := needle(event)).__class__ is str and value in listed,
-                                f"(({t} := {self._source(needle)}).__class__ is str and {t} in {self._name(listed)})")
+                                f"(({t} := {self._source(needle)}).__class__ is str and {t} in {self._name(listed)})",
+                                safe=(needle,))
 
         def contained(event: dict[str, Any]) -> bool:
             values = haystack(event)
@@ -525,23 +545,26 @@ class _Builder(Transformer[Token, Evaluate]):
                 return False
             value = needle(event)
             return any(_equal(value, item) for item in values)
+        if id(needle) in self.safe and id(haystack) in self.safe:
+            self.kept.append(contained)
+            self.safe.add(id(contained))
         return contained
 
     def not_(self, items: list[Evaluate]) -> Evaluate:
         inner = items[0]
         test = self._source(inner)
         return self._inline(lambda event: inner(event) is not True,
-                            f"(not {test})" if id(inner) in self.booleans else f"({test} is not True)")
+                            f"(not {test})" if id(inner) in self.booleans else f"({test} is not True)", safe=(inner,))
 
     @v_args(inline=True)
     def and_(self, left: Evaluate, right: Evaluate) -> Evaluate:
         return self._inline(lambda event: left(event) is True and right(event) is True,
-                            f"({self._is_true(left)} and {self._is_true(right)})")
+                            f"({self._is_true(left)} and {self._is_true(right)})", safe=(left, right))
 
     @v_args(inline=True)
     def or_(self, left: Evaluate, right: Evaluate) -> Evaluate:
         return self._inline(lambda event: left(event) is True or right(event) is True,
-                            f"({self._is_true(left)} or {self._is_true(right)})")
+                            f"({self._is_true(left)} or {self._is_true(right)})", safe=(left, right))
 
     def call(self, items: list[Any]) -> Evaluate:
         name = str(items[0])
@@ -587,7 +610,8 @@ class _Builder(Transformer[Token, Evaluate]):
                 return isinstance(value, str) and matcher(value)
             t, prefix = self._temp(), literal_prefix(literal)
             test = f"{t}.startswith({self._name(prefix)})" if prefix is not None else f"{self._name(matcher)}({t})"
-            return self._inline(fixed, f"(isinstance({t} := {self._source(subject)}, str) and {test})")
+            return self._inline(fixed, f"(isinstance({t} := {self._source(subject)}, str) and {test})",
+                                safe=(subject,))
 
         def dynamic(event: dict[str, Any]) -> bool:
             value, pattern = subject(event), pattern_of(event)

@@ -210,3 +210,29 @@ def test_a_condition_too_deep_to_write_out_is_evaluated_by_its_closures() -> Non
     assert condition.evaluate.__name__ != "condition"  # not the generated function
     assert condition.test(EVENT) is True
     assert condition.test({"a": 2}) is False
+
+
+@pytest.mark.parametrize("fql", EVERY_NODE)
+def test_a_condition_marked_safe_never_fails(fql: str) -> None:
+    """`safe` lets a 100% sample skip its condition: it must never raise, whatever the event."""
+    for generated in (True, False):
+        condition = compile_fql(fql, generated=generated)
+        if condition.safe:
+            for event in EVENTS:
+                condition.evaluate(event)
+
+
+@pytest.mark.parametrize(("fql", "safe"), [
+    ("match(context.library.name, 'bench*')", True),
+    ("userId in ['a', 'b'] or !(event = 'x') and properties.revenue > 3", True),
+    ("properties.features = ['a'] or 'a' in properties.features", True),
+    ("contains(properties.email, '@x')", False),  # a number there cannot be searched
+    ("number(properties.code) > 1", False),
+    ("length(userId) > 0", False),
+    ("match(event, properties.pattern)", False),
+    ("typeof(event) = 'string'", False),  # functions are not looked into
+    ("properties.\\² = 1", False),  # a digit int() refuses, read as a list index
+    ("properties.\\٣ = 1", False),  # (any digit but 0-9, to be sure)
+])
+def test_which_conditions_are_safe(fql: str, safe: bool) -> None:
+    assert compile_fql(fql).safe is safe
