@@ -105,10 +105,13 @@ def parse_retry_after(value: str | None) -> int | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isdecimal():  # not isdigit(): int() refuses digits such as "²"
         seconds = int(value)
     else:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        try:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError, IndexError):  # neither form: as if there were none
+            return None
         if parsed is None:
             return None
         seconds = int(parsed.timestamp() - time.time())

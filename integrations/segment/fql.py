@@ -196,7 +196,7 @@ def lookup(event: dict[str, Any], keys: tuple[str, ...]) -> Value:
     for key in keys:
         if isinstance(value, dict):
             value = value.get(key)
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        elif isinstance(value, list) and key.isdecimal() and int(key) < len(value):
             value = value[int(key)]
         else:
             return None
@@ -455,8 +455,7 @@ class _Builder(Transformer[Token, Evaluate]):
         keys = tuple(_unescape_path_segment(str(item)) for item in items)
         names = [self._name(key) for key in keys]
         every = self._name(keys)
-        # `lookup` reads a digit key as a list index with int(), which refuses some Unicode digits.
-        safe = () if all(key.isascii() or not key.isdigit() for key in keys) else None
+        safe = ()  # `lookup` never raises: a list index is a key of decimal digits, which int() reads
         if len(keys) == 1:
             key = keys[0]
             return self._inline(lambda event: event.get(key), f"e.get({names[0]})", boolean=False, safe=safe)

@@ -378,10 +378,10 @@ def rate_limit_wait(response: Any, now: datetime | None = None) -> float:
     except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
         pass
     retry_after = response.headers.get("Retry-After", "")
-    if retry_after.strip().isdigit():
+    if retry_after.strip().isdecimal():
         return float(retry_after.strip())
     reset = response.headers.get("X-RateLimit-Reset", "")
-    if reset.strip().isdigit():
+    if reset.strip().isdecimal():
         return float(reset.strip())
     try:
         moment = parsedate_to_datetime(reset)

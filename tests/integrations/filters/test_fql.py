@@ -231,8 +231,16 @@ def test_a_condition_marked_safe_never_fails(fql: str) -> None:
     ("length(userId) > 0", False),
     ("match(event, properties.pattern)", False),
     ("typeof(event) = 'string'", False),  # functions are not looked into
-    ("properties.\\² = 1", False),  # a digit int() refuses, read as a list index
-    ("properties.\\٣ = 1", False),  # (any digit but 0-9, to be sure)
+    ("properties.\\² = 1", True),  # a digit that is not a decimal one is a key, never an index
+    ("properties.\\٣ = 1", True),
 ])
 def test_which_conditions_are_safe(fql: str, safe: bool) -> None:
     assert compile_fql(fql).safe is safe
+
+
+@pytest.mark.parametrize("generated", [True, False])
+def test_a_path_step_over_a_list_is_an_index_only_when_it_is_decimal_digits(generated: bool) -> None:
+    event = {"properties": {"items": ["a", "b", "c", "d"]}}
+    assert compile_fql("properties.items.\\٣ = 'd'", generated=generated).evaluate(event) is True
+    assert compile_fql("properties.items.\\² = null", generated=generated).evaluate(event) is True
+    assert compile_fql("properties.items.1 = 'b'", generated=generated).evaluate(event) is True

@@ -1,5 +1,5 @@
 """Segment's batch protocol as every sender uses it: the event as sent, batch cutting, the batch
-body, what an answer means and how long to wait before trying again."""
+body, what an answer means and how long to wait before trying again (Retry-After included)."""
 from __future__ import annotations
 
 import random
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from integrations.models import AttemptOutcome
 from integrations.segment import protocol
+from integrations.segment.client import parse_retry_after
 
 # As an ingest request stores it: compact, in the order it came, never re-serialised later.
 STORED = b'{"type":"track","event":"Order Completed","userId":"u1","properties":{"total": 9.5,"b":1,"a":2}}'
@@ -141,3 +142,13 @@ def test_the_jitter_spreads_connections_that_failed_together() -> None:
     assert all(1.0 <= wait <= 3.0 for wait in waits)
     assert max(waits) - min(waits) > 1.0  # not all together again
     assert all(150.0 <= protocol.backoff_seconds(10_000) <= 450.0 for _ in range(50))
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("5", 5), (" 7 ", 7), ("99999", 300), ("", None), (None, None),
+    # What no Segment sends, from a proxy in the way: as if there were no header, never an error
+    # that would stop the delivery run.
+    ("soon", None), ("²", None), ("-3", None), ("Thu, 31 Feb 2026 25:00:00 GMT", None),
+])
+def test_a_retry_after_header_is_read_as_seconds_or_ignored(header: str | None, seconds: int | None) -> None:
+    assert parse_retry_after(header) == seconds
