@@ -31,8 +31,13 @@ from integrations.relay import pg
 logger = logging.getLogger(__name__)
 
 _TABLE = Connection._meta.db_table
+# Sets the flag of every enabled connection not already awake, and returns those whose lease is
+# free: one a run holds is left to that run, whose release reads the flag and queues the next
+# run (a task queued now would find the lease taken and end, a task for nothing). Free is
+# written with coalesce: SQLite 3.40 answers `lease_until IS NULL` in a RETURNING clause wrongly.
 WAKE_SQL = (f"UPDATE {_TABLE} SET wake_queued_at = %s "  # noqa: S608 (the table name from the model)
-            "WHERE workspace_id = %s AND enabled AND wake_queued_at IS NULL RETURNING id")
+            "WHERE workspace_id = %s AND enabled AND wake_queued_at IS NULL "
+            "RETURNING id, coalesce(lease_until < %s, TRUE)")
 _held = threading.local()  # .workspaces: the ids whose wake-ups wait for wakes_release, or None
 
 
@@ -53,7 +58,10 @@ def connections_wake(*, workspace_id: int) -> int:
     thread holds its wake-ups: the workspace is woken at `wakes_release`).
 
     `wake_queued_at` coalesces wake-ups: a burst of a thousand requests queues one task per
-    connection, not a thousand. The delivery task clears it when it starts reading.
+    connection, not a thousand. The delivery task clears it when it starts reading. A
+    connection a run is delivering gets the flag and no task: the run's release, which reads
+    the flag in the statement that frees the lease, queues the next run (the two updates of the
+    row take its lock in turn, so one of them sees the other).
     """
     held = getattr(_held, "workspaces", None)
     if held is not None:
@@ -87,9 +95,10 @@ def _wake(workspace_id: int) -> int:
     # One statement after every append: raw SQL, since the ORM's update() cannot say which rows
     # it changed; on PostgreSQL through a server-binding cursor, cheaper than Django's, which
     # binds on the client. Matching no row (every connection awake, or none) writes nothing.
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the lease's statements write it
     with pg.cursor() if connection.vendor == "postgresql" else connection.cursor() as cursor:
-        cursor.execute(WAKE_SQL, [timezone.now(), workspace_id])
-        woken = [row[0] for row in cursor.fetchall()]
+        cursor.execute(WAKE_SQL, [now, workspace_id, now])
+        woken = [pk for pk, free in cursor.fetchall() if free]
     countdown = gather_seconds()
     return sum(queue_delivery(pk, countdown=countdown) for pk in woken)
 

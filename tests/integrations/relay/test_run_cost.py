@@ -110,9 +110,10 @@ def test_a_run_that_finds_new_events_at_its_release_queues_one_more_run(
     queued.clear()
     delivery.connection_deliver(connection_id=connection.pk)
     # The trickle's run ended after its batch; the two newer events are the next run's, queued
-    # by the release (their own wake-up came while the lease was taken, and finds it so).
+    # by the release. Their own wake-up came while the lease was taken: it set the flag the
+    # release read, and queued no task of its own (one would have found the lease taken).
     assert Connection.objects.get(pk=connection.pk).delivered_seq == 3
-    assert queued == [connection.pk, connection.pk]
+    assert queued == [connection.pk]
 
     monkeypatch.setattr(client, "post", post)
     queued.clear()
@@ -141,14 +142,27 @@ def test_wake_ups_and_re_queued_runs_wait_for_a_trickle_to_gather(
 
     track(workspace, 1)  # a wake-up
     monkeypatch.setattr(client, "post", post_while_events_arrive)
-    delivery.connection_deliver(connection_id=connection.pk)  # another during the run, and the re-queue
-    assert countdowns == [0.025, 0.025, 0.025]
+    delivery.connection_deliver(connection_id=connection.pk)  # and the release's re-queue
+    assert countdowns == [0.025, 0.025]
 
     settings.RELAY_GATHER_MS = 0
     Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
     countdowns.clear()
     track(workspace, 1)
     assert countdowns == [None]
+
+
+def test_a_wake_up_queues_a_run_unless_a_live_run_holds_the_lease(
+        source: tuple[Connection, str], workspace: Workspace, queued: list[int]) -> None:
+    connection, _ = source
+    for lease_until, expected in ((timezone.now() + timedelta(seconds=5), []),  # that run's release will
+                                  (timezone.now() - timedelta(seconds=1), [connection.pk]),  # lapsed
+                                  (None, [connection.pk])):
+        Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None, lease_until=lease_until)
+        queued.clear()
+        track(workspace, 1)
+        assert queued == expected, lease_until
+        assert Connection.objects.get(pk=connection.pk).wake_queued_at is not None  # the flag, either way
 
 
 def test_the_release_reads_whether_the_connection_may_still_send(
