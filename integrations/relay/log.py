@@ -5,13 +5,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from integrations.models import Event, EventStream
 from integrations.relay import pg
-from integrations.relay.wake import connections_wake
+from integrations.relay.wake import connections_queue, connections_wake
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +53,12 @@ def events_append(*, workspace_id: int, messages: Sequence[Message],
     keys = list(dedupe_keys) if dedupe_keys is not None else [None] * len(messages)
     pairs = list(zip(messages, keys, strict=True))
     if connection.vendor == "postgresql":
-        appended = _append_in_one_statement(workspace_id, pairs)
-        if appended.stored:
+        appended, woken = _append_in_one_statement(workspace_id, pairs)
+        if woken:
             if connection.in_atomic_block:
-                transaction.on_commit(lambda: connections_wake(workspace_id=workspace_id))
+                transaction.on_commit(lambda: connections_queue(woken))
             else:
-                connections_wake(workspace_id=workspace_id)
+                connections_queue(woken)
         return appended
     try:
         with transaction.atomic():
@@ -112,9 +114,13 @@ def _insert(workspace_id: int, first_seq: int, fresh: list[tuple[Message, str | 
         for seq, (m, key) in enumerate(fresh, start=first_seq)])
 
 
-def _append_in_one_statement(workspace_id: int, pairs: list[tuple[Message, str | None]]) -> Appended:
+def _append_in_one_statement(workspace_id: int,
+                             pairs: list[tuple[Message, str | None]]) -> tuple[Appended, list[int]]:
     """The append as one call of `integrations_event_append` (migration 0018): one round trip
-    instead of six (BEGIN, the duplicate check, reserving seqs, COPY, COMMIT).
+    instead of seven (BEGIN, the duplicate check, reserving seqs, COPY, COMMIT, the wake-up
+    and its commit). Returns what was stored, and the connections to queue a run for once it
+    is committed: when anything was stored, the same statement wakes the workspace's
+    connections (`integrations_connections_wake`, migration 0020), in the append's transaction.
 
     Repeats within the batch are dropped here. The function locks the workspace's stream row
     first (making it on the workspace's first event), then inserts what the log does not have
@@ -122,30 +128,32 @@ def _append_in_one_statement(workspace_id: int, pairs: list[tuple[Message, str |
     and each statement of the function reads a new snapshot, so the check sees every append
     committed before the lock was granted: that, not a unique index (which on a table
     partitioned by time would have to include the time), is what keeps a messageId or dedupe
-    key stored once however requests race. The lock is held until commit (the statement's in
-    autocommit, else the caller's), so seqs are committed in order.
+    key stored once however requests race. The lock is held until commit, so seqs are
+    committed in order.
+
+    Inside a caller's transaction that is its commit. In autocommit (the ingest API) the call
+    is the procedure `integrations_event_append_durably` (migration 0020): it commits without
+    waiting for the disk, which frees the lock for the workspace's next append, then waits
+    for the disk in a second commit that later appends share; it returns once the events are
+    durable, as a synchronous commit does.
     """
     result = Appended()
     fresh = _without_known(pairs, result, set(), set())
     if not fresh:
-        return result
+        return result, []
+    shape = min(len(fresh), SCALAR_EVENTS + 1)
     with pg.cursor() as cursor:
-        cursor.execute(APPEND_SQL, {
-            "workspace": workspace_id,
-            "message_ids": [m.message_id for m, _ in fresh],
-            "types": [m.type for m, _ in fresh],
-            "names": [m.name for m, _ in fresh],
-            "user_ids": [m.user_id for m, _ in fresh],
-            "bodies": [m.body for m, _ in fresh],
-            "received": [m.received_at for m, _ in fresh],
-            "keys": [key for _, key in fresh],
-        })
+        if connection.in_atomic_block:
+            cursor.execute(_append_and_wake(shape), [*append_parameters(workspace_id, fresh), workspace_id,
+                                                     timezone.now()])
+        else:
+            cursor.execute(_append_durably(shape), [*append_parameters(workspace_id, fresh), timezone.now()])
         row = cursor.fetchone()
     assert row is not None
     stored = set(row[0])
     result.duplicates.extend(m.message_id for m, _ in fresh if m.message_id not in stored)
     result.stored = len(stored)
-    return result
+    return result, row[1]
 
 
 def _without_known(pairs: list[tuple[Message, str | None]], result: Appended, known_ids: set[str],
@@ -164,12 +172,62 @@ def _without_known(pairs: list[tuple[Message, str | None]], result: Appended, kn
     return fresh
 
 
-# Parameters go in binary (`%(…)b`): psycopg writes a hundred-element array as text in
-# Python, at about 3 ms a request. Returns the messageIds stored.
-APPEND_SQL = """
-SELECT integrations_event_append(%(workspace)b::bigint, %(message_ids)b::text[], %(types)b::text[], %(names)b::text[],
-                                 %(user_ids)b::text[], %(bodies)b::bytea[], %(received)b::timestamptz[], %(keys)b::text[])
-"""
+# Up to this many events, each value is a parameter of its own, gathered into the function's
+# arrays by the server (`ARRAY[$2, $3]`): psycopg dumps a scalar in a fraction of the time it
+# takes to inspect and dump a list. Above it, one array per column, in binary: psycopg writes
+# a hundred-element array as text in Python, at about 3 ms a request.
+SCALAR_EVENTS = 8
+# The function's arrays after the workspace: placeholder and type of each.
+_ARRAYS = (("%s", "text"), ("%s", "text"), ("%s", "text"), ("%s", "text"), ("%b", "bytea"), ("%s", "timestamptz"),
+           ("%s", "text"))
+
+
+def append_call(count: int) -> str:
+    """The call of `integrations_event_append` for `count` events, for `append_parameters`."""
+    return _append_call(min(count, SCALAR_EVENTS + 1))
+
+
+@cache
+def _append_call(count: int) -> str:
+    def array(placeholder: str, kind: str) -> str:
+        if count > SCALAR_EVENTS:
+            return f"{placeholder[0]}b::{kind}[]"
+        return f"ARRAY[{', '.join([placeholder] * count)}]::{kind}[]"
+
+    return f"integrations_event_append(%b::bigint, {', '.join(array(p, kind) for p, kind in _ARRAYS)})"
+
+
+def append_parameters(workspace_id: int, fresh: Sequence[tuple[Message, str | None]]) -> list[object]:
+    """The parameters of `append_call(len(fresh))`: the workspace, then each column's values
+    (messageIds, types, names, user ids, bodies, receive times, dedupe keys)."""
+    columns: list[list[object]] = [[m.message_id for m, _ in fresh], [m.type for m, _ in fresh],
+                                   [m.name for m, _ in fresh], [m.user_id for m, _ in fresh],
+                                   [m.body for m, _ in fresh], [m.received_at for m, _ in fresh],
+                                   [key for _, key in fresh]]
+    if len(fresh) > SCALAR_EVENTS:
+        return [workspace_id, *columns]
+    return [workspace_id, *(value for column in columns for value in column)]
+
+
+# When anything was stored, the connections are woken in the same statement; after the call's
+# parameters come the workspace and the time, for integrations_connections_wake.
+WAKE_IF_STORED = ("CASE WHEN cardinality(stored) > 0 THEN integrations_connections_wake(%b::bigint, %b::timestamptz) "
+                  "ELSE '{}' END")
+
+
+@cache
+def _append_and_wake(count: int) -> str:
+    """Inside a transaction: the messageIds stored and the connections woken."""
+    return (f"WITH appended AS MATERIALIZED (SELECT {append_call(count)} AS stored) "  # noqa: S608 (placeholders only)
+            f"SELECT stored, {WAKE_IF_STORED} FROM appended")
+
+
+@cache
+def _append_durably(count: int) -> str:
+    """In autocommit: the same, committed, through the procedure of migration 0020, which holds
+    the workspace's lock for the append but not for the disk flush."""
+    call = append_call(count).replace("integrations_event_append(", "CALL integrations_event_append_durably(", 1)
+    return f"{call[:-1]}, %b::timestamptz)"
 
 
 def _already_logged(workspace_id: int, column: str, values: set[str]) -> set[str]:

@@ -13,6 +13,11 @@ calls, webhooks) then go out several to a run: a run costs the same five round t
 request to Segment whatever its size, and without the wait each event or two paid them all,
 and the wake-ups that found the lease taken paid a task each. The wait adds that much to the
 first event's latency, nothing to the answer.
+
+On PostgreSQL the wake-up is the function `integrations_connections_wake` (migration 0020),
+and the append's own statement calls it (`integrations.relay.log`): the flags are set, and
+the connections to queue returned, in the round trip that stores the events. Only the broker
+is left for later (`connections_queue`).
 """
 from __future__ import annotations
 
@@ -38,7 +43,11 @@ _TABLE = Connection._meta.db_table
 WAKE_SQL = (f"UPDATE {_TABLE} SET wake_queued_at = %s "  # noqa: S608 (the table name from the model)
             "WHERE workspace_id = %s AND enabled AND wake_queued_at IS NULL "
             "RETURNING id, coalesce(lease_until < %s, TRUE)")
-_held = threading.local()  # .workspaces: the ids whose wake-ups wait for wakes_release, or None
+# The same on PostgreSQL, one function for every caller: the append's statement calls it too.
+WAKE_FUNCTION_SQL = "SELECT integrations_connections_wake(%s, %s)"
+# .workspaces: the workspaces to wake at wakes_release, .connections: the connections to queue
+# then (flagged already by an append's statement); .workspaces is None while nothing is held.
+_held = threading.local()
 
 
 def queue_delivery(connection_id: int, *, countdown: float | None = None) -> bool:
@@ -70,20 +79,32 @@ def connections_wake(*, workspace_id: int) -> int:
     return _wake(workspace_id)
 
 
+def connections_queue(connection_ids: list[int]) -> int:
+    """Queue a delivery run for each connection an append's statement flagged (its events are
+    committed): now, or at `wakes_release` while this thread holds its wake-ups."""
+    if getattr(_held, "workspaces", None) is not None:
+        _held.connections.extend(connection_ids)
+        return 0
+    return _queue(connection_ids)
+
+
 def wakes_held() -> None:
     """Hold this thread's wake-ups until `wakes_release`. Any still held (a server that never
     called the answer's close()) are woken first."""
-    if getattr(_held, "workspaces", None):
+    if getattr(_held, "workspaces", None) is not None and (_held.workspaces or _held.connections):
         wakes_release()
-    _held.workspaces = set()
+    _held.workspaces, _held.connections = set(), []
 
 
 def wakes_release() -> int:
     """Stop holding, and wake the workspaces whose logs grew meanwhile. Never raises: the
     answer is already sent, and a wake-up lost here is found by the sweeper."""
     held, _held.workspaces = getattr(_held, "workspaces", None), None
-    woken = 0
-    for workspace_id in held or ():
+    if held is None:
+        return 0
+    queued, _held.connections = _held.connections, []
+    woken = _queue(queued) if queued else 0
+    for workspace_id in held:
         try:
             woken += _wake(workspace_id)
         except Exception:
@@ -92,15 +113,24 @@ def wakes_release() -> int:
 
 
 def _wake(workspace_id: int) -> int:
-    # One statement after every append: raw SQL, since the ORM's update() cannot say which rows
-    # it changed; on PostgreSQL through a server-binding cursor, cheaper than Django's, which
-    # binds on the client. Matching no row (every connection awake, or none) writes nothing.
+    # Raw SQL, since the ORM's update() cannot say which rows it changed; on PostgreSQL the
+    # function, through a server-binding cursor. Matching no row (every connection awake, or
+    # none) writes nothing.
+    if connection.vendor == "postgresql":
+        with pg.cursor() as cursor:
+            cursor.execute(WAKE_FUNCTION_SQL, [workspace_id, timezone.now()])
+            row = cursor.fetchone()
+        return _queue(row[0] if row else [])
     now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the lease's statements write it
-    with pg.cursor() if connection.vendor == "postgresql" else connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(WAKE_SQL, [now, workspace_id, now])
         woken = [pk for pk, free in cursor.fetchall() if free]
+    return _queue(woken)
+
+
+def _queue(connection_ids: list[int]) -> int:
     countdown = gather_seconds()
-    return sum(queue_delivery(pk, countdown=countdown) for pk in woken)
+    return sum(queue_delivery(pk, countdown=countdown) for pk in connection_ids)
 
 
 def gather_seconds() -> float | None:

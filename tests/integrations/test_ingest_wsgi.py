@@ -233,6 +233,29 @@ def test_the_connections_are_woken_once_the_answer_is_sent(monkeypatch: pytest.M
     assert woken == [7, 8]
 
 
+def test_connections_an_append_woke_are_queued_once_the_answer_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL the append's statement flags the connections; only the broker is left for
+    after the answer."""
+    queued: list[int] = []
+
+    def queue_delivery(connection_id: int, *, countdown: float | None = None) -> bool:
+        queued.append(connection_id)
+        return True
+
+    monkeypatch.setattr(wake, "queue_delivery", queue_delivery)
+
+    def appending(request: Any) -> HttpResponse:
+        wake.connections_queue([5, 6])
+        return HttpResponse(b"{}", content_type="application/json")
+
+    response = api.serve(environ("/v1/batch", batch("a")), lambda status, headers: None, appending)
+    assert b"".join(response) == b"{}" and queued == []
+    response.close()  # type: ignore[attr-defined]
+    assert queued == [5, 6]
+    wake.connections_queue([9])  # outside a request: at once
+    assert queued == [5, 6, 9]
+
+
 def test_wake_ups_a_server_never_released_are_woken_by_the_next_request(monkeypatch: pytest.MonkeyPatch) -> None:
     woken = recorded_wake_ups(monkeypatch)
     wake.wakes_held()

@@ -6,6 +6,7 @@ tests run without the per-test transaction (transactional_db), as the ingest API
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +14,13 @@ from django.db import connection as db_connection
 from django.db import connections
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations import services
 from integrations.ingest.messages import normalise
-from integrations.models import Event, EventStream
+from integrations.models import Connection, Event, EventStream
 from integrations.relay import log
+from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.skipif(db_connection.vendor != "postgresql", reason="the one-statement append is PostgreSQL's")
 
@@ -94,19 +98,68 @@ def test_bodies_and_columns_are_stored_as_given(transactional_db: None, workspac
         (sent.body, len(sent.body), "track", "Signed Up", "u1", sent.received_at)
 
 
-def test_connections_are_woken_after_the_commit(transactional_db: None, workspace: Workspace,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    log.events_append(workspace_id=workspace.pk, messages=[message("a")])
-    seen: list[int] = []
+def woken_connection(alice: User, workspace: Workspace) -> Connection:
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=new_write_key())
+    Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
+    return connection
 
-    def connections_wake(*, workspace_id: int) -> int:
+
+def test_the_append_wakes_the_connections_and_they_are_queued_after_the_commit(
+        transactional_db: None, alice: User, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = woken_connection(alice, workspace)
+    seen: list[tuple[list[int], int]] = []
+
+    def connections_queue(connection_ids: list[int]) -> int:
         # A fresh database connection already sees the events: they were committed first.
         with connections.create_connection("default").cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM integrations_event WHERE workspace_id = %s", [workspace_id])
-            seen.append(cursor.fetchone()[0])
-        return 0
+            cursor.execute("SELECT count(*) FROM integrations_event WHERE workspace_id = %s", [workspace.pk])
+            seen.append((connection_ids, cursor.fetchone()[0]))
+        return len(connection_ids)
 
-    monkeypatch.setattr(log, "connections_wake", connections_wake)
-    log.events_append(workspace_id=workspace.pk, messages=[message("b"), message("c")])
-    log.events_append(workspace_id=workspace.pk, messages=[message("c")])  # nothing stored: nobody woken
-    assert seen == [3]
+    monkeypatch.setattr(log, "connections_queue", connections_queue)
+    log.events_append(workspace_id=workspace.pk, messages=[message("a")])
+    assert seen == [([connection.pk], 1)]
+    assert Connection.objects.get(pk=connection.pk).wake_queued_at is not None  # flagged by the same call
+    log.events_append(workspace_id=workspace.pk, messages=[message("b")])  # awake already: no second run
+    Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)  # as its run does when it starts
+    log.events_append(workspace_id=workspace.pk, messages=[message("a")])  # nothing stored: nobody woken
+    log.events_append(workspace_id=workspace.pk, messages=[message("c"), message("d")])
+    assert seen == [([connection.pk], 1), ([connection.pk], 4)]
+
+
+def test_a_connection_whose_run_holds_the_lease_is_flagged_but_not_queued(
+        transactional_db: None, alice: User, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = woken_connection(alice, workspace)
+    Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() + timedelta(seconds=30))
+    queued: list[list[int]] = []
+    monkeypatch.setattr(log, "connections_queue", queued.append)
+    log.events_append(workspace_id=workspace.pk, messages=[message("a")])
+    assert queued == []  # the run's release reads the flag and queues the next run
+    assert Connection.objects.get(pk=connection.pk).wake_queued_at is not None
+
+
+def test_the_append_leaves_the_sessions_commits_synchronous(transactional_db: None, workspace: Workspace) -> None:
+    """The procedure commits the append without waiting for the disk, for that transaction
+    alone: the connection's next commits wait for it again."""
+    log.events_append(workspace_id=workspace.pk, messages=[message("a")])
+    with db_connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+        cursor.execute("SELECT count(*) FROM integrations_event WHERE workspace_id = %s", [workspace.pk])
+        assert cursor.fetchone()[0] == 1
+    assert not db_connection.in_atomic_block and db_connection.get_autocommit()
+
+
+@pytest.mark.parametrize("count", [1, log.SCALAR_EVENTS, log.SCALAR_EVENTS + 1, 40])
+def test_batches_on_either_side_of_the_scalar_limit_store_alike(transactional_db: None, workspace: Workspace,
+                                                                 count: int) -> None:
+    """Up to SCALAR_EVENTS each value is a parameter of its own, above it one array per column."""
+    sent = [message(f"m-{n}", name=f"Event {n}") for n in range(count)]
+    keys = [f"key-{n}" if n % 2 else None for n in range(count)]
+    appended = log.events_append(workspace_id=workspace.pk, messages=sent, dedupe_keys=keys)
+    assert appended.stored == count
+    rows = list(Event.objects.filter(workspace=workspace).order_by("seq").values_list(
+        "seq", "message_id", "name", "dedupe_key", "body"))
+    assert [(seq, m, name, key, bytes(body)) for seq, m, name, key, body in rows] == [
+        (n + 1, s.message_id, s.name, keys[n], s.body) for n, s in enumerate(sent)]

@@ -14,10 +14,13 @@ from django.db import connection as db_connection
 from django.db import connections, transaction
 from django.utils import timezone
 
-from accounts.models import Workspace
+from accounts.audit import Actor
+from accounts.models import User, Workspace
+from integrations import services
 from integrations.ingest.messages import normalise
-from integrations.models import Event, EventStream
+from integrations.models import Connection, Event, EventStream
 from integrations.relay import log
+from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.skipif(db_connection.vendor != "postgresql", reason="the partitioned log is PostgreSQL's")
 
@@ -95,10 +98,7 @@ def test_an_append_waits_for_a_concurrent_one_and_then_sees_what_it_stored(trans
     other = other_connection()
     try:
         held = message("m-1")
-        other.execute(log.APPEND_SQL, {
-            "workspace": workspace.pk, "message_ids": [held.message_id], "types": [held.type],
-            "names": [held.name], "user_ids": [held.user_id], "bodies": [held.body],
-            "received": [held.received_at], "keys": [None]})
+        other.execute(f"SELECT {log.append_call(1)}", log.append_parameters(workspace.pk, [(held, None)]))
         outcome: dict[str, Any] = {}
 
         def append() -> None:
@@ -132,21 +132,22 @@ def test_an_append_waits_for_a_concurrent_one_and_then_sees_what_it_stored(trans
 
 
 def test_inside_a_transaction_the_append_is_one_statement_and_wakes_after_commit(
-        transactional_db: None, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    woken: list[int] = []
-
-    def connections_wake(*, workspace_id: int) -> int:
-        woken.append(workspace_id)
-        return 0
-
-    monkeypatch.setattr(log, "connections_wake", connections_wake)
+        transactional_db: None, alice: User, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=new_write_key())
+    Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
+    queued: list[list[int]] = []
+    monkeypatch.setattr(log, "connections_queue", queued.append)
     with transaction.atomic():
         appended = log.events_append(workspace_id=workspace.pk, messages=[message("a"), message("b")])
-        assert appended.stored == 2 and woken == []
-    assert woken == [workspace.pk]
+        assert appended.stored == 2 and queued == []
+    assert queued == [[connection.pk]]
+    Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
     with transaction.atomic():
         log.events_append(workspace_id=workspace.pk, messages=[message("c")])
         transaction.set_rollback(True)
+    assert queued == [[connection.pk]]
+    assert Connection.objects.get(pk=connection.pk).wake_queued_at is None  # the flag rolled back too
     assert list(Event.objects.filter(workspace=workspace).values_list("message_id", flat=True).order_by("seq")) == [
         "a", "b"]
     assert EventStream.objects.get(workspace=workspace).last_seq == 2  # rolled back with the events
