@@ -37,7 +37,6 @@ from integrations.ingest.messages import Invalid, Normaliser, loads_lenient
 from integrations.ingest.ratelimit import hits_this_second
 from integrations.models import ReceiptOutcome, SignatureVerdict, WebhookEndpoint, WebhookReceipt
 from integrations.relay.log import Message, events_append
-from integrations.relay.wake import connections_wake
 from integrations.segment.protocol import MAX_EVENT_BYTES, SENT_MESSAGE_ID_BYTES
 from integrations.tracking_plans.enforcement import plan_enforce, plan_for_workspace
 from integrations.webhooks import verification
@@ -286,7 +285,6 @@ def _store_in_one_statement(receiver: Receiver, request: Request, webhook_id: st
     if not claim_and_append(endpoint_id=receiver.endpoint_id, workspace_id=receiver.workspace_id,
                             webhook_id=webhook_id, verdict=verdict, body=request.body, messages=messages):
         return _replayed(receiver, request, webhook_id, verdict, message_ids)
-    _wake(receiver.workspace_id)
     return Answer(200, {"success": True, "accepted": len(messages), "messageIds": message_ids})
 
 
@@ -310,15 +308,6 @@ def _store_in_transaction(receiver: Receiver, request: Request, webhook_id: str,
         return _replayed(receiver, request, webhook_id, verdict, message_ids)
     answer = {"success": True, "accepted": len(messages) - len(blocked), "messageIds": message_ids}
     return Answer(200, {**answer, "blocked": blocked} if blocked else answer)
-
-
-def _wake(workspace_id: int) -> None:
-    """Wake the workspace's connections once the events are committed: now, or when the
-    caller's transaction commits (a test's, or a caller's own)."""
-    if connection.in_atomic_block:
-        transaction.on_commit(lambda: connections_wake(workspace_id=workspace_id))
-    else:
-        connections_wake(workspace_id=workspace_id)
 
 
 def _replayed(receiver: Receiver, request: Request, webhook_id: str, verdict: SignatureVerdict,
