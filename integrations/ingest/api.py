@@ -48,7 +48,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.http import client_address
 from integrations.ingest.keys import ingest_key_authenticate, ingest_key_recognised
 from integrations.ingest.messages import Invalid, Normaliser, loads_lenient, normalise
-from integrations.ingest.ratelimit import hits, hits_so_far, hits_this_second, seconds_left
+from integrations.ingest.ratelimit import hit_started, hits, hits_so_far, seconds_left
 from integrations.ingest.rejections import rejections_record
 from integrations.models import IngestKey
 from integrations.relay.log import Message, events_append
@@ -81,10 +81,10 @@ def ingest(request: HttpRequest, call: str) -> HttpResponse:
             raise Refused(404, "unknown_call", f"Unknown endpoint /v1/{call[:40]}: use one of {', '.join(CALLS)}.")
         body = _json_body(request, batch=call in ("batch", "import"))
         ingest_key = _authenticate(request, body)
-        _rate_limit(ingest_key)
+        within_limit = _rate_limit_started(ingest_key)
         if call in ("batch", "import"):
-            return _answer(200, _ingest_batch(ingest_key, body))
-        return _answer(200, _ingest_one(ingest_key, body, call))
+            return _answer(200, _ingest_batch(ingest_key, body, within_limit))
+        return _answer(200, _ingest_one(ingest_key, body, call, within_limit))
     except Refused as refused:
         response = _answer(refused.status, {"success": False, "error": refused.error, "message": refused.message})
         if refused.retry_after is not None:
@@ -92,19 +92,22 @@ def ingest(request: HttpRequest, call: str) -> HttpResponse:
         return response
 
 
-def _ingest_one(ingest_key: IngestKey, body: dict[str, Any], call: str) -> dict[str, Any]:
+def _ingest_one(ingest_key: IngestKey, body: dict[str, Any], call: str,
+                within_limit: Callable[[], None]) -> dict[str, Any]:
     try:
         message = normalise(body, received_at=timezone.now(), call=call)
     except Invalid as invalid:
+        within_limit()
         rejections_record(workspace_id=ingest_key.workspace_id, source=f"http:{call}", rejected=[(None, body, invalid)])
         raise Refused(400, invalid.reason, invalid.detail) from None
+    within_limit()
     enforced = plan_enforce(workspace_id=ingest_key.workspace_id, messages=[message], source=f"http:{call}")
     appended = events_append(workspace_id=ingest_key.workspace_id, messages=enforced.messages)
     answer = {"success": True, "accepted": appended.stored, "duplicates": len(appended.duplicates), "rejected": []}
     return {**answer, "blocked": enforced.blocked} if enforced.blocked else answer
 
 
-def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]:
+def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any], within_limit: Callable[[], None]) -> dict[str, Any]:
     items = body.get("batch")
     if not isinstance(items, list):
         raise Refused(400, "invalid_batch", "A batch body is {\"batch\": [events…]}.")
@@ -123,6 +126,7 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any]) -> dict[str, Any]
             continue
         valid.append(message)
         events.append(event)
+    within_limit()  # before anything is written
     # The tracking plan: blocked events are listed in the 200 (never a reason for a retry).
     valid, blocked = plan_enforce(workspace_id=ingest_key.workspace_id, messages=valid, source="http:batch",
                                   events=events)
@@ -226,12 +230,19 @@ def _failure_bucket(address: str) -> str:
     return str(parsed)
 
 
-def _rate_limit(ingest_key: IngestKey) -> None:
-    """A fixed one-second window per key, in the shared cache."""
-    limit = settings.INGEST_REQUESTS_PER_SECOND
-    if hits_this_second(f"ingest:{ingest_key.pk}") > limit:
-        raise Refused(429, "rate_limited", f"More than {limit} requests a second for this ingest key.",
-                      retry_after=1)
+def _rate_limit_started(ingest_key: IngestKey) -> Callable[[], None]:
+    """A fixed one-second window per key, in the shared cache: the request is counted now, and
+    the returned function raises Refused(429) over the limit. The ingest calls it once the
+    events are decoded, before anything is written, so the count's round trip runs meanwhile."""
+    total = hit_started(f"ingest:{ingest_key.pk}")
+
+    def within_limit() -> None:
+        limit = settings.INGEST_REQUESTS_PER_SECOND
+        if total() > limit:
+            raise Refused(429, "rate_limited", f"More than {limit} requests a second for this ingest key.",
+                          retry_after=1)
+
+    return within_limit
 
 
 def _answer(status: int, payload: dict[str, Any]) -> HttpResponse:

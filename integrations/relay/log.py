@@ -143,7 +143,7 @@ def _append_in_one_statement(workspace_id: int,
         return result, []
     shape = min(len(fresh), SCALAR_EVENTS + 1)
     with pg.cursor() as cursor:
-        if connection.in_atomic_block:
+        if connection.in_atomic_block or len(fresh) > SCALAR_EVENTS:
             cursor.execute(_append_and_wake(shape), [*append_parameters(workspace_id, fresh), workspace_id,
                                                      timezone.now()])
         else:

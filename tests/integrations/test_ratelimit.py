@@ -67,6 +67,39 @@ def test_an_error_reply_leaves_no_reply_unread(redis_cache: redis.Redis) -> None
     assert ratelimit.hits_this_second("ingest:12") == 1
 
 
+def test_a_hit_started_is_counted_at_once_and_its_total_read_later(redis_cache: redis.Redis) -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+    total = ratelimit.hit_started("ingest:13")
+    (key,) = redis_cache.keys("tributary:rate:ingest:13:*")
+    assert wait_for_value(redis_cache, key) == b"1"  # counted before the total is asked for
+    assert total() == 1
+    assert ratelimit.hits_this_second("ingest:13") == 2  # the connection carries on in step
+
+
+def test_a_total_never_read_leaves_no_reply_for_the_next_command(redis_cache: redis.Redis) -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+    ratelimit.hit_started("ingest:14")  # a request refused before it read its count
+    assert ratelimit.hits_this_second("ingest:15") == 1  # not ingest:14's reply
+    later = ratelimit.hit_started("ingest:14")
+    assert ratelimit.hits_this_second("ingest:15") == 2
+    assert later() == 3  # its connection was replaced: sent again, so counted twice at worst
+
+
+def test_a_hit_started_survives_a_dropped_connection(redis_cache: redis.Redis) -> None:
+    time.sleep(1 - time.time() % 1 + 0.01)
+    assert ratelimit.hits_this_second("ingest:16") == 1
+    assert redis_cache.client_kill_filter(_type="normal", skipme=True) >= 1
+    total = ratelimit.hit_started("ingest:16")
+    assert total() in (2, 3)  # written on the dead connection or not, it is counted
+
+
+def wait_for_value(client: redis.Redis, key: bytes) -> bytes | None:
+    deadline = time.monotonic() + 5
+    while (value := client.get(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
+
+
 def test_a_minute_window_is_read_without_counting_and_outlives_its_minute_briefly(redis_cache: redis.Redis) -> None:
     assert ratelimit.hits_so_far("auth:203.0.113.9", window=60) == 0
     assert [ratelimit.hits("auth:203.0.113.9", window=60) for _ in range(3)] == [1, 2, 3]
