@@ -288,8 +288,10 @@ _FILTERS_KEY = ("SELECT coalesce(string_agg(id::text || ':' || version::text, ',
 _WINDOW = ("SELECT seq, message_id, body, received_at FROM (SELECT seq, message_id, body, received_at, "  # noqa: S608
            f"sum(size + {SENT_MESSAGE_ID_BYTES + 1}) OVER (ORDER BY seq) AS upto "
            f"FROM {Event._meta.db_table} WHERE workspace_id = {{workspace}} AND seq > {{after}} "
-           "AND seq <= {after} + %s) AS x WHERE upto <= %s")
+           "AND seq <= {after} + %s::bigint) AS x WHERE upto <= %s")
 # The key is an uncorrelated subquery, evaluated once (an InitPlan); the window's order is kept.
+# The bound is cast: psycopg sends a small int as smallint, and a position up to 32,767 plus
+# the batch size added in smallint would overflow.
 _READ_SQL = (f"SELECT w.seq, w.message_id, w.body, w.received_at, ({_FILTERS_KEY}%s) "  # noqa: S608
              f"FROM ({_WINDOW.format(workspace='%s', after='%s')}) AS w ORDER BY w.seq")
 # The same after lease_take's `SELECT taken.*, `: the claimed connection's next events.

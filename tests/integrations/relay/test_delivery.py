@@ -24,8 +24,10 @@ from integrations.models import (
     DeliveryAttempt,
     DeliveryCount,
     Event,
+    EventStream,
     Health,
 )
+from integrations.relay import delivery
 from integrations.relay.log import events_append
 from integrations.segment.protocol import RELAY_NAMESPACE
 from tests.conftest import new_write_key, wait_for
@@ -230,3 +232,19 @@ def test_an_unknown_key_pauses_delivery_tells_the_owners_and_resumes_when_the_ch
     assert [e["event"] for e in arrived(segment, key)] == ["Queued While Paused"]
     codes = list(AuditEvent.objects.filter(target_id=str(connection.pk)).values_list("action", flat=True))
     assert AuditAction.CONNECTION_PAUSED in codes and AuditAction.CONNECTION_RESUMED in codes
+
+
+@pytest.mark.parametrize("after", [30_400, 32_760])
+def test_a_batch_is_read_past_a_position_near_the_smallint_limit(alice: User, workspace: Workspace,
+                                                                 after: int) -> None:
+    """A position sent as a small integer plus the batch size must not overflow on the way."""
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=new_write_key())
+    events_append(workspace_id=workspace.pk, messages=[normalise({"type": "track", "event": "Seed", "userId": "u"},
+                                                                 received_at=timezone.now())])
+    EventStream.objects.filter(workspace=workspace).update(last_seq=after)
+    sent = [normalise({"type": "track", "event": f"E{n}", "userId": "u"}, received_at=timezone.now()) for n in range(5)]
+    events_append(workspace_id=workspace.pk, messages=sent)
+    rows, _ = delivery._read(connection.pk, workspace.pk, after)
+    assert [(seq, message_id) for seq, message_id, _, _ in rows] == [
+        (after + n + 1, m.message_id) for n, m in enumerate(sent)]
