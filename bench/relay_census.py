@@ -71,7 +71,7 @@ def ingest_stages(bench: BenchWorkspace, web_host: str, repeats: int) -> list[St
     """One 100-event batch request: the whole Django request, then each stage on its own."""
     maker = BatchMaker(f"census-{int(time.time())}", 100)
     whole = Stage("whole request (Django test client)", 100)
-    auth, limit = Stage("authenticate ingest key", 100), Stage("rate limit (cache add+incr)", 100)
+    auth, limit = Stage("authenticate ingest key", 100), Stage("rate limit (Redis INCR+EXPIRE)", 100)
     parse, norm = Stage("parse JSON body", 100), Stage("normalise 100 events", 100)
     append = Stage("append: lock, dedupe, insert, wake", 100)
     browser = Client(HTTP_HOST=web_host)
@@ -86,7 +86,7 @@ def ingest_stages(bench: BenchWorkspace, web_host: str, repeats: int) -> list[St
         assert batch is not None
         key = _timed(auth, ingest_key_authenticate, bench.ingest_key)
         assert key is not None
-        _timed(limit, ingest_api._rate_limit, key)
+        _timed(limit, lambda k: ingest_api._rate_limit_started(k)(), key)
         body: dict[str, Any] = _timed(parse, orjson.loads, batch[1])
         messages = _timed(norm, _normalise_all, body)
         _timed(append, events_append, workspace_id=bench.workspace_id, messages=messages)

@@ -93,7 +93,7 @@ def test_a_hit_started_survives_a_dropped_connection(redis_cache: redis.Redis) -
     assert total() in (2, 3)  # written on the dead connection or not, it is counted
 
 
-def wait_for_value(client: redis.Redis, key: bytes) -> bytes | None:
+def wait_for_value(client: redis.Redis, key: Any) -> Any:
     deadline = time.monotonic() + 5
     while (value := client.get(key)) is None and time.monotonic() < deadline:
         time.sleep(0.01)
