@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -123,16 +125,39 @@ class Tenant:
 
 
 def purge_broker(url: str) -> None:
-    """Empty what a previous run left: the Redis database, or the vhost's Celery queue."""
+    """Empty what a previous run left: the Redis database, or the vhost's Celery queue (made
+    first on a machine that has never run this bench)."""
     if url.startswith("redis"):
         flush_redis(url)
         return
+    from amqp.exceptions import NotAllowed
     from kombu import Connection
 
-    with Connection(url, connect_timeout=5) as connection:
+    try:
+        connection = Connection(url, connect_timeout=5)
+        connection.connect()
+    except NotAllowed:
+        make_vhost(url)
+        connection = Connection(url, connect_timeout=5)
+    with connection:
         channel: Any = connection.channel()  # kombu's stubs lack the amqp channel's methods
         with suppress(Exception):
             channel.queue_purge("celery")
+
+
+def make_vhost(url: str) -> None:
+    """The bench's own RabbitMQ vhost, for the URL's user, with rabbitmqctl on this machine."""
+    parsed = urlsplit(url)
+    vhost, user = unquote(parsed.path.lstrip("/")) or "/", unquote(parsed.username or "guest")
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        raise SystemExit(f"RabbitMQ has no vhost {vhost!r} and rabbitmqctl is not here to make it: run "
+                         f"`rabbitmqctl add_vhost {vhost}` and `rabbitmqctl set_permissions -p {vhost} {user} "
+                         f"'.*' '.*' '.*'` where RabbitMQ runs, or pass --amqp-url with a vhost that exists.")
+    print(f"making RabbitMQ vhost {vhost!r} for {user!r} (rabbitmqctl)", flush=True)
+    subprocess.run([rabbitmqctl, "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([rabbitmqctl, "set_permissions", "-p", vhost, user, ".*", ".*", ".*"], check=True,
+                   capture_output=True)
 
 
 @contextmanager
