@@ -1,4 +1,4 @@
-"""WSGI entry point (gunicorn config.wsgi): Django, with the ingest API's POST /v1/* and the
+"""WSGI entry point (config.serve, the Procfile's web): Django, with the ingest API's POST /v1/* and the
 webhook endpoints' POST /webhooks/in/… answered first without the middleware stack
 (integrations.ingest.api.wsgi_application, integrations.webhooks.views.wsgi_application)."""
 from __future__ import annotations

@@ -28,13 +28,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 90.0
-# What a proxy in front of gunicorn adds: production settings redirect plain HTTP to HTTPS.
+# What a proxy in front of the web server adds: production settings redirect plain HTTP to HTTPS.
 BEHIND_THE_PROXY = {"X-Forwarded-Proto": "https"}
 
 
 def production_environment(tmp_path: Path, port: int) -> dict[str, str]:
     """The README's variables for production, and nothing else of this process's environment.
-    TRIBUTARY_DATA_DIR and GUNICORN_BIND keep the run inside the test's folder and on 127.0.0.1."""
+    TRIBUTARY_DATA_DIR and WEB_BIND keep the run inside the test's folder and on 127.0.0.1."""
     from config.celery_app import app
 
     env = {
@@ -46,7 +46,7 @@ def production_environment(tmp_path: Path, port: int) -> dict[str, str]:
         "SITE_URL": f"http://127.0.0.1:{port}",
         "EMAIL_URL": "consolemail://",
         "TRIBUTARY_DATA_DIR": str(tmp_path / "data"),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
         "CELERY_WORKER_CONCURRENCY": "2",
     }

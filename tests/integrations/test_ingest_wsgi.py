@@ -1,5 +1,5 @@
 """The lean path: POST /v1/* answered by the WSGI application in front of Django's middleware
-(config.wsgi, which gunicorn, the Procfile, `make run`'s runserver and the bench all serve)."""
+(config.wsgi, which the web server (config.serve), the Procfile, `make run`'s runserver and the bench all serve)."""
 from __future__ import annotations
 
 import base64
@@ -162,7 +162,7 @@ def test_a_server_error_is_a_json_500_that_is_logged(app: Any, ingest_key: str, 
 
 def test_the_served_application_takes_the_lean_path(ingest_key: str, workspace: Workspace, settings: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """What gunicorn (config/gunicorn.conf.py), the Procfile and runserver (WSGI_APPLICATION) load."""
+    """What the web server (config.serve), the Procfile and runserver (WSGI_APPLICATION) load."""
     from config import wsgi
 
     assert settings.WSGI_APPLICATION == "config.wsgi.application"
@@ -280,7 +280,7 @@ def test_a_failing_wake_up_is_logged_not_raised(monkeypatch: pytest.MonkeyPatch,
 
 
 def serve_as_a_server(environ: dict[str, Any]) -> tuple[str, bytes]:
-    """One request as gunicorn serves it, Django's request signals included."""
+    """One request as the web server serves it, Django's request signals included."""
     statuses: list[str] = []
     response = api.serve(environ, lambda status, headers: statuses.append(status), api.ingest,
                          environ["PATH_INFO"][len("/v1/"):])

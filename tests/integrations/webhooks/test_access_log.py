@@ -1,4 +1,4 @@
-"""The token of an unsigned endpoint's URL is a secret: gunicorn's access log leaves it out."""
+"""The token of an unsigned endpoint's URL is a secret: the web server's access log leaves it out."""
 from __future__ import annotations
 
 import secrets
@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.config.test_gunicorn import CONFIG, access_line, gunicorn
+from tests.config.test_serve import access_line, web_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_the_access_log_redacts_the_url_token_of_a_webhook(tmp_path: Path) -> None:
     token = secrets.token_urlsafe(32)
-    with gunicorn(tmp_path, "--config", CONFIG) as server:
+    with web_server(tmp_path) as server:
         answer = requests.post(f"{server.url}/webhooks/in/wh_unknown/{token}", json={"type": "x"}, timeout=10)
         signed = requests.post(f"{server.url}/webhooks/in/wh_unknown", json={"type": "x"}, timeout=10)
         line = access_line(server, 'path="/webhooks/in/wh_unknown/')
