@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from integrations.models import Event, EventStream
 from integrations.relay import pg
-from integrations.relay.wake import connections_queue, connections_wake
+from integrations.relay.wake import connections_queue_after_commit, connections_wake
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,7 @@ def events_append(*, workspace_id: int, messages: Sequence[Message],
     pairs = list(zip(messages, keys, strict=True))
     if connection.vendor == "postgresql":
         appended, woken = _append_in_one_statement(workspace_id, pairs)
-        if woken:
-            if connection.in_atomic_block:
-                transaction.on_commit(lambda: connections_queue(woken))
-            else:
-                connections_queue(woken)
+        connections_queue_after_commit(woken)
         return appended
     try:
         with transaction.atomic():
@@ -184,17 +180,23 @@ _ARRAYS = (("%s", "text"), ("%s", "text"), ("%s", "text"), ("%s", "text"), ("%b"
 
 def append_call(count: int) -> str:
     """The call of `integrations_event_append` for `count` events, for `append_parameters`."""
-    return _append_call(min(count, SCALAR_EVENTS + 1))
+    return f"integrations_event_append({append_arguments(count)})"
+
+
+def append_arguments(count: int) -> str:
+    """The argument list of that call (the workspace, then one array per column), for the
+    procedures that take the same arguments first."""
+    return _append_arguments(min(count, SCALAR_EVENTS + 1))
 
 
 @cache
-def _append_call(count: int) -> str:
+def _append_arguments(count: int) -> str:
     def array(placeholder: str, kind: str) -> str:
         if count > SCALAR_EVENTS:
             return f"{placeholder[0]}b::{kind}[]"
         return f"ARRAY[{', '.join([placeholder] * count)}]::{kind}[]"
 
-    return f"integrations_event_append(%b::bigint, {', '.join(array(p, kind) for p, kind in _ARRAYS)})"
+    return f"%b::bigint, {', '.join(array(p, kind) for p, kind in _ARRAYS)}"
 
 
 def append_parameters(workspace_id: int, fresh: Sequence[tuple[Message, str | None]]) -> list[object]:
@@ -226,8 +228,7 @@ def _append_and_wake(count: int) -> str:
 def _append_durably(count: int) -> str:
     """In autocommit: the same, committed, through the procedure of migration 0020, which holds
     the workspace's lock for the append but not for the disk flush."""
-    call = append_call(count).replace("integrations_event_append(", "CALL integrations_event_append_durably(", 1)
-    return f"{call[:-1]}, %b::timestamptz)"
+    return f"CALL integrations_event_append_durably({append_arguments(count)}, %b::timestamptz)"
 
 
 def _already_logged(workspace_id: int, column: str, values: set[str]) -> set[str]:

@@ -25,7 +25,7 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -86,6 +86,17 @@ def connections_queue(connection_ids: list[int]) -> int:
         _held.connections.extend(connection_ids)
         return 0
     return _queue(connection_ids)
+
+
+def connections_queue_after_commit(connection_ids: list[int]) -> None:
+    """`connections_queue` once the caller's transaction commits, or now in autocommit (the
+    append's statement has committed already)."""
+    if not connection_ids:
+        return
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: connections_queue(connection_ids))
+    else:
+        connections_queue(connection_ids)
 
 
 def wakes_held() -> None:

@@ -29,13 +29,20 @@ from collections.abc import Sequence
 from functools import cache
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from integrations.models import ReceiptOutcome, SignatureVerdict, WebhookReceipt
 from integrations.relay import pg
-from integrations.relay.log import SCALAR_EVENTS, WAKE_IF_STORED, Message, append_call, append_parameters
-from integrations.relay.wake import connections_queue
+from integrations.relay.log import (
+    SCALAR_EVENTS,
+    WAKE_IF_STORED,
+    Message,
+    append_arguments,
+    append_call,
+    append_parameters,
+)
+from integrations.relay.wake import connections_queue_after_commit
 
 _RECEIPTS, _ACCEPTED = WebhookReceipt._meta.db_table, ReceiptOutcome.ACCEPTED.value
 # The receipt's values: endpoint, receive time, webhook id, signature verdict, messageIds
@@ -60,8 +67,7 @@ def _in_transaction(calls: int) -> str:
 
 @cache
 def _durably(calls: int) -> str:
-    call = append_call(calls).replace("integrations_event_append(", "", 1)
-    return (f"CALL integrations_webhook_store_durably(%s, %s, %s, %s, %s::jsonb, %b, %s, {call[:-1]}, "
+    return (f"CALL integrations_webhook_store_durably(%s, %s, %s, %s, %s::jsonb, %b, %s, {append_arguments(calls)}, "
             "%b::timestamptz)")
 
 
@@ -84,10 +90,5 @@ def claim_and_append(*, endpoint_id: int, workspace_id: int, webhook_id: str, ve
         row = cursor.fetchone()
     if row is None or row[0] is None:
         return False
-    if row[1]:
-        woken: list[int] = row[1]
-        if atomic:
-            transaction.on_commit(lambda: connections_queue(woken))
-        else:
-            connections_queue(woken)
+    connections_queue_after_commit(row[1])
     return True

@@ -19,7 +19,7 @@ from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest.messages import normalise
 from integrations.models import Connection, Event, EventStream
-from integrations.relay import log
+from integrations.relay import log, wake
 from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.skipif(db_connection.vendor != "postgresql", reason="the one-statement append is PostgreSQL's")
@@ -117,7 +117,7 @@ def test_the_append_wakes_the_connections_and_they_are_queued_after_the_commit(
             seen.append((connection_ids, cursor.fetchone()[0]))
         return len(connection_ids)
 
-    monkeypatch.setattr(log, "connections_queue", connections_queue)
+    monkeypatch.setattr(wake, "connections_queue", connections_queue)
     log.events_append(workspace_id=workspace.pk, messages=[message("a")])
     assert seen == [([connection.pk], 1)]
     assert Connection.objects.get(pk=connection.pk).wake_queued_at is not None  # flagged by the same call
@@ -133,7 +133,7 @@ def test_a_connection_whose_run_holds_the_lease_is_flagged_but_not_queued(
     connection = woken_connection(alice, workspace)
     Connection.objects.filter(pk=connection.pk).update(lease_until=timezone.now() + timedelta(seconds=30))
     queued: list[list[int]] = []
-    monkeypatch.setattr(log, "connections_queue", queued.append)
+    monkeypatch.setattr(wake, "connections_queue", queued.append)
     log.events_append(workspace_id=workspace.pk, messages=[message("a")])
     assert queued == []  # the run's release reads the flag and queues the next run
     assert Connection.objects.get(pk=connection.pk).wake_queued_at is not None

@@ -19,7 +19,7 @@ from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest.messages import normalise
 from integrations.models import Connection, Event, EventStream
-from integrations.relay import log
+from integrations.relay import log, wake
 from tests.conftest import new_write_key
 
 pytestmark = pytest.mark.skipif(db_connection.vendor != "postgresql", reason="the partitioned log is PostgreSQL's")
@@ -137,7 +137,7 @@ def test_inside_a_transaction_the_append_is_one_statement_and_wakes_after_commit
                                             region="us", write_key=new_write_key())
     Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
     queued: list[list[int]] = []
-    monkeypatch.setattr(log, "connections_queue", queued.append)
+    monkeypatch.setattr(wake, "connections_queue", queued.append)
     with transaction.atomic():
         appended = log.events_append(workspace_id=workspace.pk, messages=[message("a"), message("b")])
         assert appended.stored == 2 and queued == []
