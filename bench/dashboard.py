@@ -11,9 +11,10 @@ aggregates delivery keeps rather than from counting the event log.
    10-minute counts, dead letters, rejected events, checks, audit rows; then ANALYZE. With
    `--keep` a database already seeded with the same plan is reused (new migrations are
    applied to it); seeding is the slow part.
-2. Start gunicorn with the production settings (as bench/relay_stack.py does; no worker or
-   beat, so the data holds still), sign in through the login form as the owner of the
-   largest workspace and as the owner of the smallest.
+2. Start the web server as production does (granian, `python -m config.serve`, production
+   settings), as bench/relay_stack.py does; no worker or beat, so the data holds still. Sign
+   in through the login form as the owner of the largest workspace and as the owner of the
+   smallest.
 3. Request every page (bench/dashboard_pages.py: pages, htmx partials, later pages, filters,
    debugger searches) `--warmup` times, then `--repeat` times, round-robin, one request at a
    time over keep-alive connections; then each a few times more in this process, to count its
@@ -71,7 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured requests per page first")
     parser.add_argument("--events", type=int, default=Plan.events, help="events in the log")
     parser.add_argument("--workspaces", type=int, default=Plan.workspaces, help="workspaces (3 connections each)")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (requests are "
+    parser.add_argument("--web-workers", type=int, default=2, help="granian worker processes (requests are "
                         "made one at a time)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_dashbench")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/6", help="Redis database for the "
@@ -93,7 +94,7 @@ def main() -> None:
     plan = Plan(events=args.events, workspaces=args.workspaces)
     seeded, fresh = _seeded_or_fresh(args, plan)
     options = StackOptions(database_url=args.database_url, broker_url=args.broker_url, us_url=NOWHERE,
-                           eu_url=NOWHERE, web_port=free_ports(1)[0], web_workers=args.web_workers, web_threads=1,
+                           eu_url=NOWHERE, web_port=free_ports(1)[0], web_workers=args.web_workers,
                            worker_concurrency=1, log_dir=log_dir)
     env = environment(options)
     # The keys this database's write keys were encrypted with (every process refuses to start
@@ -148,7 +149,7 @@ def _measure(args: argparse.Namespace, options: StackOptions, env: dict[str, str
     with web_server(options, env) as url:
         browsers = {email: Browser(url, email, password) for email in {p.email for p in probes}}
         print(f"Requesting {len(probes)} pages: {args.warmup} unmeasured, then {args.repeat} timed each, "
-              f"round-robin, one at a time (gunicorn {args.web_workers} workers, production settings).", flush=True)
+              f"round-robin, one at a time (granian {args.web_workers} workers, production settings).", flush=True)
         load = os.getloadavg()[0]
         timings = time_pages(browsers, probes, repeat=args.repeat, warmup=args.warmup)
     load = max(load, os.getloadavg()[0])

@@ -1,7 +1,8 @@
-"""Measuring the pages: wall-clock times through gunicorn; queries, database time and the web
-process's CPU in-process; EXPLAIN ANALYZE and a profile for the pages worth a closer look.
+"""Measuring the pages: wall-clock times through the web server; queries, database time and
+the web process's CPU in-process; EXPLAIN ANALYZE and a profile for the pages worth a closer
+look.
 
-Times come from a real server (gunicorn, production settings, as the relay bench runs it)
+Times come from a real server (granian, production settings, as the relay bench runs it)
 over keep-alive HTTP, signed in through the login form: what a person's browser waits for,
 less the network. Queries cannot be seen from outside the server, so a second pass asks for
 each page again in this process, through Django's test client under `CaptureQueriesContext`,
@@ -23,7 +24,7 @@ from typing import Any
 
 import requests
 from dashboard_pages import Probe
-from relay_stack import REPO_ROOT, Service, StackOptions, _start, _wait_for_web, _web_command
+from relay_stack import REPO_ROOT, Service, StackOptions, _wait_for_web, start_web
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -51,9 +52,9 @@ class Queries:
 
 @contextmanager
 def web_server(options: StackOptions, env: dict[str, str]) -> Iterator[str]:
-    """gunicorn alone, as relay_stack starts it: no worker or beat, so nothing changes the
+    """The web server alone, as relay_stack starts it: no worker or beat, so nothing changes the
     data while it is measured (no emulator runs; delivery would only retry)."""
-    web: Service = _start("web", _web_command(options), env, options.log_dir)
+    web: Service = start_web(options, env)
     try:
         url = f"http://127.0.0.1:{options.web_port}"
         _wait_for_web(web, url)

@@ -28,9 +28,9 @@ def verdict(probe: Probe, timing: Timing, target: float, counted: Queries | None
 
 def print_table(probes: list[Probe], timings: dict[str, Timing], queries: dict[str, Queries], target: float, *,
                 busy: bool) -> None:
-    """Wall times through gunicorn; queries, their time and the request's CPU in-process."""
+    """Wall times through the web server; queries, their time and the request's CPU in-process."""
     width = max(len(p.label) for p in probes)
-    print("\np50/p95/max: wall time of the timed requests through gunicorn. queries, db ms (their time) and "
+    print("\np50/p95/max: wall time of the timed requests through the web server. queries, db ms (their time) and "
           "cpu ms (the web process's CPU): in-process, the least of a few requests, the page's own cost. "
           "KB: the response.")
     print(f"\n| {'page':<{width}} | p50 ms | p95 ms | max ms | queries | db ms | cpu ms | KB | verdict |")

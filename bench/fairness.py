@@ -3,8 +3,9 @@
     .venv/bin/python bench/fairness.py [--quick] [--workspaces 100] [--rate 1000] [--burst 200000]
 
 The stack of bench/relay.py (a fresh PostgreSQL database, a flushed Redis database as broker and
-cache, gunicorn with the production settings, a prefork Celery worker and beat, the Segment
-emulator), with `--workspaces` workspaces of one connection each, made through the services.
+cache, the web server as production starts it with `python -m config.serve`, a prefork Celery
+worker and beat, the Segment emulator), with `--workspaces` workspaces of one connection each,
+made through the services.
 For `--seconds`:
   * every workspace sends a steady share of `--rate` events/s in total, `--batch-size` events
     per request, on a fixed schedule (the workspaces staggered across the interval);
@@ -19,8 +20,9 @@ being delivered, next to the target (p99 ≤ 1 s); the worker time each kind of 
 (every task timed in the pool processes by bench/task_clock.py), above all the throttled one's
 while it waited (target: about none); and what each part of the stack used of the CPU.
 
-To measure a patched build, run this file from a copy of the tree: gunicorn and Celery put
-their working directory (the tree the bench is in) first on sys.path, ahead of PYTHONPATH.
+To measure a patched build, run this file from a copy of the tree: the web server (`python -m
+config.serve`, granian) and Celery put their working directory (the tree the bench is in) first
+on sys.path, ahead of PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--burst-senders", type=int, default=4, help="keep-alive connections of the burst")
     parser.add_argument("--retry-after", type=int, default=60, help="the throttled connection's Retry-After")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
-    parser.add_argument("--web-workers", type=int, default=6)
+    parser.add_argument("--web-workers", type=int, default=6, help="granian worker processes, one thread each")
     parser.add_argument("--worker-concurrency", type=int, default=4 * (os.cpu_count() or 1),
                         help="Celery prefork processes (the product's default: 4 per core)")
     parser.add_argument("--celery-app", default="task_clock", help="the worker's --app (task_clock is the "
@@ -186,7 +188,7 @@ def main() -> None:
     with run_emulator(max_requests=400_000, max_events=expected_events) as emulator:
         options = StackOptions(
             database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
-            eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers, web_threads=1,
+            eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
             worker_concurrency=args.worker_concurrency, log_dir=log_dir, settings=args.settings,
             celery_app=args.celery_app)
         env = environment(options)
@@ -213,7 +215,7 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
-            print(f"Stack: gunicorn {args.web_workers} workers, Celery prefork {args.worker_concurrency} "
+            print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency} "
                   f"(--app {args.celery_app}), beat; {os.cpu_count()} cores shared by everything")
             print(f"Load: {len(tenants)} workspaces x 1 connection, {args.rate:,.0f} events/s in total "
                   f"({args.rate / len(tenants):,.1f}/s each, {args.batch_size} per request) for {args.seconds:.0f} s; "

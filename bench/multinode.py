@@ -6,7 +6,7 @@ For each broker (RabbitMQ on its own vhost, Redis on its own database) it runs, 
 process of its own (Django reads the broker's URL once per process):
   * a fresh PostgreSQL database, `--workspaces` workspaces with one connection each, made
     through the services, and the Segment emulator;
-  * two web "nodes" (gunicorn, production settings, on two ports) and two worker "nodes"
+  * two web "nodes" (granian as production starts it, on two ports) and two worker "nodes"
     (`celery --app task_clock worker -n nodeA@%h` / `nodeB@%h`, prefork), each in a process
     group of its own as it would be a machine of its own, plus one beat, all on one broker;
     the cache (rate limits) is Redis in both runs, as production needs with several web nodes;
@@ -25,8 +25,9 @@ process of its own (Django reads the broker's URL once per process):
      Lock:tuple / Lock:transactionid).
 The parent prints one table for all brokers.
 
-To measure a patched build, run this file from a copy of the tree: gunicorn and Celery put
-their working directory (the tree the bench is in) first on sys.path, ahead of PYTHONPATH.
+To measure a patched build, run this file from a copy of the tree: the web server (`python -m
+config.serve`, granian) and Celery put their working directory (the tree the bench is in) first
+on sys.path, ahead of PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from relay_stack import (
     flush_redis,
     migrate,
     recreate_database,
+    start_web,
 )
 
 from segment_emulator.client import EmulatorClient
@@ -90,7 +92,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kill-after", type=float, default=0.0, help="seconds into phase 2 (default: 40%%)")
     parser.add_argument("--senders", type=int, default=8, help="keep-alive connections, over both web nodes")
     parser.add_argument("--workspaces", type=int, default=4, help="workspaces with one connection each")
-    parser.add_argument("--web-workers", type=int, default=3, help="gunicorn workers per web node")
+    parser.add_argument("--web-workers", type=int, default=3, help="granian workers per web node")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="prefork processes per worker node")
     parser.add_argument("--ceiling", action="store_true", help="measure the one-workspace ceiling in every run")
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
@@ -166,11 +168,7 @@ def running_nodes(options: StackOptions, env: dict[str, str], web_ports: list[in
     with ExitStack() as stack:
         webs, urls = [], []
         for name, port in zip("AB", web_ports, strict=True):
-            command = [str(BIN / "gunicorn"), "--config", str(Path(__file__).resolve().parents[1] / "config" /
-                                                                "gunicorn.conf.py"), "relay_wsgi",
-                       "--bind", f"127.0.0.1:{port}", "--workers", str(options.web_workers), "--threads", "1",
-                       "--log-level", "warning"]
-            web = _start(f"web{name}", command, env, options.log_dir)
+            web = start_web(options, env, name=f"web{name}", port=port)  # as production, on its own port
             stack.callback(web.stop)
             webs.append(web)
             urls.append(f"http://127.0.0.1:{port}")
@@ -239,7 +237,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         web_ports = free_ports(2)
         options = StackOptions(
             database_url=args.database_url, broker_url=url, us_url=emulator.us_url, eu_url=emulator.eu_url,
-            web_port=web_ports[0], web_workers=args.web_workers, web_threads=1,
+            web_port=web_ports[0], web_workers=args.web_workers,
             worker_concurrency=args.worker_concurrency, log_dir=log_dir, celery_app="task_clock")
         env = environment(options)
         env["CACHE_URL"] = CACHE_URL  # environment() uses the broker's URL; an amqp URL is no cache
@@ -257,7 +255,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         tenants = make_tenants(emulator, args.workspaces, "Node", connections=True)
         with running_nodes(options, env, web_ports, args.worker_concurrency) as nodes:
             wait_until_checked([t.connection_id for t in tenants], timeout=180)
-            print(f"[{broker}] 2 web nodes x {args.web_workers} gunicorn workers (:{web_ports[0]}, :{web_ports[1]}), "
+            print(f"[{broker}] 2 web nodes x {args.web_workers} granian workers (:{web_ports[0]}, :{web_ports[1]}), "
                   f"2 worker nodes x {args.worker_concurrency} prefork (nodeA, nodeB), 1 beat; "
                   f"{len(tenants)} workspaces x 1 connection", flush=True)
             summary.update(throughput(args, emulator, nodes, tenants, f"{run_id}-tp"))

@@ -106,7 +106,7 @@ def main() -> None:
     args = parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="tributary-partitions-bench-"))
     options = StackOptions(database_url=args.database_url, broker_url=args.broker_url, us_url=NOWHERE,
-                           eu_url=NOWHERE, web_port=0, web_workers=1, web_threads=1, worker_concurrency=1,
+                           eu_url=NOWHERE, web_port=0, web_workers=1, worker_concurrency=1,
                            log_dir=log_dir)
     env = environment(options)
     print(f"Code {code_revision()}. Database {args.database_url.rsplit('/', 1)[-1]}, logs in {log_dir}. "

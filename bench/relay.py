@@ -4,10 +4,11 @@
 
 Everything runs on 127.0.0.1, as production would: a fresh PostgreSQL database
 (`tributary_bench`, dropped and re-created), Redis database 13 as broker and cache (flushed),
-gunicorn with the production settings, a Celery worker (prefork) and beat, and the Segment
-emulator standing in for Segment. The benchmark makes a user and its workspaces through the
-normal services, each with its own ingest key: "ingest" and "spread1-4" without connections,
-"one" with one connection, "three" with three, "census" with one the census drives by hand.
+the web server as production starts it (granian, `python -m config.serve`, production
+settings), a Celery worker (prefork) and beat, and the Segment emulator standing in for
+Segment. The benchmark makes a user and its workspaces through the normal services, each with
+its own ingest key: "ingest" and "spread1-4" without connections, "one" with one connection,
+"three" with three, "census" with one the census drives by hand.
 
 Phases, each on an idle, drained relay:
   1. ingest: 100-event batches from several keep-alive senders, as fast as answered; then
@@ -494,13 +495,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--answer-seconds", type=float, default=10.0, help="length of the answer-time phase")
     parser.add_argument("--burst", type=int, default=100_000, help="events in the burst")
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="longest wait for a backlog")
-    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="the HTTP server")
     parser.add_argument("--phases", default="", help="comma-separated phases to run instead of all (e.g. "
                         "answer_time,single_calls; the official library's are official_direct and "
                         "official_through_tributary)")
-    parser.add_argument("--web-workers", type=int, default=6, help="gunicorn worker processes")
-    parser.add_argument("--web-threads", type=int, default=1, help="threads per gunicorn worker (ingest is "
-                        "CPU-bound Python: more threads only contend for the GIL)")
+    parser.add_argument("--web-workers", type=int, default=6, help="granian worker processes, one thread each")
     parser.add_argument("--worker-concurrency", type=int, default=3, help="Celery prefork processes")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_bench")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/13")
@@ -515,7 +513,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pythonpath", default="", help="directory put first on the stack's PYTHONPATH, "
                         "for the three options below (measuring a patched build)")
     parser.add_argument("--settings", default="config.settings.production", help="DJANGO_SETTINGS_MODULE")
-    parser.add_argument("--wsgi", default="config.wsgi", help="gunicorn's application module")
+    parser.add_argument("--wsgi", default="config.wsgi", help="the web server's application module "
+                        "(bench/relay_wsgi.py serves it, next to the trivial view)")
     parser.add_argument("--celery-app", default="config", help="the worker's and beat's --app")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="then profile a run with py-spy, and "
                         "time one request and one batch stage by stage")
@@ -536,9 +535,8 @@ def main() -> None:
         options = StackOptions(
             database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
             eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
-            web_threads=args.web_threads, worker_concurrency=args.worker_concurrency, log_dir=log_dir,
-            settings=args.settings, wsgi=args.wsgi, celery_app=args.celery_app, pythonpath=args.pythonpath,
-            server=args.server)
+            worker_concurrency=args.worker_concurrency, log_dir=log_dir, settings=args.settings, wsgi=args.wsgi,
+            celery_app=args.celery_app, pythonpath=args.pythonpath)
         env = environment(options)
         print(f"Code {code_revision()}. Setting up: database {args.database_url.rsplit('/', 1)[-1]}, "
               f"broker {args.broker_url}, logs in {log_dir}")
@@ -562,7 +560,7 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
-            print(f"Stack: {args.server} {args.web_workers} workers x {args.web_threads} threads, Celery prefork "
+            print(f"Stack: granian {args.web_workers} workers, Celery prefork "
                   f"{args.worker_concurrency}, beat; {os.cpu_count()} cores shared by everything, this "
                   "load generator included")
             bench = Bench(args, emulator, stack, owner, workspaces, meter)

@@ -119,7 +119,7 @@ def _all_pids() -> list[int]:
 
 
 def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (gunicorn's workers, Celery's pool processes)."""
+    """`root` and all its descendants (granian's worker processes, Celery's pool processes)."""
     children: dict[int, list[int]] = {}
     for pid in _all_pids():
         fields = _stat_fields(pid)

@@ -2,10 +2,10 @@
 
 py-spy records each process for a fixed time as collapsed stacks ("frame;frame;… count");
 the summary adds them up per group and prints the functions holding the most samples
-(self: the innermost frame; total: anywhere on the stack). Web processes are sampled for CPU
-only (their idle threads wait on sockets); worker processes with --idle as well, because a
-connection's delivery is a serial chain where waiting on the database or the HTTP answer is
-exactly the time that matters.
+(self: the innermost frame; total: anywhere on the stack). Web processes (granian's workers)
+are sampled for CPU only (between requests their threads wait in granian's Rust code, outside
+Python); worker processes with --idle as well, because a connection's delivery is a serial
+chain where waiting on the database or the HTTP answer is exactly the time that matters.
 """
 
 from __future__ import annotations
@@ -94,9 +94,16 @@ WAITS = {
     "wait_conn (psycopg/waiting.py)": "connecting to PostgreSQL",
     "SocketIO.readinto (socket.py)": "waiting for an HTTP answer",
     "_worker (futures/thread.py)": "idle thread",
-    "EpollSelector.select (selectors.py)": "idle event loop",
     "Connection._recv (billiard/connection.py)": "idle pool process",
 }
+# Frames anywhere on the stack that mean "waiting": a granian worker process's main thread
+# only waits there for the signal to stop, while granian's own thread serves the requests.
+WAITING_IN = {
+    "MPServer._spawn_wsgi_worker.<locals>._main (server/mp.py)": "idle server thread (granian)",
+}
+# A sample without a single Python frame: granian's serving thread at work in Rust (reading
+# the request, writing the answer), outside the application.
+NO_PYTHON_FRAME = "(no Python frame: granian's Rust side)"
 
 
 @dataclass
@@ -117,13 +124,13 @@ def summarise(recordings: list[Recording]) -> None:
             continue
         for line in lines:
             stack, _, count_text = line.rpartition(" ")
-            frames = [_frame_name(f) for f in stack.split(";")]
+            frames = [_frame_name(f) for f in stack.split(";")] if stack else [NO_PYTHON_FRAME]
             busy = BUSY_MARKERS.get(recording.group)
             if not count_text.isdigit() or not frames or (busy and not any(busy in f for f in frames)):
                 continue
             count = int(count_text)
             tally.total += count
-            wait = WAITS.get(frames[-1])
+            wait = WAITS.get(frames[-1]) or next((w for f, w in WAITING_IN.items() if f in frames), None)
             if wait:
                 tally.waits[wait] += count
                 if not busy:
@@ -157,7 +164,8 @@ def _print(group: str, tally: Tally) -> None:
 
 def _interesting(anywhere: Counter[str]) -> Counter[str]:
     """Inclusive counts of the project's own functions and of the libraries it calls into
-    directly; framework plumbing (threads, gunicorn's loop, Celery's tracer) is left out."""
+    directly; framework plumbing (threads, granian's server and WSGI glue in granian/server/*.py
+    and granian/wsgi.py, Celery's tracer) is left out."""
     keep = ("integrations/", "relay/", "segment/", "emulator/", "accounts/", "orjson", "psycopg/", "requests/",
             "db/models", "backends/", "core/handlers", "middleware", "cache/", "kombu/", "uuid.py")
     return Counter({name: count for name, count in anywhere.items() if any(k in name for k in keep)})

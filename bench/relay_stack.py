@@ -1,8 +1,10 @@
 """The system under test for bench/relay.py: a fresh PostgreSQL database, a flushed Redis
-database, gunicorn, a Celery worker and beat, all on 127.0.0.1, all stopped on exit.
+database, the web server as production runs it (granian, `python -m config.serve`), a Celery
+worker and beat, all on 127.0.0.1, all stopped on exit.
 
 Each service is started in its own session (process group), so stopping it also stops the
-children it forked (gunicorn's and Celery's pool processes) and nothing else on the machine.
+children it forked (granian's worker processes, Celery's pool processes) and nothing else on
+the machine.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ class StackOptions:
     us_url: str  # emulator listeners, hosts without /v1
     eu_url: str
     web_port: int
-    web_workers: int
-    web_threads: int
+    web_workers: int  # granian worker processes, one thread each (as config.serve runs them)
     worker_concurrency: int
     log_dir: Path
     # What to run: the project's own entry points unless an experiment swaps in a patched
@@ -47,7 +48,6 @@ class StackOptions:
     wsgi: str = "config.wsgi"
     celery_app: str = "config"
     pythonpath: str = ""
-    server: str = "gunicorn"  # or "granian", the Rust HTTP server (WSGI interface)
 
 
 @dataclass
@@ -114,8 +114,9 @@ def environment(options: StackOptions) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         # relay_wsgi (in bench/) serves Tributary's application, named here, and the trivial view.
         "BENCH_WSGI_MODULE": options.wsgi,
-        "PYTHONPATH": os.pathsep.join(p for p in (options.pythonpath, str(REPO_ROOT), str(REPO_ROOT / "bench"),
-                                                  os.environ.get("PYTHONPATH", "")) if p),
+        "PYTHONPATH": os.pathsep.join(p for p in (_patched_build(options), str(REPO_ROOT),
+                                                  str(REPO_ROOT / "bench"), os.environ.get("PYTHONPATH", ""))
+                                      if p),
     })
     return env
 
@@ -162,9 +163,9 @@ def migrate(env: dict[str, str], log_dir: Path) -> None:
 
 @contextmanager
 def running_stack(options: StackOptions, env: dict[str, str]) -> Iterator[Stack]:
-    """Start gunicorn, a Celery worker and beat; stop all three when the block ends."""
+    """Start the web server, a Celery worker and beat; stop all three when the block ends."""
     with ExitStack() as stack:
-        web = _start("web", _web_command(options), env, options.log_dir)
+        web = start_web(options, env)
         stack.callback(web.stop)
         worker = _start("worker", [str(BIN / "celery"), "--app", options.celery_app, "worker", "--pool", "prefork",
                                    "--concurrency", str(options.worker_concurrency), "--loglevel", "INFO",
@@ -180,22 +181,38 @@ def running_stack(options: StackOptions, env: dict[str, str]) -> Iterator[Stack]
         yield Stack(web=web, worker=worker, beat=beat, web_url=web_url)
 
 
-def _web_command(options: StackOptions) -> list[str]:
-    if options.server == "granian":
-        return [str(BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(options.web_port),
-                "--workers", str(options.web_workers), "--blocking-threads", str(options.web_threads),
-                "--runtime-threads", "1", "--no-ws", "--log-level", "warning", "relay_wsgi:application"]
-    # Production's gunicorn settings (gthread, keep-alive, the access log) with the bench's own
-    # address, worker and thread counts; command-line options win over the file.
-    return [str(BIN / "gunicorn"), "--config", str(REPO_ROOT / "config" / "gunicorn.conf.py"), "relay_wsgi",
-            "--bind", f"127.0.0.1:{options.web_port}", "--workers", str(options.web_workers),
-            "--threads", str(options.web_threads), "--log-level", "warning"]
+def start_web(options: StackOptions, env: dict[str, str], *, name: str = "web",
+              port: int | None = None) -> Service:
+    """The web server as production starts it, on `port` (default: options.web_port)."""
+    return _start(name, _web_command(options, port), env, options.log_dir, cwd=_code_directory(options))
 
 
-def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Service:
+def _web_command(options: StackOptions, port: int | None = None) -> list[str]:
+    # Production's server and settings (granian's WSGI interface, one thread per worker
+    # process, the secret-free access log on stdout) with the bench's own address, worker count
+    # and application: relay_wsgi (bench/, on PYTHONPATH) serves Tributary's application, which
+    # BENCH_WSGI_MODULE names, and the trivial view.
+    return [str(BIN / "python"), "-m", "config.serve", "--bind", f"127.0.0.1:{port or options.web_port}",
+            "--workers", str(options.web_workers), "--application", "relay_wsgi:application"]
+
+
+def _patched_build(options: StackOptions) -> str:
+    """--pythonpath as an absolute path: the services do not run in the bench's directory."""
+    return str(Path(options.pythonpath).resolve()) if options.pythonpath else ""
+
+
+def _code_directory(options: StackOptions) -> Path:
+    """Where the web server runs: the first directory on its PYTHONPATH. `python -m` and granian
+    (loading the application) both put their working directory first on sys.path, ahead of
+    PYTHONPATH, so anywhere else a patched build's modules would be shadowed by this tree's."""
+    return Path(_patched_build(options) or REPO_ROOT)
+
+
+def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path,
+           cwd: Path = REPO_ROOT) -> Service:
     log = log_dir / f"{name}.log"
     with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     return Service(name, process, log)
 
@@ -210,7 +227,7 @@ def _wait_for_web(web: Service, url: str, timeout: float = 180.0) -> None:
             return
         except requests.RequestException:
             time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s; see {web.log}")
+    raise RuntimeError(f"the web server did not answer within {timeout:.0f} s; see {web.log}")
 
 
 def _signal_group(pid: int, signum: int) -> None:

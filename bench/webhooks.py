@@ -4,9 +4,10 @@
 
 The same stack as bench/relay.py, built with its helpers: a fresh PostgreSQL database
 (`tributary_bench_webhooks`, dropped and re-created), Redis database 12 as broker and cache
-(flushed), gunicorn with the production settings, a Celery worker and beat, and the Segment
-emulator. One workspace with one connection and one signed webhook endpoint (chat assistant
-preset), made through the services.
+(flushed), the web server as production starts it (granian, `python -m config.serve`,
+production settings), a Celery worker and beat, and the Segment emulator. One workspace with
+one connection and one signed webhook endpoint (chat assistant preset), made through the
+services.
 
 Phases:
   1. warm-up (unmeasured);
@@ -276,7 +277,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--senders", type=int, default=16, help="concurrent keep-alive connections")
-    parser.add_argument("--web-workers", type=int, default=6)
+    parser.add_argument("--web-workers", type=int, default=6, help="granian worker processes, one thread each")
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_bench_webhooks")
@@ -300,7 +301,7 @@ def main() -> None:
     with run_emulator() as emulator:
         options = StackOptions(database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
                                eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
-                               web_threads=1, worker_concurrency=args.worker_concurrency, log_dir=log_dir,
+                               worker_concurrency=args.worker_concurrency, log_dir=log_dir,
                                pythonpath=args.pythonpath)
         env = environment(options)
         print(f"Code {code_revision()}. Database {args.database_url.rsplit('/', 1)[-1]}, broker {args.broker_url}, "
@@ -336,7 +337,7 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
-            print(f"Stack: gunicorn {args.web_workers} workers, Celery prefork {args.worker_concurrency}, beat; "
+            print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency}, beat; "
                   f"{os.cpu_count()} cores shared by everything, the load generator included; {args.senders} senders")
             before_warm = _accepted(emulator, key)
             warm, _ = asyncio.run(blast(url, Signer(created.secret, "warm"), senders=args.senders, seconds=args.warmup))
