@@ -48,6 +48,7 @@ def production_environment(tmp_path: Path, port: int) -> dict[str, str]:
         "TRIBUTARY_DATA_DIR": str(tmp_path / "data"),
         "WEB_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
+        "WEB_ACCESS_LOG": "true",
         "CELERY_WORKER_CONCURRENCY": "2",
     }
     broker = str(app.conf.broker_url)

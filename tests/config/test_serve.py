@@ -56,8 +56,9 @@ class WebServer:
 
 
 @contextmanager
-def web_server(tmp_path: Path) -> Iterator[WebServer]:
-    """`python -m config.serve`, as the Procfile runs it, with one worker and the test's database."""
+def web_server(tmp_path: Path, *, access_log: bool = True) -> Iterator[WebServer]:
+    """`python -m config.serve`, as the Procfile runs it, with one worker and the test's database
+    (and its access log, off by default in production, on unless `access_log` is False)."""
     port = free_port()
     log = tmp_path / f"web-{port}.log"
     env = {
@@ -68,6 +69,7 @@ def web_server(tmp_path: Path) -> Iterator[WebServer]:
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         "WEB_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
+        "WEB_ACCESS_LOG": "true" if access_log else "false",
         **broker_environment(),
     }
     with log.open("wb") as output:
@@ -119,12 +121,14 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(tmp_path: Path, alic
     """A webhook declaring 2 MB is answered 413 on its headers alone: the server hands the
     application the request before its body, and the body is never read (nor sent here)."""
     created = endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat", preset="chat_assistant")
-    with web_server(tmp_path) as server, socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+    with (web_server(tmp_path, access_log=False) as server,
+          socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock):
         sock.sendall(b"POST /webhooks/in/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n" % (created.endpoint.public_id.encode(), 2 * 1024 * 1024))
         answer = _read_answer(sock)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert b"body_too_large" in answer
+    assert "granian.access" not in server.output()  # no access log unless WEB_ACCESS_LOG asks for one
 
 
 def _read_answer(sock: socket.socket) -> bytes:
@@ -194,6 +198,7 @@ def test_the_shipped_format_formats_through_the_filter() -> None:
 def test_the_server_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The values the README promises, and a clear error for a malformed WEB_BIND."""
     monkeypatch.delenv("WEB_BIND", raising=False)
+    monkeypatch.delenv("WEB_ACCESS_LOG", raising=False)
     monkeypatch.setenv("WEB_CONCURRENCY", "5")
     monkeypatch.setenv("PORT", "8123")
     done = subprocess.run(
@@ -202,7 +207,9 @@ def test_the_server_settings_follow_the_environment(monkeypatch: pytest.MonkeyPa
          "o['port'], o['log_access'], o['websockets'], o['respawn_failed_workers'])"],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
         timeout=60, check=True)
-    assert done.stdout.split() == ["wsgi", "5", "1", "0.0.0.0", "8123", "True", "False", "True"]
+    assert done.stdout.split() == ["wsgi", "5", "1", "0.0.0.0", "8123", "False", "False", "True"]
+    monkeypatch.setenv("WEB_ACCESS_LOG", "true")
+    assert server_options(bind="127.0.0.1:8000", workers=1)["log_access"] is True
 
     with pytest.raises(SystemExit, match="WEB_BIND must be host:port"):
         server_options(bind="8000", workers=1)
