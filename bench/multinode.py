@@ -233,7 +233,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     clock_dir.mkdir()
     summary: dict[str, Any] = {"broker": broker, "url": url.replace("guest:guest@", "")}
     run_id = f"m{broker}{os.getpid()}{int(time.time())}"
-    with run_emulator(max_requests=200_000, max_events=600_000) as emulator:
+    with run_emulator(max_requests=200_000, max_events=1_500_000) as emulator:
         web_ports = free_ports(2)
         options = StackOptions(
             database_url=args.database_url, broker_url=url, us_url=emulator.us_url, eu_url=emulator.eu_url,
@@ -319,7 +319,7 @@ def node_lost(args: argparse.Namespace, emulator: EmulatorClient, nodes: Nodes, 
     seen: Counter[str] = Counter()
     for tenant in tenants:
         made = makers[tenants.index(tenant)].made
-        for event in emulator.events(write_key=tenant.write_key, limit=min(made + 1_000, 100_000)):
+        for event in emulator.events(write_key=tenant.write_key, limit=made + 1_000):
             found = relayed_id(event["payload"])
             if found is not None and found.startswith(f"{prefix}-"):
                 seen[found] += 1
