@@ -369,8 +369,8 @@ def _deliveries(connection: psycopg.Connection[Any], tenants: list[Tenant], now:
             ledger = history(line, tenant.traffic, rnd, now)
             copy_rows(connection, DeliveryAttempt, ATTEMPT_COLUMNS, ledger.attempts, ATTEMPT_TYPES)
             copy_rows(connection, DeliveryCount, COUNT_COLUMNS, (
-                (line.id, tenant.traffic.time_of(bucket), c.delivered, c.failed, c.retried, c.api_calls, c.bytes,
-                 c.latency()) for bucket, c in sorted(ledger.counts.items())), COUNT_TYPES)
+                (line.id, tenant.traffic.time_of(bucket), c.delivered, c.failed, c.retried, 0, c.api_calls, c.bytes,
+                 c.latency(), c.latency_max()) for bucket, c in sorted(ledger.counts.items())), COUNT_TYPES)
             ledger.written, ledger.attempts = len(ledger.attempts), []
             ledgers[line.id] = ledger
     return ledgers

@@ -44,8 +44,9 @@ RETRYABLE_ANSWERS = (
 ATTEMPT_COLUMNS = ("connection_id", "started_at", "duration_ms", "events", "bytes", "first_seq", "last_seq",
                    "status", "outcome", "reply", "attempt", "replay")
 ATTEMPT_TYPES = ("int8", "timestamptz", "int4", "int4", "int4", "int8", "int8", "int2", "text", "text", "int4", "bool")
-COUNT_COLUMNS = ("connection_id", "bucket", "delivered", "failed", "retried", "api_calls", "bytes", "latency")
-COUNT_TYPES = ("int8", "timestamptz", "int4", "int4", "int4", "int4", "int8", "jsonb")
+COUNT_COLUMNS = ("connection_id", "bucket", "delivered", "failed", "retried", "filtered", "api_calls", "bytes", "latency",
+                 "latency_max")
+COUNT_TYPES = ("int8", "timestamptz", "int4", "int4", "int4", "int4", "int4", "int8", "jsonb", "float8")
 AttemptRow = tuple[int, datetime, int, int, int, int, int, int | None, str, str, int, bool]
 
 
@@ -75,6 +76,14 @@ class Count:
     def latency(self) -> list[int]:
         counts = steady_latency(self.steady)
         return [a + b for a, b in zip(counts, self.late, strict=True)] if self.late else counts
+
+    def latency_max(self) -> float:
+        """The slowest event's latency: the upper bound of the slowest latency bucket used (twice
+        the last bound for the open-ended one)."""
+        used = [i for i, count in enumerate(self.latency()) if count]
+        if not used:
+            return 0.0
+        return LATENCY_BOUNDS[used[-1]] if used[-1] < len(LATENCY_BOUNDS) else LATENCY_BOUNDS[-1] * 2
 
 
 class Ledger:

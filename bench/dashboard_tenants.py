@@ -102,7 +102,9 @@ def indexes_built_after(connection: psycopg.Connection[Any], models_: Sequence[t
             "(SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass)", [name, name]).fetchall()
         for index, definition in indexes:
             connection.execute(f'DROP INDEX "{index}"')
-            saved.append((name, "", definition))
+            # A partitioned table's index is listed "ON ONLY" the parent: rebuilt so, it would be
+            # an invalid index on the parent and none on the partitions (the event log's).
+            saved.append((name, "", definition.replace(" ON ONLY ", " ON ", 1)))
         for constraint, definition in constraints:
             connection.execute(f'ALTER TABLE {name} DROP CONSTRAINT "{constraint}"')
             saved.append((name, constraint, definition))
