@@ -21,8 +21,13 @@ from granian.log import log_request_builder
 
 from accounts.audit import Actor
 from accounts.models import User, Workspace
+from config.celery_app import app
 from config.serve import ACCESS_FORMAT, SecretFreeAccess, server_options
+from integrations.ingest.keys import ingest_key_create
+from integrations.models import Connection
+from integrations.services import connection_create
 from integrations.webhooks.services import endpoint_create
+from tests.conftest import new_write_key
 from tests.integrations.relay.processes import (
     REPO_ROOT,
     broker_environment,
@@ -129,6 +134,45 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(tmp_path: Path, alic
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert b"body_too_large" in answer
     assert "granian.access" not in server.output()  # no access log unless WEB_ACCESS_LOG asks for one
+
+
+def test_a_requests_wake_ups_are_sent_once_answered_without_waiting_for_another_request(
+        tmp_path: Path, alice: User, workspace: Workspace) -> None:
+    """The ingest API holds the wake-ups of a request until its answer is sent, and sends them
+    when the server closes the answer. One request and then silence: its connection's delivery
+    task must reach the broker, not wait for the same process's next request (or the sweeper's
+    10 s), as it did while granian was handed a list it writes without closing."""
+    connection = connection_create(actor=Actor(user=alice), workspace=workspace, name="Production", region="us",
+                                   write_key=new_write_key())
+    Connection.objects.filter(pk=connection.pk).update(wake_queued_at=None)
+    _, ingest_key = ingest_key_create(actor=Actor(user=alice), workspace=workspace, name="Server")
+    with app.connection_for_write() as broker:
+        broker.default_channel.queue_purge(app.conf.task_default_queue)  # type: ignore[attr-defined]
+    queued: list[int] = []
+    with web_server(tmp_path, access_log=False) as server:
+        answer = requests.post(f"{server.url}/v1/track", auth=(ingest_key, ""), timeout=10,
+                               json={"userId": "u1", "event": "Experiment Viewed"})
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: connection.pk in _deliveries_queued(queued), 5, "the delivery task on the broker",
+                 logs=server.output)
+
+
+def _deliveries_queued(seen: list[int]) -> list[int]:
+    """Connection ids of the delivery tasks taken off the default queue so far (into `seen`)."""
+    with app.connection_for_read() as broker:
+        queue = broker.SimpleQueue(app.conf.task_default_queue)
+        try:
+            while True:
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    break
+                message.ack()
+                if message.headers.get("task") == "integrations.tasks.deliver_connection":
+                    seen.append(int(message.payload[0][0]))
+        finally:
+            queue.close()
+    return seen
 
 
 def _read_answer(sock: socket.socket) -> bytes:
