@@ -52,7 +52,7 @@ from integrations.ingest.ratelimit import hit_started, hits, hits_so_far, second
 from integrations.ingest.rejections import rejections_record
 from integrations.models import IngestKey
 from integrations.relay.log import Message, events_append
-from integrations.relay.wake import wakes_held, wakes_release
+from integrations.relay.wake import wakes_held, wakes_pending, wakes_release
 from integrations.segment.protocol import TYPES
 from integrations.tracking_plans.enforcement import plan_enforce
 
@@ -316,7 +316,10 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
     content = response.content
     response.close()  # request_finished now: the body is built and nothing else runs
     start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
-    return _Answer(content)
+    if wakes_pending():
+        return _Answer(content)
+    wakes_release()  # nothing held: stop holding, and answer with a list, which servers write at once
+    return [content]
 
 
 class _Answer:
@@ -324,7 +327,8 @@ class _Answer:
     connections to wake are woken then, so the sender does not wait for that
     (integrations.relay.wake). Not a list: granian writes a list in one piece without calling
     its close(), which left a request's wake-ups held until its process served another, and
-    the last events before a quiet spell waited for the sweeper (10 s)."""
+    the last events before a quiet spell waited for the sweeper (10 s). Only a request that
+    woke a connection needs it; the others are answered with a list."""
 
     __slots__ = ("content",)
 

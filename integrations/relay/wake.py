@@ -107,6 +107,11 @@ def wakes_held() -> None:
     _held.workspaces, _held.connections = set(), []
 
 
+def wakes_pending() -> bool:
+    """Whether this thread holds any wake-up to send at `wakes_release`."""
+    return bool(getattr(_held, "workspaces", None) or getattr(_held, "connections", None))
+
+
 def wakes_release() -> int:
     """Stop holding, and wake the workspaces whose logs grew meanwhile. Never raises: the
     answer is already sent, and a wake-up lost here is found by the sweeper."""
