@@ -99,6 +99,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--web-workers", type=int, default=6, help="granian worker processes, one thread each")
     parser.add_argument("--worker-concurrency", type=int, default=4 * (os.cpu_count() or 1),
                         help="Celery prefork processes (the product's default: 4 per core)")
+    parser.add_argument("--worker-nodes", type=int, default=0, help="Celery nodes sharing those processes "
+                        "(default: the product's, one per core)")
     parser.add_argument("--celery-app", default="task_clock", help="the worker's --app (task_clock is the "
                         "project's app with each task timed)")
     parser.add_argument("--settings", default="config.settings.production")
@@ -189,8 +191,8 @@ def main() -> None:
         options = StackOptions(
             database_url=args.database_url, broker_url=args.broker_url, us_url=emulator.us_url,
             eu_url=emulator.eu_url, web_port=free_ports(1)[0], web_workers=args.web_workers,
-            worker_concurrency=args.worker_concurrency, log_dir=log_dir, settings=args.settings,
-            celery_app=args.celery_app)
+            worker_concurrency=args.worker_concurrency, worker_nodes=args.worker_nodes, log_dir=log_dir,
+            settings=args.settings, celery_app=args.celery_app)
         env = environment(options)
         env["BENCH_TASK_CLOCK_DIR"] = str(clock_dir)
         print(f"Code {code_revision()}. Database {args.database_url.rsplit('/', 1)[-1]}, broker {args.broker_url}, "
@@ -215,8 +217,8 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
-            print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency} "
-                  f"(--app {args.celery_app}), beat; {os.cpu_count()} cores shared by everything")
+            print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency} processes in "
+                  f"{args.worker_nodes or 'one per core of the'} nodes (--app {args.celery_app}), beat; {os.cpu_count()} cores shared by everything")
             print(f"Load: {len(tenants)} workspaces x 1 connection, {args.rate:,.0f} events/s in total "
                   f"({args.rate / len(tenants):,.1f}/s each, {args.batch_size} per request) for {args.seconds:.0f} s; "
                   f"workspace {noisy.index} bursts {args.burst:,} events {args.burst_after:.0f} s in; "
@@ -328,6 +330,12 @@ def report(args: argparse.Namespace, tenants: list[Tenant], others: list[Tenant]
     print(f"  … while the burst's backlog was delivered: {describe(during)}")
     print(f"  receivedAt → emulator (the relay alone), whole phase: {describe(relay)}")
     print(f"  … while the burst's backlog was delivered: {describe(relay_during)}")
+    sent_until = burst_started + burst_tally.elapsed
+    sending = [x for x, sent in zip(relay, sent_times, strict=True) if burst_started <= sent <= sent_until]
+    after_sending = [x for x, sent in zip(relay, sent_times, strict=True) if sent_until < sent <= burst_delivered]
+    print(f"  … of which while the burst was being sent ({burst_tally.elapsed:.0f} s): {describe(sending)}")
+    print(f"  … and after, while its backlog drained: {describe(after_sending)}")
+    print(f"  relay p99 per 5 s of the phase (ms): {_p99_per_window(relay, sent_times, phase_started, 5.0)}")
     if missing or not drained:
         print(f"  {missing:,} of {sent_others:,} accepted events of the others not found at the emulator"
               f"{'' if drained else ' (not drained within the bounded wait)'}")
@@ -370,6 +378,15 @@ def report(args: argparse.Namespace, tenants: list[Tenant], others: list[Tenant]
           f"{percentile(whole, 0.99) * 1000:,.0f} ms | |")
     print(f"| worker time on the 429 connection while it waits | {sum(r[1] for r in waiting) * 1000:,.1f} ms in "
           f"{len(waiting)} runs | ≈ 0 |")
+
+
+def _p99_per_window(latencies: list[float], sent_times: list[float], start: float, width: float) -> str:
+    """The p99 of each `width`-second slice of send times, as one line: where in the phase
+    the slow events were."""
+    slices: dict[int, list[float]] = {}
+    for latency, sent in zip(latencies, sent_times, strict=True):
+        slices.setdefault(int((sent - start) // width), []).append(latency)
+    return " ".join(f"{percentile(slices[k], 0.99) * 1000:,.0f}" for k in sorted(slices))
 
 
 def _load() -> str:

@@ -40,8 +40,9 @@ class StackOptions:
     eu_url: str
     web_port: int
     web_workers: int  # granian worker processes, one thread each (as config.serve runs them)
-    worker_concurrency: int
+    worker_concurrency: int  # pool processes in all
     log_dir: Path
+    worker_nodes: int = 0  # Celery nodes sharing them (0: config.work's default, one per core)
     # What to run: the project's own entry points unless an experiment swaps in a patched
     # build (modules found on `pythonpath`), so a proposed change is measured before it lands.
     settings: str = "config.settings.production"
@@ -167,9 +168,7 @@ def running_stack(options: StackOptions, env: dict[str, str]) -> Iterator[Stack]
     with ExitStack() as stack:
         web = start_web(options, env)
         stack.callback(web.stop)
-        worker = _start("worker", [str(BIN / "celery"), "--app", options.celery_app, "worker", "--pool", "prefork",
-                                   "--concurrency", str(options.worker_concurrency), "--loglevel", "INFO",
-                                   "--hostname", "bench@%h"], env, options.log_dir)
+        worker = _start("worker", _worker_command(options), env, options.log_dir, cwd=_code_directory(options))
         stack.callback(worker.stop)
         # The sweeper is the relay's safety net against lost wake-ups; production runs it.
         beat = _start("beat", [str(BIN / "celery"), "--app", options.celery_app, "beat", "--loglevel", "WARNING",
@@ -194,6 +193,14 @@ def _web_command(options: StackOptions, port: int | None = None) -> list[str]:
     # BENCH_WSGI_MODULE names, and the trivial view.
     return [str(BIN / "python"), "-m", "config.serve", "--bind", f"127.0.0.1:{port or options.web_port}",
             "--workers", str(options.web_workers), "--application", "relay_wsgi:application"]
+
+
+def _worker_command(options: StackOptions) -> list[str]:
+    # Production's worker (config.work: one Celery node per core, the pool processes shared out
+    # between them), with the bench's application and process count.
+    command = [str(BIN / "python"), "-m", "config.work", "--app", options.celery_app, "--name", "bench",
+               "--concurrency", str(options.worker_concurrency), "--pool", "prefork", "--loglevel", "INFO"]
+    return command + (["--nodes", str(options.worker_nodes)] if options.worker_nodes else [])
 
 
 def _patched_build(options: StackOptions) -> str:
