@@ -217,8 +217,9 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
+            nodes = f"{args.worker_nodes} nodes" if args.worker_nodes else "one node per core"
             print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency} processes in "
-                  f"{args.worker_nodes or 'one per core of the'} nodes (--app {args.celery_app}), beat; {os.cpu_count()} cores shared by everything")
+                  f"{nodes} (--app {args.celery_app}), beat; {os.cpu_count()} cores shared by everything")
             print(f"Load: {len(tenants)} workspaces x 1 connection, {args.rate:,.0f} events/s in total "
                   f"({args.rate / len(tenants):,.1f}/s each, {args.batch_size} per request) for {args.seconds:.0f} s; "
                   f"workspace {noisy.index} bursts {args.burst:,} events {args.burst_after:.0f} s in; "

@@ -561,7 +561,7 @@ def main() -> None:
                 "bench": lambda: [os.getpid()],
             })
             print(f"Stack: granian {args.web_workers} workers, Celery prefork "
-                  f"{args.worker_concurrency}, beat; {os.cpu_count()} cores shared by everything, this "
+                  f"{args.worker_concurrency} in one node per core (config.work), beat; {os.cpu_count()} cores shared by everything, this "
                   "load generator included")
             bench = Bench(args, emulator, stack, owner, workspaces, meter)
             _run_phases(bench)

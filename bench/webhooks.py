@@ -337,7 +337,8 @@ def main() -> None:
                 "emulator": lambda: [int(emulator.health()["pid"])],
                 "bench": lambda: [os.getpid()],
             })
-            print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency}, beat; "
+            print(f"Stack: granian {args.web_workers} workers, Celery prefork {args.worker_concurrency} in one node per "
+                  f"core (config.work), beat; "
                   f"{os.cpu_count()} cores shared by everything, the load generator included; {args.senders} senders")
             before_warm = _accepted(emulator, key)
             warm, _ = asyncio.run(blast(url, Signer(created.secret, "warm"), senders=args.senders, seconds=args.warmup))
