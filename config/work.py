@@ -146,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         broker_url, concurrency = str(settings.CELERY_BROKER_URL), int(settings.CELERY_WORKER_CONCURRENCY)
     except ImproperlyConfigured as error:
         raise SystemExit(f"config.work: {error}") from None
-    commands = node_commands(app=args.app, name=args.name, nodes=args.nodes or default_nodes(broker_url),
-                             concurrency=args.concurrency or concurrency, celery_args=celery_args)
-    nodes = Nodes(commands)
+    nodes = args.nodes if args.nodes is not None else default_nodes(broker_url)
+    total = args.concurrency if args.concurrency is not None else concurrency
+    commands = node_commands(app=args.app, name=args.name, nodes=nodes, concurrency=total, celery_args=celery_args)
+    running = Nodes(commands)
     for signum in _FORWARDED:
-        signal.signal(signum, nodes.on_signal)
-    return nodes.wait()
+        signal.signal(signum, running.on_signal)
+    return running.wait()
 
 
 if __name__ == "__main__":

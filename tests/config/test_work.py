@@ -175,3 +175,12 @@ def test_settings_that_cannot_load_stop_the_launcher_before_any_node(tmp_path: P
     assert "Set the DJANGO_SECRET_KEY environment variable" in done.stderr
     assert "Traceback" not in done.stderr
     assert "ready." not in done.stdout + done.stderr
+
+
+def test_no_nodes_or_no_processes_is_refused_with_what_to_fix() -> None:
+    for option in ("--nodes", "--concurrency"):
+        done = subprocess.run([sys.executable, "-m", "config.work", option, "0"], cwd=REPO_ROOT,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "The worker needs at least one node and one pool process" in done.stderr
