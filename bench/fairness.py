@@ -1,10 +1,11 @@
 """Fair across tenants (issue #15, part 3): one noisy workspace must not slow the others.
 
     .venv/bin/python bench/fairness.py [--quick] [--workspaces 100] [--rate 1000] [--burst 200000]
+                                       [--worker-nodes N] [--busy-share 0.6]
 
 The stack of bench/relay.py (a fresh PostgreSQL database, a flushed Redis database as broker and
-cache, the web server as production starts it with `python -m config.serve`, a prefork Celery
-worker and beat, the Segment emulator), with `--workspaces` workspaces of one connection each,
+cache, the web server as production starts it with `python -m config.serve`, the worker as it
+starts it with `python -m config.work` (prefork nodes, one per core), beat, the Segment emulator), with `--workspaces` workspaces of one connection each,
 made through the services.
 For `--seconds`:
   * every workspace sends a steady share of `--rate` events/s in total, `--batch-size` events
@@ -13,6 +14,8 @@ For `--seconds`:
     (the emulator's fault API);
   * `--burst-after` seconds in, one workspace ("noisy") also sends `--burst` events as fast as
     the API answers.
+`--busy-share` adds another process busy that share of a core for the whole run, as other work on a
+shared machine: the target must hold there too, not only on an idle machine.
 Then it waits for the others to drain and prints, for the other workspaces, the p50/p99/max
 latency from each event's send to the emulator receiving it (matched by the emitter's messageId,
 as bench/relay.py measures latency), over the whole phase and while the burst's backlog was
@@ -31,9 +34,12 @@ import argparse
 import asyncio
 import itertools
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -103,6 +109,9 @@ def parse_args() -> argparse.Namespace:
                         "(default: the product's, one per core)")
     parser.add_argument("--celery-app", default="task_clock", help="the worker's --app (task_clock is the "
                         "project's app with each task timed)")
+    parser.add_argument("--busy-share", type=float, default=0.0, help="beside the stack, another process busy "
+                        "this share of every 20 ms, in a session of its own (0.6: 60%% of a core), as other work on "
+                        "a shared machine")
     parser.add_argument("--settings", default="config.settings.production")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tributary_scale_bench")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/10")
@@ -111,6 +120,32 @@ def parse_args() -> argparse.Namespace:
         args.seconds, args.burst, args.retry_after = 20.0, min(args.burst, 50_000), min(args.retry_after, 30)
         args.control_seconds = min(args.control_seconds, 15.0)
     return args
+
+
+# Spins for `share` of every 20 ms and sleeps the rest: a steady slice of one core taken.
+_BUSY_LOOP = """
+import sys, time
+share = float(sys.argv[1])
+while True:
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.02 * share:
+        pass
+    time.sleep(0.02 * (1 - share))
+"""
+
+
+@contextmanager
+def busy_process(share: float) -> Iterator[None]:
+    """Another process on the machine for the length of the block (none when `share` is 0)."""
+    if share <= 0:
+        yield
+        return
+    process = subprocess.Popen([sys.executable, "-c", _BUSY_LOOP, str(min(share, 1.0))], start_new_session=True)
+    try:
+        yield
+    finally:
+        process.kill()
+        process.wait()
 
 
 def make_tenants(emulator: EmulatorClient, count: int, run_id: str) -> tuple[Any, list[Tenant]]:
@@ -207,7 +242,7 @@ def main() -> None:
         _, tenants = make_tenants(emulator, args.workspaces, run_id)
         noisy, throttled = tenants[0], tenants[1]
         others = tenants[2:]
-        with running_stack(options, env) as stack:
+        with running_stack(options, env) as stack, busy_process(args.busy_share):
             wait_until_checked([t.connection_id for t in tenants], timeout=300)
             meter = CpuMeter({
                 "web": lambda: process_tree(stack.web.pid),
@@ -223,7 +258,8 @@ def main() -> None:
             print(f"Load: {len(tenants)} workspaces x 1 connection, {args.rate:,.0f} events/s in total "
                   f"({args.rate / len(tenants):,.1f}/s each, {args.batch_size} per request) for {args.seconds:.0f} s; "
                   f"workspace {noisy.index} bursts {args.burst:,} events {args.burst_after:.0f} s in; "
-                  f"connection {throttled.connection_id} answers 429 Retry-After {args.retry_after}")
+                  f"connection {throttled.connection_id} answers 429 Retry-After {args.retry_after}"
+                  f"{f'; another process busy {args.busy_share:.0%} of a core beside' if args.busy_share else ''}")
             control = control_phase(args, stack.web_url, emulator, tenants, others) if args.control_seconds else None
             emulator.set_fault(throttled.write_key, status=429, retry_after=args.retry_after)
             baseline = {t.write_key: int(emulator.stats(t.write_key)["accepted"]) for t in tenants}
