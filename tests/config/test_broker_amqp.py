@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.config.test_worker_start import group_is_gone, stop
-from tests.integrations.relay.processes import REPO_ROOT, database_url, wait_for
+from tests.integrations.relay.processes import REPO_ROOT, process_environment, wait_for
 
 AMQP_URL = os.environ.get("TRIBUTARY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 START_TIMEOUT = 90.0  # a cold worker on a busy two-core machine
@@ -54,17 +54,7 @@ def amqp_queue() -> Iterator[str]:
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "PYTHONPATH": str(REPO_ROOT),
-        "TMPDIR": str(tmp_path),
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": AMQP_URL,
-        "SEGMENT_API_US": "http://127.0.0.1:9/v1",
-        "SEGMENT_API_EU": "http://127.0.0.1:9/v1",
-        "SEGMENT_CDN": "http://127.0.0.1:9/v1",
-    }
+    return process_environment(tmp_path, CELERY_BROKER_URL=AMQP_URL)
 
 
 # Run in a process of its own with the environment above: what a web process does with the

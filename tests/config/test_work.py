@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from config import work
-from tests.integrations.relay.processes import REPO_ROOT, broker_environment, database_url, wait_for
+from tests.integrations.relay.processes import REPO_ROOT, process_environment, wait_for
 
 START_TIMEOUT = 90.0  # two cold workers on a busy two-core machine
 STOP_TIMEOUT = 30.0
@@ -89,17 +89,7 @@ def launcher(tmp_path: Path, *arguments: str) -> Iterator[Launcher]:
     """`python -m config.work` with the test settings, its nodes on a queue of their own (no other
     test's tasks), in a session of its own as a process manager starts it."""
     queue = f"work-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "PYTHONPATH": str(REPO_ROOT),
-        "TMPDIR": str(tmp_path),
-        "DATABASE_URL": database_url(),
-        "SEGMENT_API_US": "http://127.0.0.1:9/v1",
-        "SEGMENT_API_EU": "http://127.0.0.1:9/v1",
-        "SEGMENT_CDN": "http://127.0.0.1:9/v1",
-        **broker_environment(),
-    }
+    env = process_environment(tmp_path)  # no emulator: nothing reaches the network
     env.pop("WORKER_NODES", None)
     log = tmp_path / "work.log"
     command = [sys.executable, "-m", "config.work", *arguments, "--name", queue, "--loglevel", "INFO",

@@ -19,7 +19,7 @@ from accounts.models import User, Workspace
 from integrations import crypto
 from integrations.models import Connection
 from tests.conftest import new_write_key
-from tests.integrations.relay.processes import REPO_ROOT, broker_environment, database_url, wait_for
+from tests.integrations.relay.processes import REPO_ROOT, process_environment, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,19 +39,8 @@ def worker(tmp_path: Path, keys: str, log: Path) -> subprocess.Popen[bytes]:
     """`celery --app config worker` as the Procfile starts it (prefork), on a queue of its own so
     it cannot take another test's tasks, in a session of its own so its pool can be stopped."""
     name = f"start-check-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "PYTHONPATH": str(REPO_ROOT),
-        "TMPDIR": str(tmp_path),
-        "DATABASE_URL": database_url(),
-        "FIELD_ENCRYPTION_KEYS": keys,
-        # Nothing this worker could do may reach the network.
-        "SEGMENT_API_US": "http://127.0.0.1:9/v1",
-        "SEGMENT_API_EU": "http://127.0.0.1:9/v1",
-        "SEGMENT_CDN": "http://127.0.0.1:9/v1",
-        **broker_environment(),
-    }
+    # No emulator: nothing this worker could do may reach the network.
+    env = process_environment(tmp_path, FIELD_ENCRYPTION_KEYS=keys)
     command = [sys.executable, "-m", "celery", "--app", "config", "worker", "--loglevel", "INFO",
                "--pool", "prefork", "--concurrency", "2", "--queues", name, "--hostname", f"{name}@%h",
                "--without-mingle", "--without-gossip"]

@@ -123,6 +123,31 @@ def broker_environment() -> dict[str, str]:
     return variables
 
 
+# Port 9 (discard): where a process that must not reach Segment is sent; nothing answers there.
+NOWHERE = "http://127.0.0.1:9"
+
+
+def process_environment(folder: Path, *, segment: Any = None, **overrides: str) -> dict[str, str]:
+    """The environment of a real Celery process (or `python -m config.work`) on the test's
+    database and broker: this process's, with the test settings, its scratch under `folder`
+    (the test's tmp_path), Segment at the `segment` emulator or, without one, at NOWHERE, then
+    `overrides`."""
+    us, eu, cdn = (segment.us_url, segment.eu_url, segment.cdn_url) if segment is not None else (NOWHERE,) * 3
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+        "PYTHONPATH": str(REPO_ROOT),
+        "TMPDIR": str(folder),
+        "DATABASE_URL": database_url(),
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+        "SEGMENT_API_US": f"{us}/v1",
+        "SEGMENT_API_EU": f"{eu}/v1",
+        "SEGMENT_CDN": f"{cdn}/v1",
+        **broker_environment(),
+        **overrides,
+    }
+
+
 class ProcessExited(AssertionError):
     """A process the test needs running has exited."""
 
@@ -222,21 +247,7 @@ class Processes:
         return process
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
-            "PYTHONPATH": str(REPO_ROOT),
-            "TMPDIR": str(self.folder),
-            "DATABASE_URL": database_url(),
-            "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
-            "SEGMENT_API_US": f"{self.segment.us_url}/v1",
-            "SEGMENT_API_EU": f"{self.segment.eu_url}/v1",
-            "SEGMENT_CDN": f"{self.segment.cdn_url}/v1",
-            "LOG_LEVEL": "INFO",
-            **broker_environment(),
-            **self.settings,
-        })
-        return env
+        return process_environment(self.folder, segment=self.segment, LOG_LEVEL="INFO", **self.settings)
 
 
 class RedisServer:
