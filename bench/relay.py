@@ -29,7 +29,8 @@ Phases, each on an idle, drained relay:
      one library's consumer thread sends): the p50 of the time to a 200, stored and committed;
   9. single calls: /v1/track requests/s, one event per request over keep-alive connections,
      next to a trivial view answering {"success": true} through the same server and the same
-     path through Django (bench/relay_wsgi.py), alternating in the same run.
+     path through Django, and a view that only appends one event as /v1/track does, the
+     floor of a durable store (bench/relay_wsgi.py); the three alternate in the same run.
 Delivered counts are the emulator's exact per-key counters, which ignore duplicates. Each
 phase also prints the CPU each part of the stack used, what PostgreSQL's busy backends were
 doing, and the longest time a connection had a backlog but did not move (with a snapshot
@@ -101,6 +102,10 @@ from segment_emulator.testing import free_ports, run_emulator
 
 LIBRARY_KEY = "benchOfficialLibraryDirect0001"
 TRIVIAL_PATH = "/bench/trivial"  # relay_wsgi.TRIVIAL_PATH (importing it would load Django too early)
+STORE_PATH = "/bench/store"  # relay_wsgi.STORE_PATH: one event appended, nothing else
+# The single-call phase's views, measured in turn: the floor of any view, the floor of a
+# durable store, and the ingest API.
+SINGLE_PATHS = {"trivial": TRIVIAL_PATH, "store": STORE_PATH, "track": "/v1/track"}
 
 
 @dataclass
@@ -415,24 +420,25 @@ class Bench:
         """/v1/track one event per request against the trivial view, in alternating slices so
         both see the same machine; requests/s and the web's CPU per request of each."""
         bench = self.workspaces["ingest"]
-        totals: dict[str, list[float]] = {"trivial": [0.0, 0.0, 0.0], "track": [0.0, 0.0, 0.0]}
+        totals: dict[str, list[float]] = {label: [0.0, 0.0, 0.0] for label in SINGLE_PATHS}
         slices = 4 if self.args.quick else 6
         with self.observed("single calls, both views") as observations:
             self._single_call_slices(bench, totals, slices)
         rates = {}
         for label, (ok, elapsed, web_seconds) in totals.items():
             rates[label] = ok / max(1e-9, elapsed)
-            print(f"  single calls, {label} ({TRIVIAL_PATH if label == 'trivial' else '/v1/track'}), "
+            print(f"  single calls, {label} ({SINGLE_PATHS[label]}), "
                   f"{self.args.senders} keep-alive connections: {ok:,.0f} answered 200 in {elapsed:.1f} s = "
                   f"{rates[label]:,.0f} requests/s; web CPU {web_seconds / max(1, ok) * 1e6:,.0f} µs per request")
             self.results.set(f"{label}_cpu", web_seconds / max(1, ok))
         print(*observations, sep="\n")
         self.results.set("track_rps", rates["track"])
         self.results.set("trivial_rps", rates["trivial"])
+        self.results.set("store_rps", rates["store"])
 
     def _single_call_slices(self, bench: Any, totals: dict[str, list[float]], slices: int) -> None:
         for round_ in range(slices):
-            for label, path in (("trivial", TRIVIAL_PATH), ("track", "/v1/track")):
+            for label, path in SINGLE_PATHS.items():
                 before = self.meter.snapshot()
                 run: Requests = asyncio.run(requests_per_second(
                     self.stack.web_url, path, bench.ingest_key, self.prefix(f"single-{label}-{round_}"),

@@ -86,6 +86,10 @@ def print_table(results: Results) -> None:
         ("official lib via Tributary: lost of burst", _count(via_lost), "", _count(lib_lost), "", None),
         ("web CPU per /v1/track request", _us(get("track_cpu")), "", _us(get("trivial_cpu")),
          _ratio(get("track_cpu"), get("trivial_cpu")), None),
+        ("one event stored alone, requests/s (floor)", _count(get("store_rps")), "", _count(trivial),
+         _ratio(get("store_rps"), trivial), None),
+        ("web CPU per event stored alone", _us(get("store_cpu")), "", _us(get("trivial_cpu")),
+         _ratio(get("store_cpu"), get("trivial_cpu")), None),
     ]
     header = f"{'figure':<42}{'Tributary':>10}  {'target':<26}{'compared':>10}  {'ratio':>7}"
     print("\n" + header + "\n" + "-" * len(header))
