@@ -218,9 +218,11 @@ def _drop_passed_days(cutoff: datetime) -> int:
     needs no lock.
 
     In two steps: DETACH takes the day out of the log under a brief lock on the whole log;
-    then DROP removes the table, which nothing reads any more. One DROP would hold the log's
-    lock until its commit had removed the files, seconds per GB where the disk frees blocks
-    synchronously (ext4 mounted with `discard`, as here), with every append waiting."""
+    then DROP removes the table, which the product no longer reads. One DROP would hold the
+    log's lock until its commit had removed the files, seconds per GB where the disk frees
+    blocks synchronously (ext4 mounted with `discard`, as here), with every append waiting.
+    Both wait for their lock at most DDL_LOCK_TIMEOUT: a detached table someone still reads
+    (a query run by hand) is dropped by a later run."""
     dropped = 0
     for day, name in sorted(partitions_existing().items()):
         end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
@@ -232,9 +234,9 @@ def _drop_passed_days(cutoff: datetime) -> int:
         if _with_short_locks(partial(_detach, name)):
             logger.info("relay.partition_detached", extra={"partition": name, "events": events})
             dropped += events
-    for name in _detached():  # this run's, and any an earlier run left (stopped in between)
-        _drop(name)
-        logger.info("relay.partition_dropped", extra={"partition": name})
+    for name in _detached():  # this run's, and any an earlier run left (stopped or timed out in between)
+        if _with_short_locks(partial(_drop, name)):
+            logger.info("relay.partition_dropped", extra={"partition": name})
     return dropped
 
 

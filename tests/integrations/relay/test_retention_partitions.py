@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import connection as db_connection
 from django.utils import timezone
@@ -124,3 +125,22 @@ def test_a_day_detached_by_a_run_that_stopped_before_dropping_it_is_dropped_by_t
     assert tables_named(retention.partition_name(day))
     retention.events_trim()
     assert not tables_named(retention.partition_name(day))
+
+
+def test_a_detached_day_someone_still_reads_is_left_for_the_next_run(
+        transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DROP waits at most the DDL lock timeout: a session reading the old table (a query
+    run by hand) postpones it, and the next run drops it once the reader is done."""
+    monkeypatch.setattr(retention, "DDL_ATTEMPTS", 1)
+    day = timezone.now().date() - timedelta(days=5)
+    name = retention.partition_name(day)
+    retention.partition_create(day)
+    retention._detach(name)
+    params = db_connection.get_connection_params()
+    with psycopg.connect(**{k: params[k] for k in ("dbname", "user", "password", "host", "port")
+                            if params.get(k)}) as reader:
+        reader.execute(f"SELECT count(*) FROM {name}")
+        retention.events_trim()  # the reader's transaction is open: its lock is held
+        assert tables_named(name)
+    retention.events_trim()
+    assert not tables_named(name)
