@@ -111,8 +111,6 @@ class Nodes:
                 pid, raw = os.wait()
             except ChildProcessError:
                 break
-            except InterruptedError:  # a signal arrived; its handler ran
-                continue
             process = running.pop(pid, None)
             if process is None:
                 continue

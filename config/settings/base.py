@@ -267,7 +267,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # waits, on Segment and on commits, so more processes than cores keep every connection's turn
 # short while one tenant's backlog or a burst of ingest holds the CPU: bench/fairness.py
 # measured the other tenants' p99 at 3.2 s with 3 processes on 2 cores and 1.6 s with 8.
-CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4 * (os.cpu_count() or 1))
+# Cores this process may run on, as config.serve and config.work count them (fewer than the
+# machine's under CPU pinning, a container's cpuset or taskset).
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=4 * CORES)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
