@@ -150,10 +150,12 @@ class Bench:
                 cursor.execute("ANALYZE integrations_event")
 
     def blast(self, name: str, phase: str, *, seconds: float | None = None, total: int | None = None,
-              batch_size: int | None = None) -> Tally:
+              batch_size: int | None = None, via: str = "") -> Tally:
+        """Batches as fast as answered, to the ingest API (or to `via`/v1/batch: the floor)."""
         maker = BatchMaker(self.prefix(phase), batch_size or self.args.batch_size, total)
         ingest_key = self.workspaces[name].ingest_key
-        return asyncio.run(blast(self.stack.web_url, ingest_key, maker, senders=self.args.senders, seconds=seconds))
+        return asyncio.run(blast(f"{self.stack.web_url}{via}", ingest_key, maker, senders=self.args.senders,
+                                 seconds=seconds))
 
     @contextmanager
     def observed(self, label: str) -> Iterator[list[str]]:
@@ -224,14 +226,15 @@ class Bench:
               f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms", *observations, sep="\n")
         self.results.set("ingest_spread", total / elapsed)
 
-    def end_to_end(self, name: str, label: str, *, batch_size: int | None = None, figure: str = "") -> None:
+    def end_to_end(self, name: str, label: str, *, batch_size: int | None = None, figure: str = "",
+                   via: str = "") -> None:
         self.settle(name)
         bench = self.workspaces[name]
         baseline, cursor = accepted(self.emulator, bench.write_keys), self.emulator.last_request_id()
         with self.observed("sending and draining") as observations, \
                 DeliveryWatch(self.args.database_url, bench.connection_ids) as watch:
-            tally = self.blast(name, f"e2e{len(bench.write_keys)}-{batch_size or self.args.batch_size}",
-                               seconds=self.args.seconds, batch_size=batch_size)
+            tally = self.blast(name, f"e2e{len(bench.write_keys)}-{batch_size or self.args.batch_size}{'-floor' if via else ''}",
+                               seconds=self.args.seconds, batch_size=batch_size, via=via)
             drain = wait_delivered(self.emulator, baseline, tally.accepted, timeout=self.args.drain_timeout)
         observations.append(f"    {watch.describe()}")
         rate = self._delivery_rate(drain, tally.started)
@@ -379,6 +382,18 @@ class Bench:
         print(f"  official library → Tributary → emulator, sustained: {run.tracked:,} tracked, "
               f"{drain.total:,} delivered = {rate:,.0f}/s end to end")
         self.results.set("lib_via_rate", rate)
+        # The floor: the same library, pointed at a view that only parses its batches and
+        # stores them (bench/relay_wsgi.py); Tributary relays them as it does the others.
+        self.settle("one")
+        baseline = accepted(self.emulator, bench.write_keys)
+        client = official.Official(f"{self.stack.web_url}{STORE_PATH}", bench.ingest_key)
+        run = official.sustained(client, self.prefix("lib-store-sustained"), self.args.seconds)
+        client.close(self.args.drain_timeout)
+        drain = wait_delivered(self.emulator, baseline, run.tracked - run.dropped, timeout=self.args.drain_timeout)
+        floor = self._delivery_rate(drain, run.started)
+        print(f"  official library → {STORE_PATH} (only parsed and stored) → emulator, sustained: {run.tracked:,} "
+              f"tracked, {drain.total:,} delivered = {floor:,.0f}/s end to end")
+        self.results.set("lib_store_rate", floor)
         self.settle("one")
         lost = self._official_burst("lib-via-burst", self.stack.web_url, bench.ingest_key, bench.write_keys,
                                     "→ Tributary → emulator")
@@ -593,6 +608,8 @@ def _run_phases(bench: Bench) -> None:
     bench.ingest()
     bench.ingest_spread()
     bench.end_to_end("one", "1 connection")
+    bench.end_to_end("one", f"1 connection, to {STORE_PATH} (only parsed and stored)", via=STORE_PATH,
+                     figure="e2e_store")
     bench.end_to_end("three", "3 connections")
     if bench.args.filters:
         relay_filters.compare(bench)
