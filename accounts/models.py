@@ -132,6 +132,7 @@ class AuditAction(models.TextChoices):
     CONNECTION_CHECK_THROTTLED = "connection.check_throttled", "Connection check refused (too many)"
     CONNECTION_PAUSED = "connection.paused", "Delivery paused"
     CONNECTION_RESUMED = "connection.resumed", "Delivery resumed"
+    CONNECTION_RETRIED_NOW = "connection.retried_now", "Retry brought forward"
     CONNECTION_EVENTS_EXPIRED = "connection.events_expired", "Undelivered events expired (dead letters)"
     CONNECTION_DEAD_LETTERS_NOTIFIED = "connection.dead_letters_notified", "Owners told of dead letters"
     CONNECTION_RECOVERED_NOTIFIED = "connection.recovered_notified", "Owners told delivery recovered"

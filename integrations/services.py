@@ -28,6 +28,8 @@ from integrations.relay.pause import connection_pause as connection_pause
 from integrations.relay.pause import connection_resume as connection_resume
 from integrations.relay.wake import connection_wake_now
 from integrations.segment import verification as checks
+from integrations.selectors.health import retry_now_allowed
+from integrations.selectors.usage import attempts_for_connection
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,29 @@ def connection_set_enabled(*, actor: Actor, connection: Connection, enabled: boo
         audit_record(actor=actor, action=action, workspace=connection.workspace, target=connection,
                      details=_describe(connection))
     return connection
+
+
+def connection_retry_now(*, actor: Actor, connection: Connection) -> bool:
+    """Try a Retrying connection again now instead of at its next try, for a manager who knows
+    Segment is back: the backoff after an outage reaches minutes between tries. Its failure
+    count stays, so if this try fails too the next wait is as long as it would have been.
+    Not while Segment itself asked for the wait (HTTP 429). False, with nothing changed, when
+    there is nothing to bring forward (it is not retrying, or the try is due already)."""
+    with transaction.atomic():
+        require_manager(actor, connection.workspace, to="manage Segment connections")
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        now = timezone.now()
+        last = attempts_for_connection(connection=locked).order_by("-started_at", "-id").first()
+        if not retry_now_allowed(locked, last, now):
+            return False
+        was_due = locked.next_attempt_at
+        Connection.objects.filter(pk=locked.pk).update(next_attempt_at=now)
+        audit_record(actor=actor, action=AuditAction.CONNECTION_RETRIED_NOW, workspace=connection.workspace,
+                     target=connection, details={**_describe(connection), "failures": locked.failures,
+                                                 "was_due": was_due.isoformat() if was_due else None})
+        transaction.on_commit(lambda: connection_wake_now(connection_id=connection.pk))
+    connection.next_attempt_at = now
+    return True
 
 
 def connection_delete(*, actor: Actor, connection: Connection) -> None:

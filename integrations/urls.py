@@ -29,6 +29,7 @@ urlpatterns = [
     path("settings/integrations/segment/<int:pk>/region/", views.connection_region, name="connection_region"),
     path("settings/integrations/segment/<int:pk>/status/", views.connection_status, name="connection_status"),
     path("settings/integrations/segment/<int:pk>/check/", views.connection_check, name="connection_check"),
+    path("settings/integrations/segment/<int:pk>/retry/", views.connection_retry, name="connection_retry"),
     path("settings/integrations/segment/<int:pk>/rename/", views.connection_rename, name="connection_rename"),
     path("settings/integrations/segment/<int:pk>/key/", views.connection_replace_key, name="connection_key"),
     path("settings/integrations/segment/<int:pk>/enabled/", views.connection_enabled, name="connection_enabled"),

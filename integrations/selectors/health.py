@@ -77,6 +77,7 @@ class Issue:
     next_step: str
     action: str = ""
     action_label: str = ""
+    retry_now: bool = False  # a Retrying connection's next try may be brought forward (owners, admins)
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,15 @@ def _waited_for_check(facts: Facts, now: datetime) -> bool:
             and now - run.finished_at <= STALE_AFTER)
 
 
+def retry_now_allowed(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> bool:
+    """Whether someone may bring the next try forward: the latest requests failed and the next
+    try is still ahead, and Segment did not ask for the wait itself (HTTP 429: it is refusing
+    more requests until then, and another one would only be refused)."""
+    due = connection.next_attempt_at
+    return (bool(connection.failures) and due is not None and due > now
+            and not (last_attempt is not None and last_attempt.status == 429))
+
+
 def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> Issue:
     if last_attempt is None or last_attempt.outcome != AttemptOutcome.RETRYING:
         answer = "The last attempt failed"
@@ -347,9 +357,17 @@ def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now:
         when = f" Attempt {connection.failures + 1} is due in {duration_text(due - now)}, at {due:%H:%M:%S} UTC."
     else:
         when = f" Attempt {connection.failures + 1} is due now."
-    return Issue(f"Retrying: {answer}.{when}",
-                 "Nothing is lost: events wait and go out in order once Segment accepts them. If this lasts, "
-                 "check Segment's status page and the attempt log.", "attempts", "Open the attempt log")
+    if retry_now_allowed(connection, last_attempt, now):
+        step = ("Nothing is lost: events wait and go out in order once Segment accepts them. If Segment is back "
+                "(its status page), retry now; if this lasts, check the attempt log.")
+    elif last_attempt is not None and last_attempt.status == 429:
+        step = ("Nothing is lost: events wait and go out in order once Segment accepts them. Tributary waits as "
+                "long as Segment asked; if this lasts, the source sends more than Segment's limit.")
+    else:
+        step = ("Nothing is lost: events wait and go out in order once Segment accepts them. If this lasts, "
+                "check Segment's status page and the attempt log.")
+    return Issue(f"Retrying: {answer}.{when}", step, "attempts", "Open the attempt log",
+                 retry_now=retry_now_allowed(connection, last_attempt, now))
 
 
 def _retrying_summary(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> str:

@@ -142,6 +142,25 @@ def connection_check(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
+def connection_retry(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    """Bring a Retrying connection's next try forward (the health box's "Retry now"); answers
+    htmx with the box, now saying the try is due, and anything else with the page."""
+    connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
+    retried = services.connection_retry_now(actor=Actor.from_request(request), connection=connection)
+    if request.htmx:
+        tab = request.POST.get("tab", "")
+        return render(request, "integrations/_connection_state.html",
+                      {"connection": connection, "health": _health(request, connection),
+                       "tab": tab if tab in TABS else ""})
+    if retried:
+        messages.success(request, f"Trying “{connection.name}” again now.")
+    else:
+        messages.info(request, f"Nothing to bring forward: “{connection.name}” is not waiting to retry.")
+    return redirect("integrations:connection", slug=connection.workspace.slug, pk=connection.pk)
+
+
+@workspace_view(manage=True)
+@require_POST
 def connection_rename(request: WorkspaceRequest, pk: int) -> HttpResponse:
     connection = connection_get_for_workspace(workspace=request.workspace, pk=pk)
     form = RenameForm(request.POST)

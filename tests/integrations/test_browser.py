@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.audit import Actor
@@ -482,3 +484,33 @@ def test_the_banner_changes_together_with_the_top(page: Any, alice: User, worksp
     # The top's answer asked the banner at once (htmx's listener runs before this one), not at the
     # banner's own next 5-second turn.
     assert any(what == "banner" and abs(at - changed[0]) < 300 for what, at in seen), seen
+
+
+def test_an_owner_retries_now_once_segment_is_back_and_the_top_turns_healthy_in_place(
+        page: Any, alice: User, workspace: Workspace, segment: Any, celery_worker: Any) -> None:
+    key = new_write_key()
+    segment.register_key(key, "us")
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=key)
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).checked_key != "", timeout=CHECK_TIMEOUT_MS / 1000)
+    segment.set_fault(key, status=503)  # Segment is down
+    emit.track(workspace, "Conversion Triggered", user_id="u1")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).failures >= 1)
+    # Some minutes into the outage, the next try is minutes away.
+    Connection.objects.filter(pk=connection.pk).update(failures=8, next_attempt_at=timezone.now() + timedelta(minutes=4))
+    segment.clear_faults(key)  # and Segment is back
+
+    sign_in(page, alice.email)
+    page.goto(reverse("integrations:connection", kwargs={"slug": workspace.slug, "pk": connection.pk}))
+    state = page.get_by_test_id("connection-state")
+    expect(health_word(page)).to_have_text("Retrying")
+    expect(state).to_contain_text("Attempt 9 is due in 3 min")
+    page.evaluate("window.tributaryNoReload = true")
+    screenshot(page, "integrations-30-retrying")
+    state.get_by_role("button", name="Retry now").click()
+    expect(health_word(page)).to_have_text("Healthy", timeout=15_000)  # the top asks every 5 s
+    expect(state.get_by_role("button", name="Retry now")).to_have_count(0)
+    assert page.evaluate("window.tributaryNoReload") is True
+    assert [e["payload"]["event"] for e in segment.events(write_key=key)
+            if e["payload"].get("event") != "Segment Connection Tested"] == ["Conversion Triggered"]
+    screenshot(page, "integrations-31-retried")

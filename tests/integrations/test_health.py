@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.audit import Actor
-from accounts.models import User, Workspace
+from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations import services
 from integrations.ingest import emit
 from integrations.models import AttemptOutcome, Connection, DeadLetter, Event, Health, Outcome, Verification
@@ -148,6 +148,84 @@ def test_no_answer_and_rate_limits_are_told_apart(connection: Connection, worksp
     assert "Segment did not answer the last attempt (No answer from Segment (timeout))" in health(connection).issues[0].reason
     record(connection, events=1, status=429, outcome=AttemptOutcome.RETRYING, reply="Too Many Requests")
     assert "rate-limiting this source" in health(connection).issues[0].reason
+
+
+def retrying(connection: Connection, workspace: Workspace, *, status: int | None = 503,
+             due_in: timedelta = timedelta(minutes=4)) -> None:
+    """As after an outage of some minutes: an event waits, Segment refused the last tries, and
+    the next is minutes away."""
+    emit.track(workspace, "Signed Up", user_id="u1")
+    record(connection, events=1, status=status, outcome=AttemptOutcome.RETRYING, reply="Service Unavailable",
+           attempt=9)
+    Connection.objects.filter(pk=connection.pk).update(failures=9, next_attempt_at=timezone.now() + due_in)
+
+
+def test_a_retrying_connection_offers_to_retry_now_to_those_who_manage_it(
+        connection: Connection, workspace: Workspace) -> None:
+    retrying(connection, workspace)
+    issue = health(connection).issues[0]
+    assert issue.retry_now and re.search(r"Attempt 10 is due in 3 min, at \d\d:\d\d:\d\d UTC", issue.reason)
+    assert "retry now" in issue.next_step
+
+
+def test_retry_now_brings_the_next_try_forward_once_and_is_audited(
+        alice: User, connection: Connection, workspace: Workspace, monkeypatch: Any,
+        django_capture_on_commit_callbacks: Any) -> None:
+    woken: list[int] = []
+    monkeypatch.setattr(services, "connection_wake_now", lambda *, connection_id: woken.append(connection_id))
+    retrying(connection, workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.connection_retry_now(actor=Actor(user=alice), connection=connection) is True
+    connection.refresh_from_db()
+    assert connection.next_attempt_at is not None and connection.next_attempt_at <= timezone.now()
+    assert connection.failures == 9, "the failure count stays: a failing retry waits as long as it would have"
+    assert woken == [connection.pk]
+    row = AuditEvent.objects.get(action=AuditAction.CONNECTION_RETRIED_NOW)
+    assert (row.actor_id, row.details["failures"], row.details["name"]) == (alice.pk, 9, "Production")
+    assert "Attempt 10 is due now" in health(connection).issues[0].reason and not health(connection).issues[0].retry_now
+    # Pressed twice (two tabs): nothing more to bring forward.
+    assert services.connection_retry_now(actor=Actor(user=alice), connection=connection) is False
+    assert woken == [connection.pk] and AuditEvent.objects.filter(action=AuditAction.CONNECTION_RETRIED_NOW).count() == 1
+
+
+def test_no_retry_now_while_segment_itself_asked_for_the_wait(
+        alice: User, connection: Connection, workspace: Workspace) -> None:
+    retrying(connection, workspace, status=429)
+    issue = health(connection).issues[0]
+    assert not issue.retry_now and "waits as long as Segment asked" in issue.next_step
+    assert services.connection_retry_now(actor=Actor(user=alice), connection=connection) is False
+    connection.refresh_from_db()
+    assert connection.next_attempt_at is not None and connection.next_attempt_at > timezone.now()
+
+
+def test_a_healthy_connection_has_nothing_to_retry(alice: User, connection: Connection) -> None:
+    assert services.connection_retry_now(actor=Actor(user=alice), connection=connection) is False
+    assert not AuditEvent.objects.filter(action=AuditAction.CONNECTION_RETRIED_NOW).exists()
+
+
+def test_the_retry_button_is_for_owners_and_admins_and_answers_in_place(
+        alice_client: Client, bob_client: Client, charlie_client: Client, workspace: Workspace,
+        connection: Connection, monkeypatch: Any) -> None:
+    monkeypatch.setattr(services, "connection_wake_now", lambda *, connection_id: None)
+    retrying(connection, workspace)
+    page = url("connection", workspace, pk=connection.pk)
+    retry = url("connection_retry", workspace, pk=connection.pk)
+    assert 'data-testid="retry-now"' in alice_client.get(page).content.decode()
+    assert 'data-testid="retry-now"' not in bob_client.get(page).content.decode()
+    assert bob_client.post(retry).status_code == 403
+    assert charlie_client.post(retry).status_code == 404
+    assert alice_client.get(retry).status_code == 405
+    connection.refresh_from_db()
+    assert connection.next_attempt_at is not None and connection.next_attempt_at > timezone.now()
+
+    box = alice_client.post(retry, {"tab": "overview"}, HTTP_HX_REQUEST="true")
+    assert box.status_code == 200
+    html = box.content.decode()
+    assert html.lstrip().startswith('<section id="connection-state"') and "Attempt 10 is due now" in html
+    assert 'data-testid="retry-now"' not in html and "tab=overview" in html
+    answer = alice_client.post(retry, follow=True)
+    assert answer.redirect_chain[-1][0] == page
+    assert "Nothing to bring forward" in answer.content.decode()
 
 
 def test_an_old_backlog_makes_the_connection_degraded(connection: Connection, workspace: Workspace) -> None:

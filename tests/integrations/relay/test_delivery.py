@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -130,6 +130,25 @@ def test_retry_after_is_honoured_while_another_source_keeps_flowing(
     assert statuses[0] == 429 and statuses[-1] == 200
     refused_at, accepted_at = (datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in (batches[0], batches[-1]))
     assert (accepted_at - refused_at).total_seconds() >= 2.9, "a request went out before Retry-After elapsed"
+
+
+def test_retry_now_sends_the_waiting_events_at_once_when_segment_is_back(
+        segment: Any, celery_worker: Any, alice: User, workspace: Workspace) -> None:
+    connection, key = connect(segment, alice, workspace, "Production")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).health == Health.HEALTHY)
+    segment.set_fault(key, status=503)  # an outage: every request refused until cleared
+    emit.track(workspace, "Order Completed", user_id="u1")
+    wait_for(lambda: Connection.objects.get(pk=connection.pk).failures >= 1)
+    # Minutes into the outage the next try is minutes away; a run queued for an earlier try
+    # finds it not due and ends.
+    Connection.objects.filter(pk=connection.pk).update(next_attempt_at=timezone.now() + timedelta(minutes=5))
+    segment.clear_faults(key)  # Segment is back
+    connection.refresh_from_db()
+    assert services.connection_retry_now(actor=Actor(user=alice), connection=connection) is True
+    wait_for(lambda: delivered(connection) == 1, timeout=15)  # well before the five minutes
+    assert [e["event"] for e in arrived(segment, key)] == ["Order Completed"]
+    connection.refresh_from_db()
+    assert (connection.failures, connection.next_attempt_at) == (0, None)
 
 
 @pytest.mark.parametrize(("status", "retried"), [(503, True), (501, False), (505, False)])
