@@ -150,6 +150,12 @@ def _connection(d: Details) -> str:
     return f"{name} ({facts})" if facts else name
 
 
+def _retried_now(d: Details) -> str:
+    """“Production” (US, write key •••• abcd): tried again at once after 9 failed requests, instead of at …"""
+    text = f"{_connection(d)}: tried again at once after {_plural(d['failures'], 'failed request')}"
+    return f"{text}, instead of at {d['was_due']}" if d.has("was_due") else text
+
+
 def _plural(count: str, word: str) -> str:
     return f"{count} {word}" if count == "1" else f"{count} {word}s"
 
@@ -327,6 +333,7 @@ SENTENCES: dict[str, Callable[[Details], str]] = {
     AuditAction.CONNECTION_CHECK_THROTTLED: lambda d: f"Next check possible in {d['retry_in']} s",
     AuditAction.CONNECTION_PAUSED: _paused,
     AuditAction.CONNECTION_RESUMED: _connection,
+    AuditAction.CONNECTION_RETRIED_NOW: _retried_now,
     AuditAction.CONNECTION_EVENTS_EXPIRED: _expired,
     AuditAction.CONNECTION_DEAD_LETTERS_NOTIFIED: _dead_letters_notified,
     AuditAction.CONNECTION_RECOVERED_NOTIFIED: _recovered_notified,

@@ -39,6 +39,7 @@ ROWS: list[tuple[str, str, str, dict[str, object]]] = [
      {**KEY, "previous_key": "•••• a9Zt", "previous_region": "eu"}),
     (AuditAction.CONNECTION_PAUSED, "connection", "5",
      {**KEY, "reason": "Segment answered 401 for this write key: it was revoked or belongs to another region."}),
+    (AuditAction.CONNECTION_RETRIED_NOW, "connection", "5", {**KEY, "failures": 9, "was_due": EARLIER}),
     (AuditAction.CONNECTION_CHECKED, "connection", "5",
      {"trigger": "key_replaced", "outcome": "passed", "summary": "Segment accepted a test event.",
       "test_message_id": "tributary-check-6f1c"}),

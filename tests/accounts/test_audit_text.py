@@ -61,6 +61,10 @@ def test_an_import_reads_with_its_file_name_and_counts() -> None:
     (AuditAction.CONNECTION_PAUSED, {"name": "Staging", "region": "eu", "key": "•••• k3Yq", "reason": "Unknown key.",
                                      "told": [1, 4]},
      "“Staging” (EU, write key •••• k3Yq): Unknown key; e-mailed 2 owners and admins"),
+    (AuditAction.CONNECTION_RETRIED_NOW, {"name": "Production", "region": "us", "key": "•••• k3Yq", "failures": 9,
+                                          "was_due": "2026-12-02T14:07:30+00:00"},
+     "“Production” (US, write key •••• k3Yq): tried again at once after 9 failed requests, instead of at "
+     "2 Dec 2026 14:07 UTC"),
 ])
 def test_each_action_reads_as_a_sentence(action: str, details: dict[str, object], expected: str) -> None:
     assert sentence(row(action, details)) == expected
