@@ -95,6 +95,8 @@ class ConnectionHealth:
     # While enabled but sending nothing: what the "Enabled" pill adds ("paused") and until when.
     stopped: str = ""
     until: str = ""
+    # Retrying, and the next try is due now (after "Retry now", or the wait ran out).
+    due_now: bool = False
 
     @property
     def word(self) -> str:
@@ -104,6 +106,12 @@ class ConnectionHealth:
     def checking(self) -> bool:
         """A check runs: the page asks for its verdict every second."""
         return self.state == State.CHECKING
+
+    @property
+    def poll_seconds(self) -> int:
+        """How often the page asks again: every second while an outcome is moments away (a
+        check's verdict, a try that is due), else every 5 seconds."""
+        return 1 if self.checking or self.due_now else 5
 
 
 @dataclass(frozen=True)
@@ -311,8 +319,10 @@ def _delivering(facts: Facts, ask: Callable[[str, str], str], now: datetime) -> 
         shorts.append("the last check failed")
     if connection.failures:
         # `failures` is reset by every delivered batch: nothing reached Segment since they began.
+        due = connection.next_attempt_at
         return ConnectionHealth(State.RETRYING, _retrying_summary(connection, facts.last_attempt, now), issues,
-                                alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting)
+                                alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting,
+                                due_now=due is None or due <= now)
     if issues:
         return ConnectionHealth(State.DEGRADED, "Events still reach Segment, but not all of them or not on time.",
                                 issues, alert=bool(shorts), short=", ".join(shorts), waiting=backlog.waiting)

@@ -203,6 +203,13 @@ def test_a_healthy_connection_has_nothing_to_retry(alice: User, connection: Conn
     assert not AuditEvent.objects.filter(action=AuditAction.CONNECTION_RETRIED_NOW).exists()
 
 
+def box_polls_every(html: str) -> str:
+    """The seconds between the health box's own requests."""
+    found = re.search(r'<section id="connection-state"[^>]*hx-trigger="every (\d+)s"', html)
+    assert found, "no health box"
+    return found.group(1)
+
+
 def test_the_retry_button_is_for_owners_and_admins_and_answers_in_place(
         alice_client: Client, bob_client: Client, charlie_client: Client, workspace: Workspace,
         connection: Connection, monkeypatch: Any) -> None:
@@ -210,7 +217,8 @@ def test_the_retry_button_is_for_owners_and_admins_and_answers_in_place(
     retrying(connection, workspace)
     page = url("connection", workspace, pk=connection.pk)
     retry = url("connection_retry", workspace, pk=connection.pk)
-    assert 'data-testid="retry-now"' in alice_client.get(page).content.decode()
+    before = alice_client.get(page).content.decode()
+    assert 'data-testid="retry-now"' in before and box_polls_every(before) == "5"
     assert 'data-testid="retry-now"' not in bob_client.get(page).content.decode()
     assert bob_client.post(retry).status_code == 403
     assert charlie_client.post(retry).status_code == 404
@@ -223,6 +231,7 @@ def test_the_retry_button_is_for_owners_and_admins_and_answers_in_place(
     html = box.content.decode()
     assert html.lstrip().startswith('<section id="connection-state"') and "Attempt 10 is due now" in html
     assert 'data-testid="retry-now"' not in html and "tab=overview" in html
+    assert box_polls_every(html) == "1", "the box asks every second until the try's outcome is known"
     answer = alice_client.post(retry, follow=True)
     assert answer.redirect_chain[-1][0] == page
     assert "Nothing to bring forward" in answer.content.decode()
