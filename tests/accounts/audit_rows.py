@@ -39,7 +39,6 @@ ROWS: list[tuple[str, str, str, dict[str, object]]] = [
      {**KEY, "previous_key": "•••• a9Zt", "previous_region": "eu"}),
     (AuditAction.CONNECTION_PAUSED, "connection", "5",
      {**KEY, "reason": "Segment answered 401 for this write key: it was revoked or belongs to another region."}),
-    (AuditAction.CONNECTION_RETRIED_NOW, "connection", "5", {**KEY, "failures": 9, "was_due": EARLIER}),
     (AuditAction.CONNECTION_CHECKED, "connection", "5",
      {"trigger": "key_replaced", "outcome": "passed", "summary": "Segment accepted a test event.",
       "test_message_id": "tributary-check-6f1c"}),
@@ -52,6 +51,8 @@ ROWS: list[tuple[str, str, str, dict[str, object]]] = [
      {"path": "/w/alice-analytics/settings/members/add/", "method": "POST",
       "reason": "Only owners and admins can do this.", "shiny_new_key": "kept readable"}),
     (AuditAction.WORKSPACE_RENAMED, "workspace", "1", {"from": "Alice Analytics", "to": "Alice Analytics EU"}),
+    # Added after the rows above, so each of them keeps its address and browser in the screenshots.
+    (AuditAction.CONNECTION_RETRIED_NOW, "connection", "5", {**KEY, "failures": 9, "was_due": EARLIER}),
 ]
 AGENTS = [CHROME_LINUX, FIREFOX_WINDOWS, SAFARI_IPHONE, EDGE_WINDOWS]
 ADDRESSES = ["203.0.113.24", "2001:db8:85a3:1319:8a2e:370:7348:7334", "198.51.100.7", None]
