@@ -370,34 +370,33 @@ class Bench:
         return lost
 
     def official_through_tributary(self) -> None:
-        """The same library with `host` set to Tributary: what an SDK user gets by switching."""
+        """The same library with `host` set to Tributary: what an SDK user gets by switching.
+        Then its floor: the library pointed at a view that only parses its batches and stores
+        them (bench/relay_wsgi.py), relayed as the others are."""
         bench = self.workspaces["one"]
-        self.settle("one")
-        baseline = accepted(self.emulator, bench.write_keys)
-        client = official.Official(self.stack.web_url, bench.ingest_key)
-        run = official.sustained(client, self.prefix("lib-via-sustained"), self.args.seconds)
-        client.close(self.args.drain_timeout)
-        drain = wait_delivered(self.emulator, baseline, run.tracked - run.dropped, timeout=self.args.drain_timeout)
-        rate = self._delivery_rate(drain, run.started)
-        print(f"  official library → Tributary → emulator, sustained: {run.tracked:,} tracked, "
-              f"{drain.total:,} delivered = {rate:,.0f}/s end to end")
-        self.results.set("lib_via_rate", rate)
-        # The floor: the same library, pointed at a view that only parses its batches and
-        # stores them (bench/relay_wsgi.py); Tributary relays them as it does the others.
-        self.settle("one")
-        baseline = accepted(self.emulator, bench.write_keys)
-        client = official.Official(f"{self.stack.web_url}{STORE_PATH}", bench.ingest_key)
-        run = official.sustained(client, self.prefix("lib-store-sustained"), self.args.seconds)
-        client.close(self.args.drain_timeout)
-        drain = wait_delivered(self.emulator, baseline, run.tracked - run.dropped, timeout=self.args.drain_timeout)
-        floor = self._delivery_rate(drain, run.started)
-        print(f"  official library → {STORE_PATH} (only parsed and stored) → emulator, sustained: {run.tracked:,} "
-              f"tracked, {drain.total:,} delivered = {floor:,.0f}/s end to end")
-        self.results.set("lib_store_rate", floor)
+        self.results.set("lib_via_rate", self._official_relayed(self.stack.web_url, "lib-via-sustained",
+                                                                "Tributary"))
+        self.results.set("lib_store_rate", self._official_relayed(f"{self.stack.web_url}{STORE_PATH}",
+                                                                  "lib-store-sustained",
+                                                                  f"{STORE_PATH} (only parsed and stored)"))
         self.settle("one")
         lost = self._official_burst("lib-via-burst", self.stack.web_url, bench.ingest_key, bench.write_keys,
                                     "→ Tributary → emulator")
         self.results.set("lib_via_lost", lost)
+
+    def _official_relayed(self, host: str, phase: str, route: str) -> float:
+        """The official library sending to `host` for `--seconds`: events/s delivered end to end."""
+        bench = self.workspaces["one"]
+        self.settle("one")
+        baseline = accepted(self.emulator, bench.write_keys)
+        client = official.Official(host, bench.ingest_key)
+        run = official.sustained(client, self.prefix(phase), self.args.seconds)
+        client.close(self.args.drain_timeout)
+        drain = wait_delivered(self.emulator, baseline, run.tracked - run.dropped, timeout=self.args.drain_timeout)
+        rate = self._delivery_rate(drain, run.started)
+        print(f"  official library → {route} → emulator, sustained: {run.tracked:,} tracked, "
+              f"{drain.total:,} delivered = {rate:,.0f}/s end to end")
+        return rate
 
     def answer_time(self) -> None:
         """What an SDK waits for each batch (official libraries send the next only after it):
