@@ -367,7 +367,8 @@ def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now:
         when = f" Attempt {connection.failures + 1} is due in {duration_text(due - now)}, at {due:%H:%M:%S} UTC."
     else:
         when = f" Attempt {connection.failures + 1} is due now."
-    if retry_now_allowed(connection, last_attempt, now):
+    retry_now = retry_now_allowed(connection, last_attempt, now)
+    if retry_now:
         step = ("Nothing is lost: events wait and go out in order once Segment accepts them. If Segment is back "
                 "(its status page), retry now; if this lasts, check the attempt log.")
     elif last_attempt is not None and last_attempt.status == 429:
@@ -377,7 +378,7 @@ def _retrying(connection: Connection, last_attempt: DeliveryAttempt | None, now:
         step = ("Nothing is lost: events wait and go out in order once Segment accepts them. If this lasts, "
                 "check Segment's status page and the attempt log.")
     return Issue(f"Retrying: {answer}.{when}", step, "attempts", "Open the attempt log",
-                 retry_now=retry_now_allowed(connection, last_attempt, now))
+                 retry_now=retry_now)
 
 
 def _retrying_summary(connection: Connection, last_attempt: DeliveryAttempt | None, now: datetime) -> str:

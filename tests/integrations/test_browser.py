@@ -23,7 +23,7 @@ from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest import emit
 from integrations.models import Connection, Outcome, Verification
-from tests.conftest import DESKTOP, PHONE, new_write_key, screenshot, sign_in, wait_for
+from tests.conftest import DESKTOP, PHONE, both_sizes, new_write_key, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -506,11 +506,11 @@ def test_an_owner_retries_now_once_segment_is_back_and_the_top_turns_healthy_in_
     expect(health_word(page)).to_have_text("Retrying")
     expect(state).to_contain_text("Attempt 9 is due in 3 min")
     page.evaluate("window.tributaryNoReload = true")
-    screenshot(page, "integrations-30-retrying")
+    both_sizes(page, "integrations-30-retrying")
     state.get_by_role("button", name="Retry now").click()
     expect(health_word(page)).to_have_text("Healthy", timeout=15_000)  # the top asks every 5 s
     expect(state.get_by_role("button", name="Retry now")).to_have_count(0)
     assert page.evaluate("window.tributaryNoReload") is True
     assert [e["payload"]["event"] for e in segment.events(write_key=key)
             if e["payload"].get("event") != "Segment Connection Tested"] == ["Conversion Triggered"]
-    screenshot(page, "integrations-31-retried")
+    both_sizes(page, "integrations-31-retried")
