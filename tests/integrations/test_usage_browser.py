@@ -4,7 +4,7 @@ chart, and the attempt log filtered by outcome. Screenshots land in artifacts/."
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,13 +25,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def history(connection: Connection) -> None:
-    """Three weeks of earlier deliveries, so the chart has something to show."""
-    now = timezone.now()
+    """Three weeks of earlier deliveries, so the chart has something to show. The batches
+    hang from noon so that a run just after midnight keeps each day's three on one day."""
+    now = noon()
     for days, events in ((2, 1800), (3, 2400), (5, 900), (8, 3100), (9, 2800), (12, 400), (16, 2200), (20, 1500)):
         for batch in range(3):
             attempt_record(connection_id=connection.pk, sent=Sent(1, events, events // 3, events * 110),
                            started_at=now - timedelta(days=days, minutes=batch * 20), duration_ms=60, status=200,
                            outcome=AttemptOutcome.DELIVERED, reply='{"success":true}', latencies=[0.08] * (events // 3))
+
+
+def noon() -> datetime:
+    return timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def shot(page: Any, name: str, part: Any = None) -> None:
@@ -73,7 +78,7 @@ def test_an_owner_watches_deliveries_go_out_reads_the_chart_and_filters_the_atte
     chart = page.get_by_test_id("usage-chart")
     expect(chart.locator("svg.bar-chart")).to_have_count(2)
     expect(chart.locator("g.bar")).to_have_count(60)
-    day = (timezone.now() - timedelta(days=3)).date()
+    day = (noon() - timedelta(days=3)).date()
     bar = chart.locator(f'svg.chart-delivered g.bar[data-day="{day:%Y-%m-%d}"]')
     expect(bar).to_have_attribute("data-value", "2400")
     expect(bar.locator("title")).to_have_text(re.compile(r": 2,400 events$"))
