@@ -245,8 +245,10 @@ def filesystem_broker_options(folder: Path) -> dict[str, object]:
     }
 
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
+# The embedded broker names its (notional) host, so kombu does not warn at every start that
+# none was given.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or "filesystem://localhost//"
+if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(DATA_DIR / "broker")
 else:
     # Redis redelivers an unacknowledged message after this long; every task time limit

@@ -26,7 +26,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file rather than shared-cache memory: worker and live-server threads then wait on
     # SQLite's file lock instead of failing with "database table is locked".
     DATABASES["default"]["TEST"] = {"NAME": str(_scratch / "test.sqlite3")}
-if CELERY_BROKER_URL == "filesystem://":
+if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_scratch / "broker")
 CELERY_BEAT_SCHEDULE_FILENAME = str(_scratch / "celerybeat-schedule")
 # Import files too, so no test (nor its beat) ever sees or tidies var/imports.
