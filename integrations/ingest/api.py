@@ -352,10 +352,12 @@ def _check_database_connection() -> None:
     usually a last error message). Anything to read sends the connection through Django's
     check, which closes it if a query fails. A connection that dies later fails its
     statement: a 500, which every Segment library sends again, and messageIds make that safe.
+
+    PostgreSQL's only: SQLite is a file, with no server to close its end and no socket to ask.
     """
     database: Any = connections[DEFAULT_DB_ALIAS]  # health_check_done: Django 4.1+, not in its stubs
     raw = database.connection
-    if raw is None or database.health_check_done:
+    if raw is None or database.health_check_done or database.vendor != "postgresql":
         return
     try:
         readable = bool(select.select([raw.fileno()], [], [], 0)[0])

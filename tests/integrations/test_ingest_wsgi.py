@@ -291,6 +291,24 @@ def serve_as_a_server(environ: dict[str, Any]) -> tuple[str, bytes]:
             response.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_database_connection_kept_between_requests_serves_the_next_one(
+        ingest_key: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As `make run` keeps it (runserver's threads, CONN_MAX_AGE): on SQLite the check before
+    # each request used to ask the connection for a socket it does not have, and answer 500.
+    monkeypatch.setitem(db.connection.settings_dict, "CONN_MAX_AGE", None)
+    db.connection.close()
+    try:
+        for message_id in ("a", "b", "c"):
+            status, body = serve_as_a_server(environ("/v1/batch", batch(message_id), ingest_key))
+            assert (status, orjson.loads(body)["accepted"]) == ("200 OK", 1)
+            assert db.connection.connection is not None  # kept for the next request
+        assert list(Event.objects.filter(workspace=workspace).order_by("seq").values_list("message_id", flat=True)) \
+            == ["a", "b", "c"]
+    finally:
+        db.connection.close()
+
+
 @pytest.mark.skipif(db.connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
 @pytest.mark.django_db(transaction=True)
 def test_a_database_connection_the_server_closed_is_replaced_without_a_round_trip_per_request(
