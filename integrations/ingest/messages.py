@@ -147,11 +147,16 @@ class Normaliser:
         event["originalTimestamp"] = original
         if sent is None:
             event["timestamp"] = happened.isoformat()
-        elif self._times_as_is:
-            # orjson writes it as isoformat() would, at a third of the cost (see __init__).
-            event["timestamp"] = self.received_at - (sent - happened)
-        else:
-            event["timestamp"] = (self.received_at - (sent - happened)).isoformat()
+            return
+        try:
+            corrected = self.received_at - (sent - happened)
+        except OverflowError:
+            raise Invalid("invalid_timestamp",
+                          f"timestamp {_glimpse(original)} and sentAt are too far apart to correct the sender's "
+                          "clock (the time would fall outside the years 1 to 9999): check the clock that set "
+                          "them.") from None
+        # orjson writes a datetime as isoformat() would, at a third of the cost (see __init__).
+        event["timestamp"] = corrected if self._times_as_is else corrected.isoformat()
 
 
 def normalise(raw: Any, *, received_at: datetime, call: str | None = None, envelope: dict[str, Any] | None = None,

@@ -174,6 +174,20 @@ def test_the_senders_clock_skew_is_corrected_as_segment_does(client: Client, ing
     assert datetime.fromisoformat(stored["receivedAt"]) == received
 
 
+def test_a_clock_correction_that_leaves_the_calendar_refuses_that_event_alone(client: Client,
+                                                                            ingest_key: str) -> None:
+    answer = post(client, "batch", {"batch": [track(1, timestamp="0001-01-01T00:00:00Z"), track(2)],
+                                    "sentAt": "9999-12-31T23:59:59Z"}, ingest_key)
+    assert answer.status_code == 200
+    (rejected,) = answer.json()["rejected"]
+    assert rejected["reason"] == "invalid_timestamp" and "too far apart" in rejected["message"]
+    # Its own sentAt, on a single call, the same.
+    single = post(client, "track", track(3, timestamp="9999-12-31T23:59:59Z", sentAt="0001-01-01T00:00:00Z"),
+                  ingest_key)
+    assert single.status_code == 400 and "too far apart" in single.json()["message"]
+    assert list(Event.objects.values_list("message_id", flat=True)) == [track(2)["messageId"]]
+
+
 def test_historical_events_keep_their_timestamp(client: Client, ingest_key: str) -> None:
     post(client, "track", track(1, timestamp="2024-03-01T09:30:00Z"), ingest_key)
     assert orjson.loads(bytes(Event.objects.get().body))["timestamp"].startswith("2024-03-01T09:30:00")
