@@ -101,6 +101,25 @@ class Membership(models.Model):
         return self.role == Role.OWNER
 
 
+class SignUpRequest(models.Model):
+    """A sign-up waiting for its address to be proven: nothing exists until the e-mailed link
+    is followed (services.sign_up_confirm), so nobody can hold an address they cannot read,
+    nor be added to a workspace under it. The password is kept hashed, as an account's is;
+    the link carries this row's id and an HMAC of it (accounts.tokens), never stored."""
+
+    email = models.EmailField(db_index=True)
+    full_name = models.CharField(max_length=150)
+    workspace_name = models.CharField(max_length=100)
+    password = models.CharField(max_length=128)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"sign-up of {self.email} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
 class AuditAction(models.TextChoices):
     """Grouped codes: the part before the dot is the group shown in filters."""
 

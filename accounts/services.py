@@ -6,20 +6,33 @@ with `on_commit`, so a rolled-back change leaves no row and sends nothing.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.audit import Actor, audit_record
-from accounts.models import AuditAction, Membership, Role, User, Workspace
+from accounts.models import AuditAction, Membership, Role, SignUpRequest, User, Workspace
 from accounts.permissions import manager_membership
-from accounts.tasks import send_membership_email, send_sign_up_notice
+from accounts.tasks import send_membership_email, send_sign_up_link, send_sign_up_notice
+from accounts.tokens import sign_up_link_lifetime
 from accounts.validation import name_cleaned, name_problem
 
 
 class EmailRegistered(ValidationError):
     """Sign-up with an address that already has an account. The page must not say so."""
+
+
+class SignUpLinkUsed(Exception):
+    """The sign-up a link named was confirmed (or replaced) by another request meanwhile."""
+
+
+# A second sign-up with one address within this long sends no second e-mail (the page is the
+# same): a form cannot be used to flood someone's inbox.
+SIGN_UP_EMAIL_EVERY = timedelta(minutes=1)
 
 
 def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> User:
@@ -41,6 +54,67 @@ def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, wor
         acting = Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
         audit_record(actor=acting, action=AuditAction.SIGNED_UP, target=user)
         workspace_create(actor=acting, name=workspace_name)
+    return user
+
+
+def sign_up_request(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> None:
+    """The sign-up page: e-mail a link that proves the address, and create nothing until it
+    is followed (`sign_up_confirm`). So nobody holds an address they cannot read, and an
+    owner who adds it to a workspace reaches its real owner.
+
+    Whether the address is free or taken, the page says "Check your inbox" and the owner of
+    the address gets the e-mail (`sign_up_taken` when it has an account). The password is
+    hashed either way, so the time taken does not tell the two apart either.
+    """
+    email = User.objects.normalize_email(email).strip().lower()
+    full_name = full_name.strip()
+    problems = {field: name_problem(value) for field, value in [("full_name", full_name),
+                                                                ("workspace_name", workspace_name)]}
+    if any(problems.values()):
+        raise ValidationError({field: problem for field, problem in problems.items() if problem})
+    hashed = make_password(password)
+    if User.objects.filter(email__iexact=email).exists():
+        sign_up_taken(actor=actor, email=email)
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        SignUpRequest.objects.filter(created_at__lte=now - sign_up_link_lifetime()).delete()
+        if SignUpRequest.objects.filter(email=email, created_at__gt=now - SIGN_UP_EMAIL_EVERY).exists():
+            return
+        SignUpRequest.objects.filter(email=email).delete()  # only the newest link works
+        request = SignUpRequest.objects.create(email=email, full_name=full_name,
+                                               workspace_name=workspace_name.strip(),
+                                               password=hashed, created_at=now)
+        transaction.on_commit(lambda: send_sign_up_link.delay(request.pk))
+
+
+def sign_up_confirm(*, actor: Actor, request: SignUpRequest) -> User:
+    """Follow a sign-up link: make the account with the password chosen at sign-up, and its
+    first workspace. The link proved the address, so an invitation waiting under it (an
+    account with no password yet) is claimed instead of refused.
+
+    Raises SignUpLinkUsed if the request is gone, and EmailRegistered if the address got a
+    full account since (the link is then spent).
+    """
+    with transaction.atomic():
+        pending = SignUpRequest.objects.select_for_update().filter(pk=request.pk).first()
+        if pending is None:
+            raise SignUpLinkUsed
+        pending.delete()
+        user = User.objects.select_for_update().filter(email__iexact=pending.email).first()
+        if user is not None and user.has_usable_password():
+            raise EmailRegistered({"email": "An account with this e-mail already exists. Sign in instead."})
+        acting = Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
+        if user is None:
+            user = User.objects.create_user(pending.email, None, full_name=pending.full_name)
+            acting = Actor(user=user, ip=actor.ip, user_agent=actor.user_agent)
+            audit_record(actor=acting, action=AuditAction.SIGNED_UP, target=user)
+        else:
+            user.full_name = user.full_name or pending.full_name
+            _invitations_accepted(acting, user)
+        user.password = pending.password
+        user.save(update_fields=["password", "full_name"])
+        workspace_create(actor=acting, name=pending.workspace_name)
     return user
 
 
@@ -76,15 +150,21 @@ def password_set_from_link(*, actor: Actor, user: User, password: str) -> User:
         if not accepting:
             audit_record(actor=acting, action=AuditAction.PASSWORD_RESET, target=user)
             return user
-        memberships = list(Membership.objects.filter(user=user).select_related("workspace"))
-        for membership in memberships:
-            audit_record(actor=acting, action=AuditAction.MEMBER_INVITATION_ACCEPTED,
-                         workspace=membership.workspace, target=membership,
-                         details={"email": user.email, "role": membership.role})
-        if not memberships:
-            audit_record(actor=acting, action=AuditAction.MEMBER_INVITATION_ACCEPTED, target=user,
-                         details={"email": user.email})
+        _invitations_accepted(acting, user)
     return user
+
+
+def _invitations_accepted(acting: Actor, user: User) -> None:
+    """Record an invitee's first password: once in each workspace that invited them, or once
+    for the account if they have been removed from all of them since."""
+    memberships = list(Membership.objects.filter(user=user).select_related("workspace"))
+    for membership in memberships:
+        audit_record(actor=acting, action=AuditAction.MEMBER_INVITATION_ACCEPTED,
+                     workspace=membership.workspace, target=membership,
+                     details={"email": user.email, "role": membership.role})
+    if not memberships:
+        audit_record(actor=acting, action=AuditAction.MEMBER_INVITATION_ACCEPTED, target=user,
+                     details={"email": user.email})
 
 
 def workspace_create(*, actor: Actor, name: str) -> Workspace:

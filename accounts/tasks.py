@@ -14,7 +14,8 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from accounts.models import Membership, User
+from accounts.models import Membership, SignUpRequest, User
+from accounts.tokens import sign_up_token
 from accounts.validation import one_line
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,23 @@ def send_sign_up_notice(user_id: int) -> None:
     subject = "Claim your Tributary account" if claiming else "You already have a Tributary account"
     send_mail(subject, render_to_string("accounts/email/sign_up_existing.txt", context), None, [user.email])
     logger.info("accounts.sign_up_notice_sent", extra={"user_id": user_id, "claiming": claiming})
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_sign_up_link(request_id: int) -> None:
+    """E-mail the link that finishes a sign-up (services.sign_up_request). The token is made
+    here from the id, never passed through the broker; re-running sends the same link."""
+    request = SignUpRequest.objects.filter(pk=request_id).first()
+    if request is None:  # confirmed or replaced before the worker got to it
+        return
+    context = {
+        "request": request,
+        "confirm_url": settings.SITE_URL + reverse("accounts:signup_confirm", args=[sign_up_token(request)]),
+        "site_url": settings.SITE_URL,
+    }
+    send_mail("Confirm your e-mail address to finish signing up for Tributary",
+              render_to_string("accounts/email/sign_up_confirm.txt", context), None, [request.email])
+    logger.info("accounts.sign_up_link_sent", extra={"sign_up_request_id": request_id})
 
 
 def _set_password_url(user: User) -> str:

@@ -14,7 +14,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import services
 from accounts.audit import Actor, audit_record
@@ -37,6 +37,7 @@ from accounts.selectors import (
     workspace_member_get,
     workspace_members,
 )
+from accounts.tokens import sign_up_request_for_token
 
 AUDIT_PAGE_SIZE = 50
 
@@ -46,20 +47,35 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        actor = Actor.from_request(request)
         try:
-            user = services.user_sign_up(actor=actor, **form.cleaned_data)
-        except services.EmailRegistered:
-            # The same page whether the address is an unclaimed invitation or a full account.
-            services.sign_up_taken(actor=actor, email=form.cleaned_data["email"])
-            return redirect("accounts:signup_sent")
+            # The same page after, whether the address is free, an invitation or an account.
+            services.sign_up_request(actor=Actor.from_request(request), **form.cleaned_data)
         except ValidationError as error:
             attach_errors(form, error)
+        else:
+            return redirect("accounts:signup_sent")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def signup_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The e-mailed link. Opening it shows what will be made; the button makes it. A link
+    checker that opens every link in an e-mail therefore creates nothing and signs nobody in."""
+    pending = sign_up_request_for_token(token)
+    if pending is not None and request.method == "POST":
+        try:
+            user = services.sign_up_confirm(actor=Actor.from_request(request), request=pending)
+        except services.EmailRegistered:
+            messages.info(request, "This address already has an account: sign in with it.")
+            return redirect("accounts:login")
+        except services.SignUpLinkUsed:
+            pending = None
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome to Tributary. Your workspace is ready.")
             return redirect("home")
-    return render(request, "accounts/signup.html", {"form": form})
+    return render(request, "accounts/signup_confirm.html", {"pending": pending},
+                  status=200 if pending is not None or request.method == "GET" else 410)
 
 
 class LoginView(auth_views.LoginView):

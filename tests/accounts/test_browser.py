@@ -8,10 +8,11 @@ import re
 from typing import Any
 
 import pytest
+from django.core import mail
 from playwright.sync_api import expect
 
 from accounts.models import User
-from tests.conftest import ARTIFACTS, PHONE, make_user, screenshot, sign_in
+from tests.conftest import ARTIFACTS, PHONE, make_user, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +31,7 @@ def add_member(page: Any, email: str, role: str = "member") -> None:
 
 
 def test_an_owner_signs_up_adds_members_in_place_switches_workspaces_and_reads_the_audit_log(
-    page: Any,
+    page: Any, celery_worker: Any,
 ) -> None:
     make_user("frank@example.com")  # already has an account: added, not invited
 
@@ -41,6 +42,18 @@ def test_an_owner_signs_up_adds_members_in_place_switches_workspaces_and_reads_t
     page.get_by_label("Password").fill("river-delta-9-estuary")
     page.get_by_label("Workspace name").fill("Dana Data")
     page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Check your inbox", level=1)).to_be_visible()
+
+    # The account is made from the e-mailed link, which the worker sent.
+    wait_for(lambda: len(mail.outbox) == 1)
+    link = re.search(r"https?://\S+(/account/signup/confirm/\S+/)", str(mail.outbox[0].body))
+    assert link and mail.outbox[0].to == ["dana@example.com"]
+    mail.outbox.clear()
+    page.goto(link.group(1))
+    expect(page.get_by_role("heading", name="Finish signing up", level=1)).to_be_visible()
+    expect(page.locator("main, body").first).to_contain_text("Dana Data")
+    screenshot(page, "01b-signup-confirm")
+    page.get_by_role("button", name="Create my account").click()
 
     header = page.locator("header")
     expect(header.get_by_test_id("current-workspace")).to_have_text("Dana Data")
