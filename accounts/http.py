@@ -53,3 +53,23 @@ def client_address(request: HttpRequest) -> str:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return remote
+
+
+# The largest id a database column holds (a signed 64-bit integer). A larger number typed into
+# a URL names nothing, and must not reach a query, where SQLite raises OverflowError.
+LARGEST_ID = 2**63 - 1
+
+
+def id_from(value: str | None) -> int:
+    """A row id from a query string or form, or 0 (which names no row) for anything that is
+    not a whole number a database can hold."""
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit():
+        return 0
+    number = int(text)
+    return number if number <= LARGEST_ID else 0
+
+
+def ids_from(values: list[str]) -> list[int]:
+    """The row ids among `values` (`id_from`), once each, in order; the rest dropped."""
+    return list(dict.fromkeys(number for number in map(id_from, values) if number))

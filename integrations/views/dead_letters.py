@@ -22,7 +22,7 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
-from accounts.http import WorkspaceRequest
+from accounts.http import WorkspaceRequest, id_from, ids_from
 from accounts.permissions import workspace_view
 from integrations.dead_letters import services
 from integrations.dead_letters.selection import (
@@ -73,13 +73,7 @@ class DeadLetterFilterForm(forms.Form):
 
 
 def _picked(data: QueryDict) -> tuple[int, ...]:
-    picked = []
-    for value in data.getlist("ids"):
-        try:
-            picked.append(int(value))
-        except ValueError:
-            continue
-    return tuple(dict.fromkeys(picked))
+    return tuple(ids_from(data.getlist("ids")))
 
 
 def _selection(data: QueryDict) -> Selection:
@@ -131,7 +125,7 @@ def dead_letters(request: WorkspaceRequest, pk: int) -> HttpResponse:
 def dead_letter_body(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """One dead letter's body, indented, loaded when its row is opened."""
     connection = _connection(request, pk)
-    dead_letter = dead_letter_get_for_connection(connection=connection, pk=_int(request.GET.get("id")))
+    dead_letter = dead_letter_get_for_connection(connection=connection, pk=id_from(request.GET.get("id")))
     sent_id = protocol.sent_message_id(protocol.connection_namespace(connection.pk), dead_letter.message_id)
     wire = protocol.wire(bytes(dead_letter.body), sent_id)
     try:
@@ -182,7 +176,7 @@ def dead_letters_replay_status(request: WorkspaceRequest, pk: int) -> HttpRespon
     queued or sending. Once it ends, the list reloads to show what it marked."""
     connection = _connection(request, pk)
     services.replays_fail_stale(connection=connection)
-    replay = replay_get_for_connection(connection=connection, pk=_int(request.GET.get("replay")))
+    replay = replay_get_for_connection(connection=connection, pk=id_from(request.GET.get("replay")))
     response = _panel(request, connection, replay=replay)
     if not replay.in_progress:
         response["HX-Trigger"] = CHANGED
@@ -209,13 +203,6 @@ def dead_letters_discard(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 def _connection(request: WorkspaceRequest, pk: int) -> Connection:
     return connection_get_for_workspace(workspace=request.workspace, pk=pk)
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or "")
-    except ValueError:
-        return 0
 
 
 def _form_errors(form: forms.Form) -> str:

@@ -18,7 +18,7 @@ from django.urls import URLPattern, path
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 
-from accounts.http import WorkspaceRequest
+from accounts.http import WorkspaceRequest, id_from, ids_from
 from accounts.permissions import workspace_view
 from integrations.models import Event
 from integrations.selectors import connections_for_workspace
@@ -66,12 +66,12 @@ def debugger_events(request: WorkspaceRequest) -> HttpResponse:
     """Rows newer than `after`, to prepend; 204 (nothing to swap) when none arrived."""
     workspace = request.workspace
     search = SearchForm(request.GET).search()
-    try:
-        after = max(0, int(request.GET.get("after") or 0))
-    except ValueError:
-        after = 0
+    after = id_from(request.GET.get("after"))
     arrivals = selectors.events_after(workspace=workspace, after=after, search=search)
-    rejected_after = parse_datetime(request.GET.get("rejected_after") or "")
+    try:
+        rejected_after = parse_datetime(request.GET.get("rejected_after") or "")
+    except ValueError:  # well formed, but no such time (month 13): as if none was sent
+        rejected_after = None
     rejected: list[RejectedRow] = []
     if not search.active and rejected_after is not None:
         rejected = selectors.rejected_since(workspace=workspace, after=rejected_after)
@@ -89,7 +89,7 @@ def debugger_statuses(request: WorkspaceRequest) -> HttpResponse:
     band: polled every 2 s while the list is live, so a row moves from Sending to Delivered
     without a reload. 204 when no row is asked about."""
     workspace = request.workspace
-    wanted = [int(value) for value in request.GET.getlist("seq")[:selectors.REFRESH_ROWS] if value.isdigit()]
+    wanted = ids_from(request.GET.getlist("seq")[:selectors.REFRESH_ROWS])
     events = selectors.events_by_seq(workspace=workspace, seqs=wanted)
     if not events:
         return HttpResponse(status=204)
@@ -103,10 +103,7 @@ def debugger_statuses(request: WorkspaceRequest) -> HttpResponse:
 def debugger_event(request: WorkspaceRequest) -> HttpResponse:
     """One event opened: as received, and its trail per connection."""
     workspace = request.workspace
-    try:
-        seq = int(request.GET.get("seq") or 0)
-    except ValueError:
-        seq = 0
+    seq = id_from(request.GET.get("seq"))
     event = selectors.event_get_for_workspace(workspace=workspace, seq=seq)
     # Like the rows' chips, only the enabled sources: a disabled one sends nothing.
     connections = list(connections_for_workspace(workspace=workspace).filter(enabled=True))

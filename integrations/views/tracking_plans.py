@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
-from accounts.http import WorkspaceRequest
+from accounts.http import WorkspaceRequest, ids_from
 from accounts.permissions import workspace_view
 from integrations.models import Connection, OnViolation, UnplannedEvents, UnplannedProperties
 from integrations.tracking_plans import selectors, services
@@ -227,7 +227,7 @@ def blocked_event(request: WorkspaceRequest, blocked_pk: int) -> HttpResponse:
 @workspace_view(manage=True)
 @require_POST
 def blocked_release(request: WorkspaceRequest) -> HttpResponse:
-    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
+    ids = ids_from(request.POST.getlist("ids"))
     if not ids:
         messages.error(request, "Choose the blocked events to release.")
         return redirect("integrations:violations", slug=request.workspace.slug)

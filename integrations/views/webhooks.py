@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
-from accounts.http import WorkspaceRequest
+from accounts.http import WorkspaceRequest, id_from
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
 from integrations.models import SigningMode, WebhookEndpoint
@@ -163,7 +163,7 @@ def webhook_receipts(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """Inbound log rows newer than `after`, to prepend; 204 when none arrived."""
     endpoint = services.endpoint_get_for_workspace(workspace=request.workspace, pk=pk)
     after = request.GET.get("after", "")
-    receipts = services.receipts_latest(endpoint=endpoint, after=int(after) if after.isdigit() else 0)
+    receipts = services.receipts_latest(endpoint=endpoint, after=id_from(after))
     if not receipts:
         return HttpResponse(status=204)
     return render(request, "integrations/webhooks/_receipt_rows.html", {"endpoint": endpoint, "receipts": receipts})
@@ -175,7 +175,7 @@ def webhook_receipt(request: WorkspaceRequest, pk: int) -> HttpResponse:
     """One request of the inbound log opened: its outcome and its body as received."""
     endpoint = services.endpoint_get_for_workspace(workspace=request.workspace, pk=pk)
     receipt_id = request.GET.get("receipt", "")
-    receipt = services.receipt_get(endpoint=endpoint, pk=int(receipt_id) if receipt_id.isdigit() else 0)
+    receipt = services.receipt_get(endpoint=endpoint, pk=id_from(receipt_id))
     body = bytes(receipt.body or b"")
     try:
         shown = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
