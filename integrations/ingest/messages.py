@@ -219,10 +219,12 @@ def _require_fields(kind: str, event: dict[str, Any]) -> None:
 
 
 def _present(value: Any) -> bool:
+    """An id Segment keeps: a string with something in it, or a number but zero (Segment reads
+    ids as JavaScript does, where 0 is false, and drops an event whose id is 0 after its 200)."""
     kind = type(value)
     if kind is str:
         return bool(value.strip())
-    return kind is int or kind is float  # not bool, which is an int
+    return (kind is int or kind is float) and value != 0  # not bool, which is an int
 
 
 def _parse_time(value: Any, field: str) -> datetime:

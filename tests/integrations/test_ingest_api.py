@@ -188,6 +188,18 @@ def test_a_clock_correction_that_leaves_the_calendar_refuses_that_event_alone(cl
     assert list(Event.objects.values_list("message_id", flat=True)) == [track(2)["messageId"]]
 
 
+def test_an_id_of_zero_is_refused_as_missing_since_segment_would_drop_it(client: Client, ingest_key: str) -> None:
+    batch = [{"type": "track", "event": "Viewed", "userId": 0},
+             {"type": "identify", "anonymousId": 0.0},
+             {"type": "group", "userId": "u", "groupId": 0},
+             {"type": "alias", "userId": "u", "previousId": 0},
+             {"type": "track", "event": "Viewed", "userId": 7}]
+    answer = post(client, "batch", {"batch": batch}, ingest_key).json()
+    assert [r["reason"] for r in answer["rejected"]] == [
+        "missing_user_or_anonymous_id", "missing_user_or_anonymous_id", "missing_group_id", "missing_previous_id"]
+    assert answer["accepted"] == 1 and Event.objects.get().user_id == "7"
+
+
 def test_historical_events_keep_their_timestamp(client: Client, ingest_key: str) -> None:
     post(client, "track", track(1, timestamp="2024-03-01T09:30:00Z"), ingest_key)
     assert orjson.loads(bytes(Event.objects.get().body))["timestamp"].startswith("2024-03-01T09:30:00")
