@@ -36,7 +36,7 @@ import orjson
 import psycopg
 from django.conf import settings
 from django.core import signals
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
@@ -301,7 +301,17 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
     request = WSGIRequest(environ)
     try:
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it
-        response = _security.process_request(request) or view(request, *args)
+        response = _security.process_request(request) or _unread_body(environ) or view(request, *args)
+    except RequestDataTooBig:
+        response = _answer(400, {"success": False, "error": "batch_too_large",
+                                 "message": f"The body is larger than this server reads "
+                                            f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024:,} KB); a batch may be "
+                                            f"at most {MAX_BATCH_BYTES // 1024} KB. Send smaller batches."})
+    except DisallowedHost:
+        logger.warning("ingest.refused_request", extra={"reason": "DisallowedHost"})
+        response = _answer(400, {"success": False, "error": "unknown_host",
+                                 "message": "The Host header names a host this server does not answer for: "
+                                            "send to the address Tributary gave you."})
     except SuspiciousOperation as refused:
         logger.warning("ingest.refused_request", extra={"reason": type(refused).__name__})
         response = _answer(400, {"success": False, "error": "bad_request", "message": "Bad request."})
@@ -320,6 +330,16 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
         return _Answer(content)
     wakes_release()  # nothing held: stop holding, and answer with a list, which servers write at once
     return [content]
+
+
+def _unread_body(environ: dict[str, Any]) -> HttpResponse | None:
+    """411 for a chunked body without Content-Length: Django reads a request's body by its
+    declared length, so such a body would read as empty (and its events, or its signature,
+    would be refused for the wrong reason). Every Segment library sends the length."""
+    if environ.get("CONTENT_LENGTH") or "chunked" not in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower():
+        return None
+    return _answer(411, {"success": False, "error": "length_required",
+                         "message": "Send the body with a Content-Length header: a chunked body is not read."})
 
 
 class _Answer:

@@ -196,9 +196,10 @@ def _check_sender(receiver: Receiver, request: Request) -> SignatureVerdict:
         return SignatureVerdict.NOT_CHECKED  # the body was not read, so it cannot be checked
     found = verification.signature_verify(request.body, request.headers, receiver.webhooks(request.received_at))
     if not found.passed:
-        status = 400 if found.verdict == SignatureVerdict.MISSING else 401
-        error = {SignatureVerdict.MISSING: "missing_signature_headers", SignatureVerdict.STALE: "timestamp_too_old",
-                 SignatureVerdict.FUTURE: "timestamp_in_future"}.get(found.verdict, "invalid_signature")
+        status = 400 if found.verdict == SignatureVerdict.MISSING or found.error else 401
+        error = found.error or {
+            SignatureVerdict.MISSING: "missing_signature_headers", SignatureVerdict.STALE: "timestamp_too_old",
+            SignatureVerdict.FUTURE: "timestamp_in_future"}.get(found.verdict, "invalid_signature")
         raise Refusal(status, error, found.detail, found.verdict)
     return found.verdict
 

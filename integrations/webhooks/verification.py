@@ -32,6 +32,9 @@ MAX_WEBHOOK_ID = 200
 class Verdict:
     verdict: SignatureVerdict
     detail: str = ""
+    # The answer's error code when the verdict alone would name the wrong problem: headers
+    # that are there but unreadable, a body that is not UTF-8 (both 400, the sender's to fix).
+    error: str = ""
 
     @property
     def passed(self) -> bool:
@@ -73,12 +76,19 @@ def signature_verify(body: bytes, headers: dict[str, str], secrets_: list[Webhoo
         return Verdict(SignatureVerdict.MISSING, f"Missing header{'s' if len(missing) > 1 else ''} "
                        f"{', '.join(missing)}: sign the request as Standard Webhooks describes.")
     if len(webhook_id) > MAX_WEBHOOK_ID:
-        return Verdict(SignatureVerdict.MISSING, f"webhook-id is longer than {MAX_WEBHOOK_ID} characters.")
+        return Verdict(SignatureVerdict.MISSING, f"webhook-id is longer than {MAX_WEBHOOK_ID} characters.",
+                       error="invalid_signature_headers")
     try:
         sent = int(timestamp)
     except ValueError:
-        return Verdict(SignatureVerdict.MISSING, "webhook-timestamp must be whole Unix seconds.")
-    skew = sent - (time.time() if now is None else now)
+        return Verdict(SignatureVerdict.MISSING, "webhook-timestamp must be whole Unix seconds, such as "
+                       f"{int(time.time())}.", error="invalid_signature_headers")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Verdict(SignatureVerdict.INVALID, f"The body is not UTF-8 (at byte offset {error.start:,}): Standard "
+                       "Webhooks signs UTF-8 JSON.", error="invalid_body")
+    skew = sent - int(time.time() if now is None else now)  # whole seconds, exact however large
     if skew < -TOLERANCE_SECONDS:
         return Verdict(SignatureVerdict.STALE, f"webhook-timestamp is {-skew:.0f} s old; at most "
                        f"{TOLERANCE_SECONDS} s are accepted. Sign each attempt with the current time.")
@@ -93,9 +103,9 @@ def signature_verify(body: bytes, headers: dict[str, str], secrets_: list[Webhoo
             if "timestamp" in str(error).lower():  # crossed the edge between our check and the library's
                 return Verdict(SignatureVerdict.STALE, f"webhook-timestamp is outside ±{TOLERANCE_SECONDS} s.")
             continue
-        except (ValueError, binascii.Error):  # not UTF-8, "v1" without a comma, bad base64
+        except (ValueError, binascii.Error):  # "v1" without a comma, bad base64
             return Verdict(SignatureVerdict.INVALID, "webhook-signature is not a list of `v1,<base64>` "
-                           "signatures, or the body is not UTF-8.")
+                           "signatures.")
         return Verdict(SignatureVerdict.VERIFIED if position == 0 else SignatureVerdict.VERIFIED_PREVIOUS)
     return Verdict(SignatureVerdict.INVALID, "No signature matches the endpoint's secret: check the secret the "
                    "sender uses, and that it signs the raw body as sent.")

@@ -134,7 +134,28 @@ def test_everything_else_goes_through_django(app: Any, ingest_key: str) -> None:
 
 def test_a_host_not_allowed_is_a_400(app: Any, ingest_key: str, workspace: Workspace) -> None:
     answer = Answer(app, environ("/v1/batch", batch("a"), ingest_key, HTTP_HOST="evil.example"))
-    assert answer.code == 400 and answer.json()["error"] == "bad_request"
+    assert answer.code == 400 and answer.json()["error"] == "unknown_host"
+    assert "Host header" in answer.json()["message"]
+    assert not Event.objects.exists()
+
+
+def test_a_body_past_what_the_server_reads_says_how_large_a_batch_may_be(app: Any, ingest_key: str,
+                                                                        settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+    answer = Answer(app, environ("/v1/batch", b" " * (1024 * 1024 + 1), ingest_key))
+    assert answer.code == 400 and answer.json()["error"] == "batch_too_large"
+    assert answer.json()["message"].startswith("The body is larger than this server reads (1,024 KB)")
+
+
+@pytest.mark.parametrize("path", ["/v1/batch", "/webhooks/in/wh_x/token"])
+def test_a_chunked_body_without_a_length_is_asked_for_its_length(app: Any, ingest_key: str, path: str) -> None:
+    from integrations.webhooks.views import wsgi_application as webhooks_first
+
+    request = environ(path, batch("a"), ingest_key, HTTP_TRANSFER_ENCODING="chunked")
+    del request["CONTENT_LENGTH"]
+    answer = Answer(webhooks_first(app, api.serve), request)  # as config.wsgi puts them
+    assert answer.code == 411 and answer.json()["error"] == "length_required"
+    assert "Content-Length" in answer.json()["message"]
     assert not Event.objects.exists()
 
 

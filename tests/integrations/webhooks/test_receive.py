@@ -93,7 +93,9 @@ def test_a_lead_becomes_an_identify_and_a_track_with_distinct_message_ids(client
     ({"webhook-signature": "v1,bm90IHRoZSByaWdodCBzaWduYXR1cmU="}, 401, "invalid_signature", SignatureVerdict.INVALID),
     ({"webhook-signature": "v1"}, 401, "invalid_signature", SignatureVerdict.INVALID),
     ({"webhook-signature": "v1,***not base64***"}, 401, "invalid_signature", SignatureVerdict.INVALID),
-    ({"webhook-timestamp": "yesterday"}, 400, "missing_signature_headers", SignatureVerdict.MISSING),
+    ({"webhook-timestamp": "yesterday"}, 400, "invalid_signature_headers", SignatureVerdict.MISSING),
+    ({"webhook-timestamp": "1733.5"}, 400, "invalid_signature_headers", SignatureVerdict.MISSING),
+    ({"webhook-id": "m" * 2000}, 400, "invalid_signature_headers", SignatureVerdict.MISSING),
 ])
 def test_bad_signature_headers_are_refused_and_logged(client: Client, alice: User, workspace: Workspace,
                                                       change: dict[str, str | None], status: int, error: str,
@@ -107,6 +109,16 @@ def test_bad_signature_headers_are_refused_and_logged(client: Client, alice: Use
     receipt = WebhookReceipt.objects.get()
     assert (receipt.status, receipt.outcome, receipt.signature) == (status, ReceiptOutcome.REFUSED, verdict)
     assert receipt.reason == response.json()["message"]
+
+
+def test_a_timestamp_far_in_the_future_is_counted_exactly(client: Client, alice: User, workspace: Workspace) -> None:
+    created = make_endpoint(alice, workspace)
+    body = orjson.dumps(CHAT_STARTED)
+    far = 10**22
+    response = post(client, created.endpoint.public_id, body,
+                    signed_headers(created.secret, body) | {"webhook-timestamp": str(far)})
+    assert response.status_code == 401 and response.json()["error"] == "timestamp_in_future"
+    assert f"{far - int(time.time()):,}"[:8].replace(",", "") in response.json()["message"]
 
 
 @pytest.mark.parametrize(("offset", "status", "verdict"), [
@@ -248,13 +260,16 @@ def test_an_endpoint_deleted_while_remembered_answers_404(client: Client, alice:
     assert not WebhookReceipt.objects.exists() and Event.objects.count() == 1
 
 
-def test_a_signed_body_that_is_not_utf8_is_refused_not_a_500(client: Client, alice: User,
+def test_a_signed_body_that_is_not_utf8_is_refused_as_such(client: Client, alice: User,
                                                              workspace: Workspace) -> None:
     created = make_endpoint(alice, workspace)
     body = b'{"type": "conversation.started", "x": "\xff"}'
     headers = signed_headers(created.secret, b"{}")
     response = post(client, created.endpoint.public_id, body, headers)
-    assert response.status_code == 401 and WebhookReceipt.objects.get().signature == SignatureVerdict.INVALID
+    # Told what is wrong with the body, not sent looking at the secret.
+    assert response.status_code == 400 and response.json()["error"] == "invalid_body"
+    assert response.json()["message"].startswith("The body is not UTF-8 (at byte offset 39)")
+    assert WebhookReceipt.objects.get().signature == SignatureVerdict.INVALID
 
 
 def test_the_inbound_log_keeps_seven_days(client: Client, alice: User, workspace: Workspace, settings: Any) -> None:
