@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from enum import Enum
 from typing import Any
 
@@ -31,6 +32,31 @@ def _plain(value: Any) -> Any:
         # place secrets travel in. Method and path say which request it was.
         return f"{value.method} {value.path}"
     return value
+
+
+# Path segments that are secrets: the token of a password-reset link (Django swaps it for
+# "set-password" after the first visit), of a sign-up link, and of an unsigned webhook
+# endpoint's URL. Matched anywhere in a string, so a request line is cleaned as a path is.
+_SECRET_PATHS = [re.compile(r"(/account/password/reset/[^/\s]+/)(?!set-password/)[^/\s]+"),
+                 re.compile(r"(/account/signup/confirm/)[^/\s]+"),
+                 re.compile(r"(/webhooks/in/[^/\s]+/)[^/\s?]+")]
+
+
+def secret_free_path(path: str) -> str:
+    for pattern in _SECRET_PATHS:
+        path = pattern.sub(r"\1[redacted]", path)
+    return path
+
+
+class SecretFreePaths(logging.Filter):
+    """Takes the secret segments out of paths in a record's arguments: runserver's access
+    lines (`"POST /webhooks/in/wh_…/<token> HTTP/1.1" 200 58`) and django.request's
+    "Not Found: <path>"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) and "/" in arg for arg in record.args):
+            record.args = tuple(secret_free_path(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
 
 
 # Beat's housekeeping tasks, run every few seconds: their "received" and "succeeded" lines

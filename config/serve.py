@@ -28,8 +28,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 from typing import Any
+
+from config.logging import secret_free_path
 
 APPLICATION = "config.wsgi:application"
 ACCESS_FORMAT = ('%(time)s granian.access remote=%(addr)s method=%(method)s path="%(path)s" status=%(status)s '
@@ -38,17 +39,7 @@ ACCESS_FORMAT = ('%(time)s granian.access remote=%(addr)s method=%(method)s path
 STOP_SECONDS = 30
 BACKLOG = 2048
 
-# Path segments that are secrets: the token of a password-reset link (Django swaps it for
-# "set-password" after the first visit), and the token of an unsigned webhook endpoint's URL.
-_SECRET_PATHS = [re.compile(r"^(/account/password/reset/[^/]+/)(?!set-password/)[^/]+"),
-                 re.compile(r"^(/webhooks/in/[^/]+/)[^/]+")]
 _SAFE_FIELDS = ("addr", "time", "dt_ms", "status", "method", "scheme", "protocol")
-
-
-def secret_free_path(path: str) -> str:
-    for pattern in _SECRET_PATHS:
-        path = pattern.sub(r"\1[redacted]", path)
-    return path
 
 
 class _Fields(dict[str, Any]):

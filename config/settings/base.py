@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -281,13 +282,25 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Reuse a worker's database connection across tasks instead of reconnecting for each one.
 CELERY_DB_REUSE_MAX = 100
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"keyvalue": {"()": "config.logging.KeyValueFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue"}},
+    "formatters": {
+        "keyvalue": {"()": "config.logging.KeyValueFormatter"},
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}",
+                          "style": "{"},
+    },
+    # No path's secret segment (a reset, sign-up or webhook URL token) reaches a log line.
+    "filters": {"secret_free_paths": {"()": "config.logging.SecretFreePaths"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "keyvalue", "filters": ["secret_free_paths"]},
+        # runserver's access lines (make run), as Django logs them by default, less the secrets.
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
+                          "filters": ["secret_free_paths"]},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
         # urllib3 logs request lines at DEBUG; a CDN lookup's path contains a write key.

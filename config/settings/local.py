@@ -28,7 +28,8 @@ WHITENOISE_AUTOREFRESH = True
 # every line (operators and the fault tests read them).
 LOGGING = {
     **LOGGING,
-    "filters": {"routine_tasks": {"()": "config.logging.RoutineTasksFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "keyvalue",
-                             "filters": ["routine_tasks"]}},
+    "filters": {**LOGGING["filters"], "routine_tasks": {"()": "config.logging.RoutineTasksFilter"}},
+    "handlers": {**LOGGING["handlers"],
+                 "console": {"class": "logging.StreamHandler", "formatter": "keyvalue",
+                             "filters": ["secret_free_paths", "routine_tasks"]}},
 }
