@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import AuditAction, Membership, Role, User
+from accounts.selectors import users_for_password_reset
 from accounts.validation import validate_name
 
 
@@ -62,12 +62,7 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     """
 
     def get_users(self, email: str) -> Iterator[User]:
-        wanted = _folded(email)
-        for user in User.objects.filter(email__iexact=email.strip(), is_active=True):
-            # As Django does: compare again after Unicode case folding, so a look-alike
-            # address that the database's case-insensitive match lets through is skipped.
-            if _folded(user.email) == wanted:
-                yield user
+        return users_for_password_reset(email)
 
 
 class ChoosePasswordForm(auth_forms.SetPasswordForm):  # type: ignore[type-arg]
@@ -82,10 +77,6 @@ class ChoosePasswordForm(auth_forms.SetPasswordForm):  # type: ignore[type-arg]
         return services.password_set_from_link(
             actor=self.actor, user=self.user, password=self.cleaned_data["new_password1"]
         )
-
-
-def _folded(email: str) -> str:
-    return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
 class WorkspaceForm(forms.Form):

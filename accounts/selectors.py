@@ -2,7 +2,8 @@
 who is not a member gets a 404, as if the object did not exist."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterator, Sequence
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
@@ -58,3 +59,20 @@ def audit_events_for_workspace(
     if actor_id is not None:
         events = events.filter(actor_id=actor_id)
     return events.select_related("actor")
+
+
+def users_for_password_reset(email: str) -> Iterator[User]:
+    """The active accounts a reset link for `email` goes to; an account without a usable
+    password too (an invitation nobody claimed yet: this is how its owner claims it).
+
+    As Django compares, after Unicode case folding, so a look-alike address that the
+    database's case-insensitive match lets through is skipped.
+    """
+    wanted = _folded(email)
+    for user in User.objects.filter(email__iexact=email.strip(), is_active=True):
+        if _folded(user.email) == wanted:
+            yield user
+
+
+def _folded(email: str) -> str:
+    return unicodedata.normalize("NFKC", email.strip()).casefold()

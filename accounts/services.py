@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from accounts.audit import Actor, audit_record
 from accounts.models import AuditAction, Membership, Role, SignUpRequest, User, Workspace
 from accounts.permissions import manager_membership
-from accounts.tasks import send_membership_email, send_sign_up_link, send_sign_up_notice
+from accounts.tasks import send_membership_email, send_password_reset, send_sign_up_link, send_sign_up_notice
 from accounts.tokens import sign_up_link_lifetime
 from accounts.validation import name_cleaned, name_problem
 
@@ -133,6 +133,15 @@ def sign_up_taken(*, actor: Actor, email: str) -> None:
         audit_record(actor=actor, action=AuditAction.SIGN_UP_EXISTING, target=user,
                      details={"email": user.email, "invited": not user.has_usable_password()})
         transaction.on_commit(lambda: send_sign_up_notice.delay(user.pk))
+
+
+def password_reset_request(*, actor: Actor, email: str) -> None:
+    """Someone asked for a link to choose a password: audited, and e-mailed by the worker
+    (tasks.send_password_reset) to the account of that address if there is one. The page says
+    "Check your inbox" either way, and takes the same time either way."""
+    with transaction.atomic():
+        audit_record(actor=actor, action=AuditAction.PASSWORD_RESET_REQUESTED, details={"email": email})
+        transaction.on_commit(lambda: send_password_reset.delay(email))
 
 
 def password_set_from_link(*, actor: Actor, user: User, password: str) -> User:

@@ -1,12 +1,15 @@
 """Background work for accounts. Tasks take ids and are safe to run twice."""
 from __future__ import annotations
 
+import hashlib
 import logging
+from urllib.parse import urlsplit
 
 from celery import shared_task
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.contrib.sessions.models import Session
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -15,6 +18,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.models import Membership, SignUpRequest, User
+from accounts.selectors import users_for_password_reset
 from accounts.tokens import sign_up_token
 from accounts.validation import one_line
 
@@ -53,7 +57,7 @@ def send_sign_up_notice(user_id: int) -> None:
     reminded they have an account. Re-running sends it again, as a second sign-up would.
     """
     user = User.objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
+    if user is None or not _first_this_minute("sign-up-notice", user.email):
         return
     claiming = not user.has_usable_password()
     context = {
@@ -86,6 +90,35 @@ def send_sign_up_link(request_id: int) -> None:
     send_mail("Confirm your e-mail address to finish signing up for Tributary",
               render_to_string("accounts/email/sign_up_confirm.txt", context), None, [request.email])
     logger.info("accounts.sign_up_link_sent", extra={"sign_up_request_id": request_id})
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_password_reset(email: str) -> None:
+    """E-mail a link to choose a password to the account of `email`, if there is one
+    (services.password_reset_request). Here rather than in the web request, so the page
+    answers as fast for an unknown address as for a known one, and a mail server that is down
+    delays the e-mail instead of failing the page. One a minute per address at most."""
+    site = urlsplit(settings.SITE_URL)
+    for user in users_for_password_reset(email):
+        if not _first_this_minute("password-reset", user.email):
+            continue
+        context = {
+            "email": user.email, "user": user, "domain": site.netloc, "protocol": site.scheme,
+            "uid": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user),
+        }
+        subject = one_line(render_to_string("accounts/email/password_reset_subject.txt", context))
+        send_mail(subject, render_to_string("accounts/email/password_reset.txt", context), None, [user.email])
+        logger.info("accounts.password_reset_sent", extra={"user_id": user.pk})
+
+
+def _first_this_minute(purpose: str, email: str) -> bool:
+    """True for the first e-mail of this kind to this address in a minute, so a form cannot
+    be used to flood someone's inbox. Best effort: as good as the cache (CACHE_URL)."""
+    digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+    if cache.add(f"accounts:mail:{purpose}:{digest}", 1, timeout=60):
+        return True
+    logger.info("accounts.email_held_back", extra={"purpose": purpose})
+    return False
 
 
 def _set_password_url(user: User) -> str:

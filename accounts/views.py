@@ -100,14 +100,11 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 class PasswordResetView(auth_views.PasswordResetView):
     form_class = PasswordResetForm
     template_name = "accounts/password_reset.html"
-    email_template_name = "accounts/email/password_reset.txt"
-    subject_template_name = "accounts/email/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
 
     def form_valid(self, form: Any) -> HttpResponse:
-        audit_record(actor=Actor.from_request(self.request), action=AuditAction.PASSWORD_RESET_REQUESTED,
-                     details={"email": form.cleaned_data["email"]})
-        return super().form_valid(form)
+        services.password_reset_request(actor=Actor.from_request(self.request), email=form.cleaned_data["email"])
+        return redirect(self.success_url)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

@@ -238,3 +238,15 @@ def new_write_key() -> str:
     import secrets
 
     return secrets.token_hex(16)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> None:
+    """Each test starts with an empty cache, so counters kept there (one e-mail a minute per
+    address) never carry over from another test. Only the local-memory cache tests use: a
+    shared one (CACHE_URL) may hold what is not ours to clear."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
