@@ -51,6 +51,7 @@ from integrations.ingest.messages import Invalid, Normaliser, loads_lenient, nor
 from integrations.ingest.ratelimit import hit_started, hits, hits_so_far, seconds_left
 from integrations.ingest.rejections import rejections_record
 from integrations.models import IngestKey
+from integrations.models.ingest import KEY_PREFIX
 from integrations.relay.log import Message, events_append
 from integrations.relay.wake import wakes_held, wakes_pending, wakes_release
 from integrations.segment.protocol import TYPES
@@ -75,10 +76,10 @@ class Refused(Exception):
 @csrf_exempt
 def ingest(request: HttpRequest, call: str) -> HttpResponse:
     try:
-        if request.method != "POST":
-            raise Refused(405, "method_not_allowed", "Send events with POST.")
         if call not in CALLS:
             raise Refused(404, "unknown_call", f"Unknown endpoint /v1/{call[:40]}: use one of {', '.join(CALLS)}.")
+        if request.method != "POST":
+            raise Refused(405, "method_not_allowed", "Send events with POST.")
         body = _json_body(request, batch=call in ("batch", "import"))
         ingest_key = _authenticate(request, body)
         within_limit = _rate_limit_started(ingest_key)
@@ -89,6 +90,10 @@ def ingest(request: HttpRequest, call: str) -> HttpResponse:
         response = _answer(refused.status, {"success": False, "error": refused.error, "message": refused.message})
         if refused.retry_after is not None:
             response["Retry-After"] = str(refused.retry_after)
+        if refused.status == 405:
+            response["Allow"] = "POST"
+        elif refused.status == 401:
+            response["WWW-Authenticate"] = 'Basic realm="Tributary ingest API"'
         return response
 
 
@@ -145,33 +150,57 @@ def _ingest_batch(ingest_key: IngestKey, body: dict[str, Any], within_limit: Cal
 def _json_body(request: HttpRequest, *, batch: bool) -> dict[str, Any]:
     raw = request.body
     # META rather than request.headers, which parses every header into a new mapping first.
-    if str(request.META.get("HTTP_CONTENT_ENCODING", "")).lower() == "gzip":
-        raw = _inflate(raw)
+    encoding = str(request.META.get("HTTP_CONTENT_ENCODING", "")).strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        raw = _inflate(raw, batch=batch)
+    elif encoding not in ("", "identity"):
+        raise Refused(415, "unsupported_encoding", f"Content-Encoding {encoding[:20]!r} is not read here: send the "
+                      "body as is or gzip-compressed (Content-Encoding: gzip).")
     limit = MAX_BATCH_BYTES if batch else MAX_SINGLE_BYTES
     if len(raw) > limit:
         what = "batch" if batch else "event"
+        advice = "Send smaller batches." if batch else "Segment accepts at most 32 KB per event."
         raise Refused(400, f"{what}_too_large",
-                      f"The {what} is {len(raw):,} bytes; the limit is {limit // 1024} KB. Send smaller batches.")
+                      f"The {what} is {len(raw):,} bytes; the limit is {limit // 1024} KB. {advice}")
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as error:
         try:
             body = loads_lenient(raw)  # what orjson refuses yet is JSON: a lone surrogate
         except ValueError:
-            raise Refused(400, "invalid_json", "The body is not valid JSON.") from None
+            raise Refused(400, "invalid_json", _not_json_because(raw, error)) from None
     if not isinstance(body, dict):
         raise Refused(400, "invalid_json", "The body must be a JSON object.")
     return body
 
 
-def _inflate(raw: bytes) -> bytes:
+def _not_json_because(raw: bytes, error: orjson.JSONDecodeError) -> str:
+    """Where and why a body is not JSON, in words a sender can act on."""
+    if not raw.strip():
+        return "The body is empty: send the event as a JSON object."
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "The body starts with a byte order mark (BOM): send UTF-8 JSON without one."
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as undecodable:
+        return f"The body is not UTF-8 (at byte offset {undecodable.start:,}): send UTF-8 JSON."
+    return f"The body is not valid JSON: {error.msg} at character {error.pos:,}."
+
+
+def _inflate(raw: bytes, *, batch: bool) -> bytes:
     try:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         inflated = inflater.decompress(raw, MAX_INFLATED_BYTES + 1)
     except (zlib.error, gzip.BadGzipFile):
         raise Refused(400, "invalid_gzip", "The body says gzip but does not inflate.") from None
     if len(inflated) > MAX_INFLATED_BYTES:
-        raise Refused(400, "batch_too_large", "The inflated body is larger than 500 KB.")
+        if batch:
+            raise Refused(400, "batch_too_large", f"The body inflates to more than {MAX_INFLATED_BYTES // 1024**2} MB; "
+                          f"a batch may be at most {MAX_BATCH_BYTES // 1024} KB. Send smaller batches.")
+        raise Refused(400, "event_too_large", f"The body inflates to more than {MAX_INFLATED_BYTES // 1024**2} MB; "
+                      f"Segment accepts at most {MAX_SINGLE_BYTES // 1024} KB per event.")
+    if not inflater.eof:
+        raise Refused(400, "invalid_gzip", "The gzip body is cut short (no end of stream): send it whole.")
     return inflated
 
 
@@ -193,6 +222,7 @@ def _authenticate(request: HttpRequest, body: dict[str, Any]) -> IngestKey:
             raw_key = ""
     if not raw_key and isinstance(body.get("writeKey"), str):
         raw_key = body["writeKey"]
+    raw_key = raw_key.strip()  # a key read from a file keeps its newline
     limit = settings.INGEST_AUTH_FAILURES_PER_MINUTE
     if not ingest_key_recognised(raw_key) and hits_so_far(_failures(request), window=AUTH_FAILURE_WINDOW) >= limit:
         retry_after = seconds_left(AUTH_FAILURE_WINDOW)
@@ -205,6 +235,15 @@ def _authenticate(request: HttpRequest, body: dict[str, Any]) -> IngestKey:
         failures = _failures(request)
         if hits(failures, window=AUTH_FAILURE_WINDOW) == limit:
             logger.warning("ingest.auth_failures_limited", extra={"bucket": failures, "limit": limit})
+        if not raw_key:
+            what = ("The Authorization header is not Basic auth with the key as its user name"
+                    if header and header[:6].lower() != "basic " else "No ingest key was sent")
+            raise Refused(401, "missing_ingest_key", f"{what}: send it as the Basic-auth user name (empty "
+                          "password) or as writeKey in the body. Create one under Settings → API keys.")
+        if not raw_key.startswith(KEY_PREFIX):
+            raise Refused(401, "invalid_ingest_key", f"This is not a Tributary ingest key (they start with "
+                          f"{KEY_PREFIX}); a Segment write key does not work here. Create one under "
+                          "Settings → API keys.")
         raise Refused(401, "invalid_ingest_key", "Unknown or revoked ingest key. Create one under Settings → API "
                       "keys and send it as the Basic-auth user name (empty password) or as writeKey.")
     return ingest_key

@@ -204,18 +204,44 @@ def _finite(text: str) -> float:
 def _require_fields(kind: str, event: dict[str, Any]) -> None:
     if kind == "alias":
         if not _present(event.get("previousId")):
-            raise Invalid("missing_previous_id", "An alias call needs previousId.")
+            raise Invalid("missing_previous_id", "An alias call needs previousId." + _wrong(event, "previousId"))
         if not _present(event.get("userId")):
-            raise Invalid("missing_user_id", "An alias call needs userId.")
+            raise Invalid("missing_user_id", "An alias call needs userId." + _wrong(event, "userId"))
         return
     if not (_present(event.get("userId")) or _present(event.get("anonymousId"))):
-        raise Invalid("missing_user_or_anonymous_id", "Every call but alias needs userId or anonymousId.")
+        raise Invalid("missing_user_or_anonymous_id", "Every call but alias needs userId or anonymousId."
+                      + _wrong(event, "userId") + _wrong(event, "anonymousId"))
     if kind == "track":
         name = event.get("event")
         if not (isinstance(name, str) and name.strip()):
-            raise Invalid("missing_event", "A track call needs the event name in `event`.")
+            raise Invalid("missing_event", "A track call needs the event name in `event`."
+                          + (f" It must be a string, not {_json_kind(name)}." if name is not None
+                             and not isinstance(name, str) else ""))
     elif kind == "group" and not _present(event.get("groupId")):
-        raise Invalid("missing_group_id", "A group call needs groupId.")
+        raise Invalid("missing_group_id", "A group call needs groupId." + _wrong(event, "groupId"))
+
+
+def _wrong(event: dict[str, Any], field: str) -> str:
+    """Why a field that is there does not count as an id, or "" when it is simply absent."""
+    value = event.get(field)
+    if value is None or value == "":
+        return ""
+    if type(value) is str:
+        return f" {field} is only white space."
+    if type(value) in (int, float):
+        return f" {field} is 0, which Segment reads as no id."
+    return f" {field} must be a string or a number, not {_json_kind(value)}."
+
+
+def _json_kind(value: Any) -> str:
+    """A value as the sender wrote it in JSON: `true`, `123`, "an object", "an array"."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool) or value is None:
+        return orjson.dumps(value).decode()
+    return str(value)[:40]  # a number; orjson would refuse one past 64 bits
 
 
 def _present(value: Any) -> bool:

@@ -200,6 +200,21 @@ def test_an_id_of_zero_is_refused_as_missing_since_segment_would_drop_it(client:
     assert answer["accepted"] == 1 and Event.objects.get().user_id == "7"
 
 
+@pytest.mark.parametrize(("event", "says"), [
+    ({"type": "identify", "userId": True}, "userId must be a string or a number, not true."),
+    ({"type": "identify", "userId": {"id": 1}}, "userId must be a string or a number, not an object."),
+    ({"type": "identify", "anonymousId": "  "}, "anonymousId is only white space."),
+    ({"type": "track", "userId": "u", "event": 123}, "It must be a string, not 123."),
+    ({"type": "track", "userId": "u", "event": 2**70}, "It must be a string, not 1.1805916207174113e+21."),
+    ({"type": "group", "userId": "u", "groupId": [1]}, "groupId must be a string or a number, not an array."),
+])
+def test_a_field_of_the_wrong_type_is_named_as_such(client: Client, ingest_key: str, event: dict[str, Any],
+                                                     says: str) -> None:
+    # The standard library writes integers past 64 bits, as a client may.
+    (rejected,) = post(client, "batch", json.dumps({"batch": [event]}).encode(), ingest_key).json()["rejected"]
+    assert says in rejected["message"]
+
+
 def test_historical_events_keep_their_timestamp(client: Client, ingest_key: str) -> None:
     post(client, "track", track(1, timestamp="2024-03-01T09:30:00Z"), ingest_key)
     assert orjson.loads(bytes(Event.objects.get().body))["timestamp"].startswith("2024-03-01T09:30:00")
@@ -447,3 +462,56 @@ def test_rejections_are_listed_for_the_workspace_with_their_reasons(client: Clie
     for viewer in (alice_client, bob_client):  # members may look too
         page = viewer.get(page_url).content.decode()
         assert "missing_event" in page and "bad-1" in page and "batch index 1" in page
+
+
+# --- answers that say what to fix -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"", "The body is empty"),
+    (b"\xef\xbb\xbf" + orjson.dumps(track(1)), "byte order mark"),
+    ('{"type": "track", "event": "Caf\xe9"}'.encode("latin-1"), "not UTF-8 (at byte offset 31)"),
+    (b'{"type": "track", "n": NaN}', "The body is not valid JSON: "),
+    (b'{"type": "track"', "The body is not valid JSON: "),
+])
+def test_a_body_that_is_not_json_is_told_where_and_why(client: Client, ingest_key: str, body: bytes,
+                                                       says: str) -> None:
+    answer = post(client, "track", body, ingest_key)
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_json"
+    assert says in answer.json()["message"]
+
+
+def test_encodings_other_than_gzip_are_named_and_a_cut_gzip_is_refused(client: Client, ingest_key: str) -> None:
+    whole = gzip.compress(orjson.dumps(track(1)))
+    assert post(client, "track", whole, ingest_key, HTTP_CONTENT_ENCODING="x-gzip").status_code == 200
+    deflated = post(client, "track", orjson.dumps(track(2)), ingest_key, HTTP_CONTENT_ENCODING="br")
+    assert deflated.status_code == 415 and "'br' is not read here" in deflated.json()["message"]
+    cut = post(client, "track", gzip.compress(orjson.dumps(track(3)))[:-8], ingest_key,
+               HTTP_CONTENT_ENCODING="gzip")
+    assert cut.status_code == 400 and cut.json()["error"] == "invalid_gzip" and "cut short" in cut.json()["message"]
+    huge = post(client, "track", gzip.compress(b" " * (3 * 1024 * 1024)), ingest_key, HTTP_CONTENT_ENCODING="gzip")
+    assert huge.json()["error"] == "event_too_large" and "32 KB per event" in huge.json()["message"]
+    assert list(Event.objects.values_list("message_id", flat=True)) == ["m-1"]
+
+
+def test_each_key_mistake_is_told_apart(client: Client, ingest_key: str) -> None:
+    def sent(**headers: Any) -> Any:
+        return client.post("/v1/track", data=orjson.dumps(track(1)), content_type="application/json", **headers)
+
+    none = sent()
+    assert none.status_code == 401 and none.json()["error"] == "missing_ingest_key"
+    assert none["WWW-Authenticate"].startswith("Basic")
+    bearer = sent(HTTP_AUTHORIZATION=f"Bearer {ingest_key}")
+    assert bearer.json()["error"] == "missing_ingest_key" and "not Basic auth" in bearer.json()["message"]
+    segment_key = post(client, "track", track(1), "abcdefghijklmnopqrstuvwxyz012345")
+    assert "not a Tributary ingest key (they start with trb_)" in segment_key.json()["message"]
+    assert "abcdefghij" not in segment_key.content.decode()
+    with_newline = post(client, "track", track(1), ingest_key + "\n")
+    assert with_newline.status_code == 200  # a key read from a file keeps its newline
+
+
+def test_a_wrong_method_names_the_allowed_one_and_an_unknown_path_is_404_whatever_the_method(
+        client: Client) -> None:
+    got = client.get("/v1/track")
+    assert got.status_code == 405 and got["Allow"] == "POST"
+    assert client.get("/v1/nothing").status_code == 404
