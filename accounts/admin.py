@@ -7,7 +7,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Model
 from django.http import HttpRequest
 
-from accounts.models import AuditEvent, Membership, User, Workspace
+from accounts.models import AuditEvent, Membership, SignUpRequest, User, Workspace
 
 M = TypeVar("M", bound=Model)
 
@@ -80,3 +80,17 @@ class AuditEventAdmin(ReadOnlyAdmin[AuditEvent]):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]
 
+
+
+@admin.register(SignUpRequest)
+class SignUpRequestAdmin(ReadOnlyAdmin[SignUpRequest]):
+    """Sign-ups waiting for their e-mailed link: for operators asked "I never got the e-mail".
+    The hashed password is never shown; a request can be deleted (it only stops its link)."""
+
+    list_display = ["created_at", "email", "full_name", "workspace_name"]
+    search_fields = ["email", "workspace_name"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ("email", "full_name", "workspace_name", "created_at")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)

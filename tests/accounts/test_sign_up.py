@@ -156,3 +156,18 @@ def test_the_link_is_made_in_the_worker_from_the_id_alone(client: Client) -> Non
     assert CHOSEN not in request.password and request.password.count("$") >= 2  # hashed
     assert emailed_link("erin@example.com") == reverse("accounts:signup_confirm", args=[sign_up_token(request)])
     assert emailed_link("erin@example.com") == reverse("accounts:signup_confirm", args=[sign_up_token(request)])
+
+
+@pytest.mark.django_db
+def test_operators_see_waiting_sign_ups_without_their_password(alice: User) -> None:
+    sign_up(Client(), "erin@example.com")
+    request = SignUpRequest.objects.get()
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    operator = Client()
+    operator.force_login(alice)
+    listing = operator.get(reverse("admin:accounts_signuprequest_changelist")).content.decode()
+    assert "erin@example.com" in listing and "Erin Labs" in listing
+    detail = operator.get(reverse("admin:accounts_signuprequest_change", args=[request.pk])).content.decode()
+    assert request.password not in detail and request.password.split("$")[-1] not in detail
+    assert 'name="_save"' not in detail
