@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After it: an htmx request sent to sign in takes the whole page there, not one panel.
+    "accounts.middleware.HtmxSignInRedirect",
     # Axes must come last: it inspects the response of a failed login.
     "axes.middleware.AxesMiddleware",
 ]

@@ -198,3 +198,14 @@ def test_the_only_owner_is_told_why_they_cannot_leave_instead_of_offered_a_butto
     Membership.objects.filter(user=bob, workspace=workspace).update(role=Role.OWNER)
     page = alice_client.get(url("members", workspace)).content.decode()
     assert note not in page and "Leave workspace" in page
+
+
+def test_a_panel_asking_after_the_session_ended_sends_the_whole_page_to_sign_in(
+        client: Client, workspace: Workspace) -> None:
+    page = url("members", workspace)
+    answer = client.get(page, HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=f"http://testserver{page}?tab=x")
+    assert answer.status_code == 204 and not answer.content
+    assert answer["HX-Redirect"] == f"{reverse('accounts:login')}?next=%2Fw%2F{workspace.slug}%2Fsettings%2Fmembers%2F%3Ftab%3Dx"
+    # Outside htmx the usual redirect; inside it, another redirect is left alone.
+    assert client.get(page)["Location"].startswith(reverse("accounts:login") + "?next=")
+    assert client.get(reverse("home"), HTTP_HX_REQUEST="true").status_code == 204

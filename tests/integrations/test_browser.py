@@ -23,7 +23,7 @@ from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest import emit
 from integrations.models import Connection, Outcome, Verification
-from tests.conftest import DESKTOP, PHONE, both_sizes, new_write_key, screenshot, sign_in, wait_for
+from tests.conftest import DESKTOP, PASSWORD, PHONE, both_sizes, new_write_key, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -514,3 +514,21 @@ def test_an_owner_retries_now_once_segment_is_back_and_the_top_turns_healthy_in_
     assert [e["payload"]["event"] for e in segment.events(write_key=key)
             if e["payload"].get("event") != "Segment Connection Tested"] == ["Conversion Triggered"]
     both_sizes(page, "integrations-31-retried")
+
+
+def test_a_page_whose_session_ends_goes_to_sign_in_once_and_comes_back(page: Any, alice: User, workspace: Workspace,
+                                                                      segment: Any) -> None:
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Production",
+                                            region="us", write_key=new_write_key())
+    sign_in(page, alice.email)
+    detail = reverse("integrations:connection_deliveries", kwargs={"slug": workspace.slug, "pk": connection.pk})
+    page.goto(detail)
+    expect(page.get_by_role("heading", name="Production", level=1)).to_be_visible()
+    page.context.clear_cookies()  # signed out elsewhere, or the session expired
+    # The polling panels ask, get sent to sign in, and the whole page goes there: one form, not one per panel.
+    expect(page).to_have_url(re.compile(r"/account/login/\?next="), timeout=15_000)
+    expect(page.locator("form input[name=password]")).to_have_count(1)
+    page.get_by_label("E-mail").fill(alice.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(re.escape(detail) + "$"))
