@@ -39,21 +39,24 @@ def workspace_member_get(*, workspace: Workspace, pk: int) -> Membership:
 
 def audit_events_for_workspace(
     *, workspace: Workspace, group: str = "", actor_id: int | None = None,
-    member_ids: Sequence[int] | None = None,
+    members: Sequence[Membership] | None = None,
 ) -> QuerySet[AuditEvent]:
-    """The workspace's own events, plus account events (sign-ins) of its current members.
+    """The workspace's own events, plus account events (sign-ins) of its current members from
+    the time each joined it: what a person did before (in another workspace, or before they
+    were added) is not this workspace's owners' to read.
 
-    The members' ids go in as values (pass them when the caller has them), not as a subquery:
+    The members go in as values (pass them when the caller has them), not as a subquery:
     then PostgreSQL reads both halves from their indexes (workspace; actor), in time that grows
     with this workspace's rows. With a subquery it cannot estimate, it scans every account event
     of every workspace for the count, and walks the whole log by time for a quiet workspace's
     page (10-45 ms with 100 workspaces and 47,000 sign-ins; `bench/dashboard.py`).
     """
-    if member_ids is None:
-        member_ids = list(workspace.memberships.values_list("user_id", flat=True))
-    events = AuditEvent.objects.filter(
-        Q(workspace=workspace) | Q(workspace__isnull=True, actor_id__in=member_ids)
-    )
+    if members is None:
+        members = list(workspace.memberships.all())
+    since_joining = Q(pk__in=[])
+    for membership in members:
+        since_joining |= Q(actor_id=membership.user_id, created_at__gte=membership.created_at)
+    events = AuditEvent.objects.filter(Q(workspace=workspace) | (Q(workspace__isnull=True) & since_joining))
     if group:
         events = events.filter(action__startswith=f"{group}.")
     if actor_id is not None:

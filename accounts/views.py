@@ -234,8 +234,7 @@ def audit_log(request: WorkspaceRequest) -> HttpResponse:
     group, actor_id = "", None
     if form.is_valid():
         group, actor_id = form.cleaned_data["group"], form.cleaned_data["actor"]
-    events = audit_events_for_workspace(workspace=workspace, group=group, actor_id=actor_id,
-                                        member_ids=[m.user_id for m in member_list])
+    events = audit_events_for_workspace(workspace=workspace, group=group, actor_id=actor_id, members=member_list)
     page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

@@ -141,7 +141,8 @@ def test_the_audit_log_is_paginated(alice: User, alice_client: Client, workspace
     for n in range(60):
         audit_record(actor=Actor(user=alice), action=AuditAction.WORKSPACE_RENAMED, workspace=workspace,
                      details={"n": n})
-    total = AuditEvent.objects.filter(actor=alice).count()  # the 60, plus signing up and the workspace
+    # The 60, the workspace's creation and alice's sign-in; her sign-up came before the workspace.
+    total = AuditEvent.objects.filter(actor=alice).exclude(action=AuditAction.SIGNED_UP).count()
     first = alice_client.get(url("audit_log", workspace)).context["page"]
     second = alice_client.get(url("audit_log", workspace), {"page": 2}).context["page"]
     assert len(first.object_list) == 50 and len(second.object_list) == total - 50
@@ -209,3 +210,19 @@ def test_a_panel_asking_after_the_session_ended_sends_the_whole_page_to_sign_in(
     # Outside htmx the usual redirect; inside it, another redirect is left alone.
     assert client.get(page)["Location"].startswith(reverse("accounts:login") + "?next=")
     assert client.get(reverse("home"), HTTP_HX_REQUEST="true").status_code == 204
+
+
+def test_the_audit_log_shows_a_members_account_events_only_from_when_they_joined(
+        alice: User, alice_client: Client, workspace: Workspace) -> None:
+    from accounts import services
+    from accounts.audit import Actor, audit_record
+    from tests.conftest import make_user
+
+    erin = make_user("erin@example.com", "Erin's Own")
+    audit_record(actor=Actor(user=erin, ip="203.0.113.9"), action=AuditAction.LOGGED_IN)
+    services.membership_add(actor=Actor(user=alice), workspace=workspace, email=erin.email, role=Role.MEMBER)
+    audit_record(actor=Actor(user=erin, ip="198.51.100.4"), action=AuditAction.LOGGED_IN)
+    page = alice_client.get(url("audit_log", workspace))
+    erins = [e for e in page.context["page"].object_list if e.actor_id == erin.pk]
+    assert [(e.action, e.ip) for e in erins] == [(AuditAction.LOGGED_IN, "198.51.100.4")]
+    assert b"203.0.113.9" not in page.content and b"Erin&#x27;s Own" not in page.content
