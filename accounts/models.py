@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
@@ -74,6 +75,11 @@ class Role(models.TextChoices):
     OWNER = "owner", "Owner"
     ADMIN = "admin", "Admin"
     MEMBER = "member", "Member"
+
+
+# Memberships whose person has an account they can sign in to: not an invitation nobody has
+# accepted yet (an account made by the invitation, with no usable password).
+ACCEPTED = ~models.Q(user__password__startswith=UNUSABLE_PASSWORD_PREFIX)
 
 
 class Membership(models.Model):

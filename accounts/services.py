@@ -271,13 +271,17 @@ def membership_remove(*, actor: Actor, membership: Membership) -> None:
 
 def _refuse_if_last_owner(membership: Membership, verb: str) -> None:
     # Lock the owner rows so two concurrent demotions cannot both see "another owner left".
-    owners = Membership.objects.select_for_update().filter(
+    owners = list(Membership.objects.select_for_update().filter(
         workspace_id=membership.workspace_id, role=Role.OWNER
-    )
-    if not owners.exclude(pk=membership.pk).exists():
-        raise ValidationError(
-            f"You cannot {verb} the last owner. Make someone else an owner first."
-        )
+    ).exclude(pk=membership.pk).select_related("user"))
+    if not owners:
+        raise ValidationError(f"You cannot {verb} the last owner. Make someone else an owner first.")
+    # An invitation nobody accepted is no owner yet: it may never be, and nobody could manage
+    # the workspace meanwhile.
+    if not any(owner.user.has_usable_password() for owner in owners):
+        pending = ", ".join(owner.user.email for owner in owners[:3])
+        raise ValidationError(f"You cannot {verb} the last owner who has signed in: {pending} has not accepted the "
+                              "invitation yet. Wait until they have, or make another member an owner.")
 
 
 def _unique_slug(name: str) -> str:

@@ -254,11 +254,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def _members_context(request: WorkspaceRequest, form: MemberAddForm | None) -> dict[str, Any]:
     workspace = request.workspace
     members = list(workspace_members(workspace=workspace))
-    owners = [m.user_id for m in members if m.is_owner]
+    owners = [m.user_id for m in members if m.is_owner and m.user.has_usable_password()]
     return {
         "members": members,
-        # The only owner cannot leave: say why instead of offering a button that fails.
+        # The only owner cannot leave: say why instead of offering a button that fails. Owners
+        # invited but not yet signed in do not count (services._refuse_if_last_owner).
         "sole_owner": owners == [request.user.pk],
+        "owners_invited": sum(1 for m in members if m.is_owner and not m.user.has_usable_password()),
         "form": form,
         "role_choices": Role.choices,  # the choices of RoleForm's field
         "nav": "members",

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
-from accounts.models import Membership, Role, Workspace
+from accounts.models import ACCEPTED, Membership, Role, Workspace
 from integrations.durations import duration_text
 from integrations.models import (
     AttemptOutcome,
@@ -413,7 +413,7 @@ def connection_state(*, connection: Connection, can_manage: bool, now: datetime 
 
 
 def managers_of(workspace_id: int) -> list[str]:
-    return list(Membership.objects.filter(workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN])
+    return list(Membership.objects.filter(ACCEPTED, workspace_id=workspace_id, role__in=[Role.OWNER, Role.ADMIN])
                 .order_by("user__email").values_list("user__email", flat=True)[:5])
 
 

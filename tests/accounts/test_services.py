@@ -153,3 +153,17 @@ def test_audit_events_cannot_be_changed_or_deleted(alice: User, workspace: Works
     with pytest.raises(TypeError):
         AuditEvent.objects.filter(workspace=workspace).delete()
     assert AuditEvent.objects.filter(workspace=workspace).count() == 1
+
+
+def test_an_owner_invited_but_not_signed_in_does_not_count_as_another_owner(alice: User, workspace: Workspace) -> None:
+    services.membership_add(actor=Actor(user=alice), workspace=workspace, email="owen@example.com", role=Role.OWNER)
+    mine = Membership.objects.get(user=alice, workspace=workspace)
+    with pytest.raises(ValidationError, match=r"owen@example\.com has not accepted the invitation yet"):
+        services.membership_remove(actor=Actor(user=alice), membership=mine)
+    with pytest.raises(ValidationError, match="last owner who has signed in"):
+        services.membership_change_role(actor=Actor(user=alice), membership=mine, role=Role.ADMIN)
+    owen = User.objects.get(email="owen@example.com")
+    owen.set_password("x-long-enough-password-1")
+    owen.save()
+    services.membership_remove(actor=Actor(user=alice), membership=mine)  # now someone can manage it
+    assert not Membership.objects.filter(user=alice, workspace=workspace).exists()

@@ -226,3 +226,15 @@ def test_the_audit_log_shows_a_members_account_events_only_from_when_they_joined
     erins = [e for e in page.context["page"].object_list if e.actor_id == erin.pk]
     assert [(e.action, e.ip) for e in erins] == [(AuditAction.LOGGED_IN, "198.51.100.4")]
     assert b"203.0.113.9" not in page.content and b"Erin&#x27;s Own" not in page.content
+
+
+def test_an_owner_whose_co_owner_is_only_invited_is_told_why_they_cannot_leave(
+        alice: User, alice_client: Client, workspace: Workspace) -> None:
+    from accounts import services
+    from accounts.audit import Actor
+    from integrations.selectors.health import managers_of
+
+    services.membership_add(actor=Actor(user=alice), workspace=workspace, email="owen@example.com", role=Role.OWNER)
+    page = alice_client.get(url("members", workspace)).content.decode()
+    assert "You are the only owner who has signed in" in page and "Leave workspace" not in page
+    assert managers_of(workspace.pk) == ["alice@example.com"]  # whom members are told to ask
