@@ -6,7 +6,7 @@ from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
 
 
 class HtmxSignInRedirect:
@@ -34,3 +34,24 @@ class HtmxSignInRedirect:
         answer = HttpResponse(status=204)
         answer["HX-Redirect"] = f"{sign_in}?{urlencode({'next': page})}"
         return answer
+
+
+class FormOnlyAddressPage:
+    """A page instead of the browser's bare "HTTP ERROR 405" when someone opens the address a
+    form posts to (a form answered in place leaves it in the address bar; reopening it is a
+    GET). It says so and links to the page above, which is where the form lives. Only for
+    browsers' page loads of an empty 405: API answers (JSON bodies) are left as they are.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (response.status_code != 405 or request.method != "GET" or response.content
+                or getattr(request, "htmx", False) or "text/html" not in request.META.get("HTTP_ACCEPT", "")):
+            return response
+        back = request.path.rstrip("/").rsplit("/", 1)[0] + "/"
+        page = render(request, "405.html", {"back": back}, status=405)
+        page["Allow"] = response.get("Allow", "POST")
+        return page

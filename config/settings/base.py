@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # After it: an htmx request sent to sign in takes the whole page there, not one panel.
     "accounts.middleware.HtmxSignInRedirect",
+    "accounts.middleware.FormOnlyAddressPage",
     # Axes must come last: it inspects the response of a failed login.
     "axes.middleware.AxesMiddleware",
 ]

@@ -230,3 +230,12 @@ def test_a_used_or_expired_link_says_so_and_offers_the_ways_forward(page: Any, a
     screenshot(page, "link-used-or-expired-1280")
     page.set_viewport_size(PHONE)
     screenshot(page, "link-used-or-expired-phone")
+
+
+def test_opening_a_forms_address_leads_back_to_its_page(page: Any, alice: User) -> None:
+    sign_in(page, alice.email)
+    page.goto("/w/alice-analytics/settings/members/add/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("This address only takes a form")
+    screenshot(page, "form-only-address")
+    page.get_by_role("link", name="Go back to the page").click()
+    expect(page.get_by_role("heading", name="Members", level=1)).to_be_visible()

@@ -238,3 +238,13 @@ def test_an_owner_whose_co_owner_is_only_invited_is_told_why_they_cannot_leave(
     page = alice_client.get(url("members", workspace)).content.decode()
     assert "You are the only owner who has signed in" in page and "Leave workspace" not in page
     assert managers_of(workspace.pk) == ["alice@example.com"]  # whom members are told to ask
+
+
+def test_opening_a_forms_address_shows_a_page_that_leads_back(alice_client: Client, workspace: Workspace) -> None:
+    address = url("member_add", workspace)
+    page = alice_client.get(address, HTTP_ACCEPT="text/html,application/xhtml+xml")
+    assert page.status_code == 405 and page["Allow"] == "POST"
+    assert b"This address only takes a form" in page.content
+    assert f'href="/w/{workspace.slug}/settings/members/"'.encode() in page.content
+    # A client that is not a browser page load keeps the bare 405.
+    assert alice_client.get(address).content == b""
