@@ -82,11 +82,17 @@ class WebhookEndpoint(models.Model):
         CredentialUnreadable."""
         return crypto.decrypt(self.secret_encrypted)
 
+    def overlap_until(self, *, now: datetime | None = None) -> datetime | None:
+        """When the previous secret stops verifying, while it still does; else None."""
+        expires = self.previous_secret_expires_at
+        if not self.previous_secret_encrypted or expires is None or expires <= (now or timezone.now()):
+            return None
+        return expires
+
     @sensitive_variables()
     def previous_secret(self, *, now: datetime | None = None) -> str | None:
         """The secret before the latest rotation, while its overlap lasts."""
-        expires = self.previous_secret_expires_at
-        if not self.previous_secret_encrypted or expires is None or expires <= (now or timezone.now()):
+        if self.overlap_until(now=now) is None:
             return None
         return crypto.decrypt(self.previous_secret_encrypted)
 

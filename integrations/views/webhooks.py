@@ -17,7 +17,6 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
@@ -53,6 +52,8 @@ class MappingForm(forms.Form):
 class RotateForm(forms.Form):
     overlap_hours = forms.TypedChoiceField(label="Keep the old secret working for", choices=OVERLAP_CHOICES,
                                            coerce=int, initial=24)
+    # Shown only while an earlier rotation's overlap runs (see services.endpoint_rotate_secret).
+    end_running_overlap = forms.BooleanField(label="Stop the secret before the current one now", required=False)
 
 
 @workspace_view()
@@ -132,10 +133,15 @@ def webhook_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
     form = RotateForm(request.POST)
     if not form.is_valid():
         return _detail(request, endpoint, rotate_form=form, status=422)
-    with transaction.atomic():
-        created = services.endpoint_rotate_secret(actor=Actor.from_request(request), endpoint=endpoint,
-                                                  overlap_hours=form.cleaned_data["overlap_hours"])
-        return _detail(request, created.endpoint, created=created, rotated=True)
+    try:
+        with transaction.atomic():
+            created = services.endpoint_rotate_secret(
+                actor=Actor.from_request(request), endpoint=endpoint, overlap_hours=form.cleaned_data["overlap_hours"],
+                end_running_overlap=form.cleaned_data["end_running_overlap"])
+            return _detail(request, created.endpoint, created=created, rotated=True)
+    except ValidationError as error:
+        attach_errors(form, error)
+    return _detail(request, endpoint, rotate_form=form, status=422)
 
 
 @workspace_view(manage=True)
@@ -223,7 +229,8 @@ def _detail(request: WorkspaceRequest, endpoint: WebhookEndpoint, *, created: Cr
         "mapping_form": mapping_form or _mapping_form(endpoint),
         "rotate_form": (rotate_form or RotateForm()) if can_manage else None,
         "presets": PRESETS.values(), "receipts": services.receipts_latest(endpoint=endpoint),
-        "can_manage": can_manage, "max_body_kb": MAX_BODY_BYTES // 1024, "now": timezone.now(),
+        "can_manage": can_manage, "max_body_kb": MAX_BODY_BYTES // 1024,
+        "overlap_until": endpoint.overlap_until() if endpoint.is_signed else None,
         "secret_text": created.secret if created and created.secret else f"whsec_…{endpoint.secret_hint}",
         "sample_json": orjson.dumps(preset.sample).decode(),
     }, status=status)

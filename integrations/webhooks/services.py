@@ -8,7 +8,7 @@ change; other processes see the change within `receive.RECEIVER_SECONDS`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
+from django.utils.dateformat import format as date_format
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.audit import Actor, audit_record
@@ -135,17 +136,28 @@ def endpoint_update(*, actor: Actor, endpoint: WebhookEndpoint, name: str | None
 
 
 @sensitive_variables("secret", "token")
-def endpoint_rotate_secret(*, actor: Actor, endpoint: WebhookEndpoint, overlap_hours: float) -> Created:
+def endpoint_rotate_secret(*, actor: Actor, endpoint: WebhookEndpoint, overlap_hours: float,
+                           end_running_overlap: bool = False) -> Created:
     """A new secret (or URL token). A signed endpoint keeps accepting the old secret for
     `overlap_hours` (0 to 24), so the sender can switch without losing a webhook; the old
     URL token of an unsigned endpoint stops at once (it is in the URL: keeping it would keep
-    the leak open)."""
+    the leak open).
+
+    Only one previous secret is kept. While an earlier rotation's overlap still runs, the
+    sender may still sign with that earlier secret (it has not necessarily switched yet), and
+    a second rotation would silently stop it before the time the page promised. So that
+    rotation is refused unless `end_running_overlap` says the caller knows it ends the
+    earlier overlap now. The check runs under the row's lock, so two rotations at once
+    cannot both pass it."""
     if not 0 <= overlap_hours <= MAX_OVERLAP_HOURS:
         raise ValidationError({"overlap_hours": f"Choose an overlap from 0 to {MAX_OVERLAP_HOURS} hours."})
     with transaction.atomic():
         require_manager(actor, endpoint.workspace, to="manage webhook endpoints")
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         now = timezone.now()
+        running_until = endpoint.overlap_until(now=now) if endpoint.is_signed else None
+        if running_until is not None and not end_running_overlap:
+            raise ValidationError({"end_running_overlap": overlap_running_message(running_until)})
         secret = token = ""
         if endpoint.is_signed:
             secret = verification.secret_generate()
@@ -158,9 +170,17 @@ def endpoint_rotate_secret(*, actor: Actor, endpoint: WebhookEndpoint, overlap_h
         endpoint.secret_rotated_at = now
         endpoint.save()
         audit_record(actor=actor, action=AuditAction.WEBHOOK_SECRET_ROTATED, workspace=endpoint.workspace,
-                     target=endpoint, details={**describe(endpoint), "overlap_hours": overlap_hours})
+                     target=endpoint, details={**describe(endpoint), "overlap_hours": overlap_hours,
+                                               "ended_running_overlap": running_until is not None})
     receiver_forget(endpoint.public_id)
     return Created(endpoint, secret=secret, url_token=token)
+
+
+def overlap_running_message(until: datetime) -> str:
+    """Why a rotation during an overlap needs saying so (the form shows it; no secret in it)."""
+    return (f"The secret before the current one is still accepted until {date_format(timezone.localtime(until), 'M j, H:i e')}, "
+            "and the sender may still sign with it. Rotate again after that, or tick this box to stop "
+            "that secret now.")
 
 
 def endpoint_set_enabled(*, actor: Actor, endpoint: WebhookEndpoint, enabled: bool) -> WebhookEndpoint:

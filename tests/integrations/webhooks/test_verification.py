@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from accounts.audit import Actor
-from accounts.models import User, Workspace
+from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations.models import SignatureVerdict, WebhookEndpoint
 from integrations.webhooks import receive, services
 from integrations.webhooks.verification import (
@@ -155,3 +155,49 @@ def test_an_overlap_longer_than_a_day_is_refused(alice: User, workspace: Workspa
     created = services.endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat")
     with pytest.raises(ValidationError):
         services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=25)
+
+
+@pytest.mark.django_db
+def test_a_second_rotation_during_an_overlap_is_refused_and_the_sender_keeps_working(
+        alice: User, workspace: Workspace) -> None:
+    from django.core.exceptions import ValidationError
+
+    created = services.endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat")
+    first = services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=24)
+    with pytest.raises(ValidationError) as refused:
+        services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=24)
+    assert "still accepted until" in str(refused.value.message_dict["end_running_overlap"])
+    assert created.secret not in str(refused.value) and first.secret not in str(refused.value)
+    endpoint = WebhookEndpoint.objects.get(pk=created.endpoint.pk)
+    # The original secret (what the sender may still sign with) and the new one both verify.
+    now, body, at = int(time.time()), b'{"n":1}', datetime.now(tz=UTC)
+    webhooks = receive._receiver(endpoint).webhooks(at)
+    for secret, verdict in ((first.secret, SignatureVerdict.VERIFIED), (created.secret, SignatureVerdict.VERIFIED_PREVIOUS)):
+        assert signature_verify(body, headers("m", now, hand_signed(secret, "m", now, body)), webhooks).verdict == verdict
+    assert AuditEvent.objects.filter(action=AuditAction.WEBHOOK_SECRET_ROTATED).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_second_rotation_that_ends_the_running_overlap_keeps_the_current_secret_for_the_new_one(
+        alice: User, workspace: Workspace) -> None:
+    created = services.endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat")
+    first = services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=24)
+    second = services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=1,
+                                             end_running_overlap=True)
+    endpoint = WebhookEndpoint.objects.get(pk=created.endpoint.pk)
+    assert endpoint.secret() == second.secret and endpoint.previous_secret() == first.secret
+    assert endpoint.previous_secret_expires_at is not None
+    assert endpoint.previous_secret_expires_at <= datetime.now(tz=UTC) + timedelta(hours=1)
+    audit = AuditEvent.objects.filter(action=AuditAction.WEBHOOK_SECRET_ROTATED).latest("id")
+    assert audit.details["ended_running_overlap"] is True
+
+
+@pytest.mark.django_db
+def test_an_ended_overlap_does_not_hold_up_the_next_rotation(alice: User, workspace: Workspace) -> None:
+    created = services.endpoint_create(actor=Actor(user=alice), workspace=workspace, name="Chat")
+    services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=0)
+    services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=6)
+    WebhookEndpoint.objects.filter(pk=created.endpoint.pk).update(
+        previous_secret_expires_at=datetime.now(tz=UTC) - timedelta(seconds=1))
+    third = services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=created.endpoint, overlap_hours=6)
+    assert WebhookEndpoint.objects.get(pk=created.endpoint.pk).secret() == third.secret

@@ -139,3 +139,28 @@ def test_the_debugger_says_which_webhook_an_event_came_through(client: Client, a
     assert opened.status_code == 200 and 'data-testid="event-via-webhook"' in page
     assert "Chat assistant" in page and "msg_debugged" in page
     assert url("webhook", workspace, pk=created.endpoint.pk) in page
+
+
+def test_rotating_again_during_an_overlap_is_refused_with_the_reason_until_confirmed(
+        alice_client: Client, alice: User, workspace: Workspace) -> None:
+    created = make_endpoint(alice, workspace)
+    target = url("webhook_rotate", workspace, pk=created.endpoint.pk)
+    alice_client.post(target, {"overlap_hours": 24})
+    first = WebhookEndpoint.objects.get().secret()
+    refused = alice_client.post(target, {"overlap_hours": 24})
+    page = refused.content.decode()
+    assert refused.status_code == 422 and "still accepted until" in page
+    assert "Stop the secret before the current one now" in page and "keeps working until" not in page
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.secret() == first and endpoint.previous_secret() == created.secret
+    alice_client.post(target, {"overlap_hours": 0, "end_running_overlap": "on"})
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.secret() not in (first, created.secret) and endpoint.previous_secret() is None
+
+
+def test_a_rotation_without_overlap_says_the_old_secret_no_longer_works(
+        alice_client: Client, alice: User, workspace: Workspace) -> None:
+    created = make_endpoint(alice, workspace)
+    response = alice_client.post(url("webhook_rotate", workspace, pk=created.endpoint.pk), {"overlap_hours": 0})
+    assert "The old secret no longer works." in response.content.decode()
+    assert "keeps working until" not in response.content.decode()
