@@ -1,11 +1,14 @@
 """Settings → Webhooks: endpoints that receive a product's webhooks, their mapping with a test
 console, their secret (shown once, rotated with an overlap) and their inbound log, live.
 
-The secret or URL token of a new or rotated endpoint is in the answer to that request only,
-rendered inside the transaction that made it: never in a redirect, the session or a message.
+Creating an endpoint or rotating its secret answers with a redirect to the endpoint's
+`secret/` page, which shows the new secret or URL token once (views.shown_once keeps it,
+encrypted, in the session until then): a reload shows the page without it and says why,
+and never posts the form again.
 """
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
@@ -13,20 +16,20 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import Actor
 from accounts.http import WorkspaceRequest, id_from
 from accounts.permissions import workspace_view
 from accounts.views import attach_errors
 from integrations.models import SigningMode, WebhookEndpoint
-from integrations.webhooks import services
+from integrations.views.shown_once import Shown, shown_once_put, shown_once_take
+from integrations.webhooks import services, verification
 from integrations.webhooks.presets import DEFAULT_PRESET, PRESETS
 from integrations.webhooks.receive import MAX_BODY_BYTES
 from integrations.webhooks.services import Created
@@ -63,21 +66,36 @@ def webhooks(request: WorkspaceRequest) -> HttpResponse:
 
 
 @workspace_view(manage=True)
-@require_POST
-@never_cache
+@require_http_methods(["GET", "POST"])
 @sensitive_variables()
 def webhook_create(request: WorkspaceRequest) -> HttpResponse:
+    if request.method == "GET":  # the form is on the list page
+        return redirect("integrations:webhooks", slug=request.workspace.slug)
     form = EndpointForm(request.POST)
     if form.is_valid():
         try:
-            with transaction.atomic():
-                created = services.endpoint_create(
-                    actor=Actor.from_request(request), workspace=request.workspace, name=form.cleaned_data["name"],
-                    mode=form.cleaned_data["mode"], preset=form.cleaned_data["preset"])
-                return _detail(request, created.endpoint, created=created)
+            created = services.endpoint_create(
+                actor=Actor.from_request(request), workspace=request.workspace, name=form.cleaned_data["name"],
+                mode=form.cleaned_data["mode"], preset=form.cleaned_data["preset"])
         except ValidationError as error:
             attach_errors(form, error)
+        else:
+            return _show_once(request, created, rotated=False)
     return _index(request, form, status=422)
+
+
+@workspace_view(manage=True)
+@require_GET
+@never_cache
+@sensitive_variables()
+def webhook_secret(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    """Where creating and rotating lead: the endpoint's page with its new secret, the first time
+    only; after that (a reload, a later visit) the page says it is not shown again."""
+    endpoint = services.endpoint_get_for_workspace(workspace=request.workspace, pk=pk)
+    shown = shown_once_take(request, key=_shown_once_key(endpoint))
+    created = _still_current(endpoint, shown) if shown else None
+    rotated = bool(shown and shown.details.get("rotated"))
+    return _detail(request, endpoint, created=created, rotated=rotated, secret_gone=created is None)
 
 
 @workspace_view()
@@ -125,22 +143,22 @@ def webhook_preset(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @workspace_view(manage=True)
-@require_POST
-@never_cache
+@require_http_methods(["GET", "POST"])
 @sensitive_variables()
 def webhook_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
     endpoint = services.endpoint_get_for_workspace(workspace=request.workspace, pk=pk)
+    if request.method == "GET":  # the form is on the endpoint's page
+        return redirect("integrations:webhook", slug=request.workspace.slug, pk=endpoint.pk)
     form = RotateForm(request.POST)
-    if not form.is_valid():
-        return _detail(request, endpoint, rotate_form=form, status=422)
-    try:
-        with transaction.atomic():
+    if form.is_valid():
+        try:
             created = services.endpoint_rotate_secret(
                 actor=Actor.from_request(request), endpoint=endpoint, overlap_hours=form.cleaned_data["overlap_hours"],
                 end_running_overlap=form.cleaned_data["end_running_overlap"])
-            return _detail(request, created.endpoint, created=created, rotated=True)
-    except ValidationError as error:
-        attach_errors(form, error)
+        except ValidationError as error:
+            attach_errors(form, error)
+        else:
+            return _show_once(request, created, rotated=True)
     return _detail(request, endpoint, rotate_form=form, status=422)
 
 
@@ -218,13 +236,37 @@ def receive_url(endpoint: WebhookEndpoint, token: str = "") -> str:
     return f"{settings.SITE_URL}{reverse('webhook_receive', kwargs=kwargs)}"
 
 
+def _shown_once_key(endpoint: WebhookEndpoint) -> str:
+    return f"webhook:{endpoint.pk}"
+
+
+@sensitive_variables()
+def _show_once(request: WorkspaceRequest, created: Created, *, rotated: bool) -> HttpResponse:
+    """Keep the new secret or token for the `secret/` page and send the browser there."""
+    shown_once_put(request, key=_shown_once_key(created.endpoint), secret=created.secret or created.url_token,
+                   rotated=rotated)
+    return redirect("integrations:webhook_secret", slug=request.workspace.slug, pk=created.endpoint.pk)
+
+
+@sensitive_variables()
+def _still_current(endpoint: WebhookEndpoint, shown: Shown) -> Created | None:
+    """The kept secret as `Created`, unless the endpoint has another one since (rotated again
+    in between): a secret that no longer works is not shown."""
+    if endpoint.is_signed:
+        if endpoint.secret_encrypted and hmac.compare_digest(endpoint.secret(), shown.secret):
+            return Created(endpoint, secret=shown.secret)
+    elif verification.url_token_matches(shown.secret, endpoint.url_token_hash):
+        return Created(endpoint, url_token=shown.secret)
+    return None
+
+
 def _detail(request: WorkspaceRequest, endpoint: WebhookEndpoint, *, created: Created | None = None,
-            rotated: bool = False, mapping_form: MappingForm | None = None, rotate_form: RotateForm | None = None,
-            status: int = 200) -> HttpResponse:
+            rotated: bool = False, secret_gone: bool = False, mapping_form: MappingForm | None = None,
+            rotate_form: RotateForm | None = None, status: int = 200) -> HttpResponse:
     can_manage = request.membership.can_manage
     preset = PRESETS.get(endpoint.preset) or next(iter(PRESETS.values()))
     return render(request, "integrations/webhooks/detail.html", {
-        "nav": "webhooks", "endpoint": endpoint, "created": created, "rotated": rotated,
+        "nav": "webhooks", "endpoint": endpoint, "created": created, "rotated": rotated, "secret_gone": secret_gone,
         "url": receive_url(endpoint, created.url_token if created else ""),
         "mapping_form": mapping_form or _mapping_form(endpoint),
         "rotate_form": (rotate_form or RotateForm()) if can_manage else None,
@@ -240,6 +282,7 @@ urlpatterns: list[URLPattern] = [
     path("settings/webhooks/", webhooks, name="webhooks"),
     path("settings/webhooks/new/", webhook_create, name="webhook_create"),
     path("settings/webhooks/<int:pk>/", webhook, name="webhook"),
+    path("settings/webhooks/<int:pk>/secret/", webhook_secret, name="webhook_secret"),
     path("settings/webhooks/<int:pk>/mapping/", webhook_mapping, name="webhook_mapping"),
     path("settings/webhooks/<int:pk>/console/", webhook_console, name="webhook_console"),
     path("settings/webhooks/<int:pk>/preset/", webhook_preset, name="webhook_preset"),

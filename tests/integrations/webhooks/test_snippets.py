@@ -31,7 +31,8 @@ def test_the_curl_and_python_snippets_send_a_signed_sample_that_is_stored(
     settings.SITE_URL = live_server.url
     receive._receivers.clear()
     page = alice_client.post(reverse("integrations:webhook_create", kwargs={"slug": workspace.slug}),
-                             {"name": "Chat assistant", "mode": "signed", "preset": "chat_assistant"}).content.decode()
+                             {"name": "Chat assistant", "mode": "signed", "preset": "chat_assistant"},
+                             follow=True).content.decode()
     curl, python = snippets(page)
     assert "whsec_…" not in curl and "whsec_…" not in python  # the real secret, this once
     done = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=False)

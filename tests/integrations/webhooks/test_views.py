@@ -7,9 +7,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations.models import WebhookEndpoint
-from integrations.webhooks import receive
+from integrations.webhooks import receive, services
+from integrations.webhooks.services import Created
+from integrations.webhooks.verification import url_token_matches
 from tests.integrations.webhooks.helpers import CHAT_STARTED, make_endpoint, send_signed
 
 pytestmark = pytest.mark.django_db
@@ -19,19 +22,50 @@ def url(name: str, workspace: Workspace, **kwargs: object) -> str:
     return reverse(f"integrations:{name}", kwargs={"slug": workspace.slug, **kwargs})
 
 
-def test_creating_an_endpoint_shows_its_secret_once(alice_client: Client, workspace: Workspace) -> None:
+def test_creating_an_endpoint_shows_its_secret_once_after_a_redirect(alice_client: Client,
+                                                                     workspace: Workspace) -> None:
     response = alice_client.post(url("webhook_create", workspace),
                                  {"name": "Chat assistant", "mode": "signed", "preset": "chat_assistant"})
-    assert response.status_code == 200
     endpoint = WebhookEndpoint.objects.get(workspace=workspace)
     secret = endpoint.secret()
-    assert secret.startswith("whsec_") and secret in response.content.decode()
-    assert response["Cache-Control"].startswith("max-age=0") or "no-cache" in response["Cache-Control"]
+    assert response.status_code == 302 and response["Location"] == url("webhook_secret", workspace, pk=endpoint.pk)
+    assert secret not in response["Location"] and secret not in response.content.decode()
+    # Between the two requests the session holds it encrypted only.
+    assert secret not in str(dict(alice_client.session)) and secret not in str(alice_client.cookies)
+    shown = alice_client.get(response["Location"])
+    assert shown.status_code == 200 and secret.startswith("whsec_") and secret in shown.content.decode()
+    assert "no-cache" in shown["Cache-Control"] or "max-age=0" in shown["Cache-Control"]
+    assert "shown_once" not in alice_client.session
+    # A reload of that page: the endpoint's page, the secret not again, and why.
+    reloaded = alice_client.get(response["Location"]).content.decode()
+    assert secret not in reloaded and f"whsec_…{secret[-4:]}" in reloaded and "is not shown again" in reloaded
     again = alice_client.get(url("webhook", workspace, pk=endpoint.pk)).content.decode()
     assert secret not in again and f"whsec_…{secret[-4:]}" in again
     assert endpoint.public_id in again
+    assert WebhookEndpoint.objects.count() == 1
     audit = AuditEvent.objects.get(action=AuditAction.WEBHOOK_CREATED)
     assert secret not in orjson.dumps(audit.details).decode()
+
+
+def test_opening_the_create_and_rotate_addresses_leads_to_their_pages(alice_client: Client, alice: User,
+                                                                     workspace: Workspace) -> None:
+    created = make_endpoint(alice, workspace)
+    response = alice_client.get(url("webhook_create", workspace))
+    assert response.status_code == 302 and response["Location"] == url("webhooks", workspace)
+    response = alice_client.get(url("webhook_rotate", workspace, pk=created.endpoint.pk))
+    assert response.status_code == 302 and response["Location"] == url("webhook", workspace, pk=created.endpoint.pk)
+    assert WebhookEndpoint.objects.get().secret() == created.secret
+
+
+def test_a_secret_replaced_before_its_page_opened_is_not_shown(alice_client: Client, alice: User,
+                                                               workspace: Workspace) -> None:
+    response = alice_client.post(url("webhook_create", workspace), {"name": "Chat", "mode": "signed",
+                                                                    "preset": "generic"})
+    endpoint = WebhookEndpoint.objects.get()
+    first = endpoint.secret()
+    services.endpoint_rotate_secret(actor=Actor(user=alice), endpoint=endpoint, overlap_hours=0)
+    page = alice_client.get(response["Location"]).content.decode()
+    assert first not in page and "is not shown again" in page
 
 
 def test_a_duplicate_name_is_refused_with_the_reason(alice_client: Client, alice: User, workspace: Workspace) -> None:
@@ -44,12 +78,29 @@ def test_a_duplicate_name_is_refused_with_the_reason(alice_client: Client, alice
 def test_an_unsigned_endpoint_shows_its_url_with_the_token_once_and_says_it_is_weaker(
         alice_client: Client, workspace: Workspace) -> None:
     response = alice_client.post(url("webhook_create", workspace), {"name": "Forms", "mode": "url_token",
-                                                                    "preset": "generic"})
+                                                                    "preset": "generic"}, follow=True)
     page = response.content.decode()
     endpoint = WebhookEndpoint.objects.get()
     assert "Weaker than a signature" in page and f"/webhooks/in/{endpoint.public_id}/" in page
     assert "/TOKEN" not in page
+    token = page.split(f"/webhooks/in/{endpoint.public_id}/")[1].split("<")[0]
+    assert token not in str(dict(alice_client.session))
+    reloaded = alice_client.get(response.redirect_chain[-1][0]).content.decode()
+    assert token not in reloaded and "/TOKEN" in reloaded and "The new URL is not shown again" in reloaded
     assert "/TOKEN" in alice_client.get(url("webhook", workspace, pk=endpoint.pk)).content.decode()
+
+
+def test_replacing_a_url_token_shows_the_new_url_once_and_a_reload_replaces_nothing(
+        alice_client: Client, alice: User, workspace: Workspace) -> None:
+    created = make_endpoint(alice, workspace, mode="url_token", preset="generic")
+    response = alice_client.post(url("webhook_rotate", workspace, pk=created.endpoint.pk), {"overlap_hours": 0})
+    assert response.status_code == 302
+    hashed = WebhookEndpoint.objects.get().url_token_hash
+    page = alice_client.get(response["Location"]).content.decode()
+    token = page.split(f"/webhooks/in/{created.endpoint.public_id}/")[1].split("<")[0]
+    assert token != "TOKEN" and url_token_matches(token, hashed)
+    reloaded = alice_client.get(response["Location"]).content.decode()
+    assert token not in reloaded and WebhookEndpoint.objects.get().url_token_hash == hashed
 
 
 def test_members_see_endpoints_but_only_owners_and_admins_change_them(bob_client: Client, alice: User,
@@ -121,12 +172,26 @@ def test_the_inbound_log_lists_new_requests_and_opens_their_payload(client: Clie
     assert "conversation.started" in opened and "conv_1" in opened
 
 
-def test_rotating_shows_the_new_secret_once(alice_client: Client, alice: User, workspace: Workspace) -> None:
+def test_rotating_shows_the_new_secret_once_and_a_reload_does_not_rotate_again(
+        client: Client, alice_client: Client, alice: User, workspace: Workspace) -> None:
     created = make_endpoint(alice, workspace)
     response = alice_client.post(url("webhook_rotate", workspace, pk=created.endpoint.pk), {"overlap_hours": 24})
+    assert response.status_code == 302 and response["Location"] == url("webhook_secret", workspace,
+                                                                       pk=created.endpoint.pk)
     endpoint = WebhookEndpoint.objects.get()
-    assert endpoint.secret() in response.content.decode() and endpoint.previous_secret() == created.secret
-    assert "keeps working until" in response.content.decode()
+    new = endpoint.secret()
+    shown = alice_client.get(response["Location"]).content.decode()
+    assert new in shown and endpoint.previous_secret() == created.secret
+    assert "keeps working until" in shown
+    reloaded = alice_client.get(response["Location"]).content.decode()
+    assert new not in reloaded and "is not shown again" in reloaded and "keeps working until" not in reloaded
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.secret() == new and endpoint.previous_secret() == created.secret
+    assert AuditEvent.objects.filter(action=AuditAction.WEBHOOK_SECRET_ROTATED).count() == 1
+    # The sender still on the original secret and one already on the new one both get in.
+    receive._receivers.clear()
+    assert send_signed(client, created, CHAT_STARTED).status_code == 200
+    assert send_signed(client, Created(endpoint, secret=new), CHAT_STARTED).status_code == 200
 
 
 def test_the_debugger_says_which_webhook_an_event_came_through(client: Client, alice_client: Client, alice: User,
@@ -161,6 +226,7 @@ def test_rotating_again_during_an_overlap_is_refused_with_the_reason_until_confi
 def test_a_rotation_without_overlap_says_the_old_secret_no_longer_works(
         alice_client: Client, alice: User, workspace: Workspace) -> None:
     created = make_endpoint(alice, workspace)
-    response = alice_client.post(url("webhook_rotate", workspace, pk=created.endpoint.pk), {"overlap_hours": 0})
+    response = alice_client.post(url("webhook_rotate", workspace, pk=created.endpoint.pk), {"overlap_hours": 0},
+                                 follow=True)
     assert "The old secret no longer works." in response.content.decode()
     assert "keeps working until" not in response.content.decode()
