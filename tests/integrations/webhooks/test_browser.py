@@ -40,6 +40,13 @@ def test_an_owner_creates_an_endpoint_tries_its_mapping_and_sees_a_webhook_arriv
     expect(page.get_by_test_id("webhook-url")).to_contain_text(f"/webhooks/in/{endpoint.public_id}")
     both_sizes(page, "webhooks-02-created")
 
+    # A reload neither shows the secret again nor posts the form again.
+    page.reload()
+    expect(page.get_by_test_id("webhook-secret-gone")).to_contain_text("is not shown again")
+    expect(page.get_by_test_id("webhook-secret")).to_have_count(0)
+    assert secret not in page.content() and WebhookEndpoint.objects.count() == 1
+    page.goto(f"{live_server.url}/w/{endpoint.workspace.slug}/settings/webhooks/{endpoint.pk}/")
+
     # The test console: the preset's sample becomes a Track call.
     page.get_by_test_id("console-try").click()
     result = page.get_by_test_id("console-result")
@@ -79,6 +86,30 @@ def test_an_owner_creates_an_endpoint_tries_its_mapping_and_sees_a_webhook_arriv
     row.get_by_role("button", name="View").click()
     expect(page.get_by_test_id("receipt-detail")).to_contain_text('"amount": 4900')
     both_sizes(page, "webhooks-04-inbound")
+
+    # Rotating with an overlap: the new secret once; a reload rotates nothing, and both the
+    # original secret (the sender's) and the new one still get in.
+    page.get_by_label("Keep the old secret working for").select_option("24")
+    page.get_by_role("button", name="Rotate secret").click()
+    new = page.get_by_test_id("webhook-secret-value").inner_text().strip()
+    expect(page.get_by_test_id("webhook-secret")).to_contain_text("The old secret keeps working until")
+    page.reload()
+    expect(page.get_by_test_id("webhook-secret-gone")).to_be_visible()
+    assert new not in page.content()
+    endpoint.refresh_from_db()
+    assert endpoint.secret() == new and endpoint.previous_secret() == secret
+    receive._receivers.clear()
+    for signing, webhook_id in ((secret, "msg_original"), (new, "msg_new")):
+        answer = requests.post(f"{live_server.url}/webhooks/in/{endpoint.public_id}", data=body, timeout=10,
+                               headers={**signed_headers(signing, body, webhook_id=webhook_id),
+                                        "content-type": "application/json"})
+        assert answer.status_code == 200, answer.text
+    # Rotating again during that overlap is refused, saying why, until confirmed.
+    page.get_by_role("button", name="Rotate secret").click()
+    expect(page.get_by_text("and the sender may still sign with it")).to_be_visible()
+    endpoint.refresh_from_db()
+    assert endpoint.secret() == new
+    both_sizes(page, "webhooks-05-rotate-refused")
 
     # Deleting asks first, then the endpoint and its URL are gone.
     page.get_by_text("Delete endpoint…").click()
