@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import ACCEPTED, Membership, Role, Workspace
@@ -423,24 +423,34 @@ def managers_of(workspace_id: int) -> list[str]:
 def workspace_connections_health(*, workspace: Workspace, now: datetime | None = None,
                                  can_manage: bool = True) -> list[tuple[Connection, ConnectionHealth]]:
     """Every connection of the workspace with its health, derived like the connection page
-    does, in two reads: the connections with their latest check, the log's end and their
-    oldest waiting event (one (workspace, seq) probe each), then their undelivered dead letters
-    of 24 hours from the partial index. The last attempt is not read: a retrying connection
-    says "the last attempt failed" here, and what Segment answered on its page."""
+    does (see `connections_health`)."""
+    return connections_health(connections=Connection.objects.filter(workspace=workspace), now=now,
+                              can_manage=can_manage)
+
+
+def connections_health(*, connections: QuerySet[Connection], now: datetime | None = None,
+                       can_manage: bool = True) -> list[tuple[Connection, ConnectionHealth]]:
+    """The given connections (one workspace's, or every workspace's for the admin) with their
+    health, derived like the connection page does, in two reads: the connections with their
+    latest check, the log's end and their oldest waiting event (one (workspace, seq) probe
+    each), then their undelivered dead letters of 24 hours from the partial index. The last
+    attempt is not read: a retrying connection says "the last attempt failed" here, and what
+    Segment answered on its page; the health word does not depend on it."""
     now = now or timezone.now()
-    oldest = Event.objects.filter(workspace_id=workspace.pk, seq=OuterRef("delivered_seq") + 1).values("received_at")[:1]
-    log_end = EventStream.objects.filter(workspace_id=workspace.pk).values("last_seq")[:1]
-    rows = (Connection.objects.filter(workspace=workspace).select_related("latest_verification")
-            .annotate(oldest=Subquery(oldest), log_end=Subquery(log_end)).order_by("name"))
+    oldest = Event.objects.filter(workspace_id=OuterRef("workspace_id"),
+                                  seq=OuterRef("delivered_seq") + 1).values("received_at")[:1]
+    log_end = EventStream.objects.filter(workspace_id=OuterRef("workspace_id")).values("last_seq")[:1]
+    rows = (connections.select_related("latest_verification")
+            .annotate(oldest=Subquery(oldest), log_end=Subquery(log_end)).order_by("name", "pk"))
     # The custom queryset's iterator forgets the annotations the plugin knows: name them here.
-    connections = cast("list[WithAnnotations[Connection, Probes]]", list(rows))
+    found_rows = cast("list[WithAnnotations[Connection, Probes]]", list(rows))
     dead: dict[int, int] = {}
-    if connections:
-        dead = dict(DeadLetter.objects.filter(connection_id__in=[c.pk for c in connections], replayed_at__isnull=True,
+    if found_rows:
+        dead = dict(DeadLetter.objects.filter(connection_id__in=[c.pk for c in found_rows], replayed_at__isnull=True,
                                               created_at__gte=now - timedelta(days=1))
                     .values("connection_id").annotate(n=Count("connection_id")).values_list("connection_id", "n").order_by())
     found: list[tuple[Connection, ConnectionHealth]] = []
-    for c in connections:
+    for c in found_rows:
         waiting = max(0, (c.log_end or 0) - c.delivered_seq)
         backlog = Backlog(waiting, c.oldest if waiting else None)
         facts = Facts(c, c.latest_verification, backlog, dead.get(c.pk, 0))

@@ -4,13 +4,16 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations import services
 from integrations.ingest.keys import ingest_key_create, ingest_key_revoke
-from integrations.models import Connection
-from tests.conftest import make_user, new_write_key
+from integrations.models import Connection, Outcome, Verification
+from integrations.selectors.health import connection_state
+from tests.conftest import make_user, mark_checked, new_write_key
+from tests.integrations.support import dead_letter
 
 
 @pytest.fixture
@@ -93,3 +96,30 @@ def test_the_ingest_key_status_filter_lists_active_and_revoked_keys_apart(
     assert listed("active") == {"Kept"}
     assert listed("revoked") == {"Retired"}
     assert listed(None) == {"Kept", "Retired"}
+
+
+def test_the_health_filter_and_column_use_the_pages_health_with_its_words(
+        operator_client: Client, alice: User, workspace: Workspace, connection: Connection) -> None:
+    """A connection whose last check passed but whose dead letters of the last 24 hours are not
+    delivered is Degraded on its page; the admin says the same, under the same word."""
+    Verification.objects.filter(connection=connection).update(outcome=Outcome.PASSED, finished_at=timezone.now())
+    degraded = mark_checked(connection)
+    dead_letter(degraded, 1)
+    healthy = mark_checked(services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
+                                                      region="eu", write_key=new_write_key()))
+    Verification.objects.filter(connection=healthy).update(outcome=Outcome.PASSED, finished_at=timezone.now())
+    page = connection_state(connection=degraded, can_manage=True)
+    assert page.word == "Degraded"
+    changelist = reverse("admin:integrations_connection_changelist")
+
+    by_health = {value: {c.name for c in operator_client.get(f"{changelist}?health={value}").context["cl"].result_list}
+                 for value in ("healthy", "degraded")}
+    html = operator_client.get(changelist).content.decode()
+
+    assert by_health == {"healthy": {"Staging"}, "degraded": {"Production"}}
+    assert "?health=degraded" in html and "Check incomplete" not in html
+    assert '<td class="field-health_word">Degraded</td>' in html
+    assert '<td class="field-health_word">Healthy</td>' in html
+    # The model's column (the last check's verdict) no longer answers under the name "health".
+    operator_client.raise_request_exception = False
+    assert operator_client.get(f"{changelist}?health__exact=healthy").status_code == 400
