@@ -237,7 +237,8 @@ def connection_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
         services.connection_delete(actor=Actor.from_request(request), connection=connection)
         messages.success(request, f"“{name}” deleted. Its write key is gone from Tributary.")
         return redirect("integrations:index", slug=request.workspace.slug)
-    return render(request, "integrations/connection_delete.html", {"connection": connection, "nav": "integrations"})
+    return render(request, "integrations/connection_delete.html",
+                  {"connection": connection, "health": _health(request, connection), "nav": "integrations"})
 
 
 @workspace_view()

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
 from integrations import services
-from integrations.models import Connection
+from integrations.models import Connection, Health, Outcome, Verification
 from tests.conftest import new_write_key
 
 
@@ -274,3 +275,14 @@ def test_the_top_tells_the_banner_when_its_health_changed_so_both_change_togethe
     page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
     assert 'hx-trigger="every 5s, health-changed from:body"' in page
     assert " hx-on" not in page and "<script>" not in page  # CSP-clean: behaviour stays in app.js
+
+
+def test_the_delete_page_names_the_state_with_the_health_word_of_every_other_page(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    Verification.objects.filter(connection=connection).update(outcome=Outcome.FAILED, finished_at=timezone.now())
+    services.connection_pause(connection_id=connection.pk, health=Health.FAILING,
+                              reason="Segment does not recognise this write key.")
+    page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    confirm = alice_client.get(url("connection_delete", workspace, pk=connection.pk)).content.decode()
+    assert 'data-testid="health-word">Paused<' in page
+    assert 'data-testid="health-word">Paused<' in confirm and "Needs attention" not in confirm
