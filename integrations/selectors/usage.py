@@ -15,13 +15,23 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from integrations.models import Connection, DeadLetter, DeliveryAttempt, DeliveryCount, Event, EventStream
+from integrations.models import (
+    AttemptOutcome,
+    Connection,
+    DeadLetter,
+    DeliveryAttempt,
+    DeliveryCount,
+    Event,
+    EventStream,
+)
 from integrations.models.deliveries import LATENCY_BOUNDS, bucket_of
 from integrations.relay.accounting import histogram_percentile
 
 WINDOWS = (("hour", "Last hour", timedelta(hours=1)), ("day", "24 hours", timedelta(days=1)),
            ("week", "7 days", timedelta(days=7)))
 CHART_DAYS = 30
+# Requests to Segment that delivered nothing.
+FAILED_OUTCOMES = (AttemptOutcome.REJECTED, AttemptOutcome.RETRYING, AttemptOutcome.REFUSED)
 ATTEMPTS_PAGE_SIZE = 50
 # Dead letters are counted up to this many; past it the page says "10,000+".
 DEAD_LETTER_COUNT_CAP = 10_000
@@ -64,9 +74,13 @@ class Totals:
     label: str
     delivered: int = 0
     failed: int = 0
-    retried: int = 0
     filtered: int = 0  # held back by the connection's filters: neither delivered nor failed
+    # Events in requests that failed and were tried again, once per such request: an event
+    # that failed 5 times counts 5. The buckets cannot tell how many distinct events that is.
+    retried: int = 0
     api_calls: int = 0
+    # Of those API calls, the ones that delivered nothing (rejected, will retry, key refused).
+    failed_calls: int = 0
     bytes: int = 0
     # Of the dead letters of the window, those no replay has delivered (from DeadLetter rows).
     undelivered: int = 0
@@ -96,9 +110,11 @@ class Totals:
 
 
 def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
-    """Delivered, dead-lettered, retried and filtered events, API calls, bytes and latency for the last
-    hour, 24 hours and 7 days: one range read of at most 7 * 144 + 1 bucket rows. A window
-    starts at the bucket its start falls in, so it may reach up to 10 minutes further back."""
+    """Delivered, dead-lettered, retried and filtered events, API calls (and how many of them
+    failed), bytes and latency for the last hour, 24 hours and 7 days: one range read of at
+    most 7 * 144 + 1 bucket rows and one of the attempt log's (connection, outcome, started_at)
+    index for the failed calls. A window starts at the bucket its start falls in, so it may
+    reach up to 10 minutes further back; the failed calls are counted from the same start."""
     totals = [Totals(key, label) for key, label, _ in WINDOWS]
     starts = [bucket_of(now - length) for _, _, length in WINDOWS]
     # Tuples, not model instances: a week is a thousand rows, and building a model (with its
@@ -109,6 +125,11 @@ def connection_totals(*, connection: Connection, now: datetime) -> list[Totals]:
         for total, start in zip(totals, starts, strict=True):
             if bucket >= start:
                 total.add(delivered, failed, retried, api_calls, sent_bytes, latency, latency_max, filtered)
+    failed_calls = DeliveryAttempt.objects.filter(
+        connection=connection, outcome__in=FAILED_OUTCOMES, started_at__gte=min(starts)).aggregate(
+        **{total.key: Count("pk", filter=Q(started_at__gte=start)) for total, start in zip(totals, starts, strict=True)})
+    for total in totals:
+        total.failed_calls = failed_calls[total.key] or 0
     return totals
 
 

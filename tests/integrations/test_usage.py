@@ -52,6 +52,7 @@ def test_the_page_counts_what_a_real_worker_delivered_retried_and_dead_lettered(
     assert cells["retried-hour"] == "6"  # 3 events in each of the two refused requests
     assert cells["api-calls-hour"] == str(len(batches))
     statuses = [r["status"] for r in batches]
+    assert cells["failed-calls-hour"] == str(statuses.count(503) + statuses.count(400))
     assert statuses.count(503) == 2 and statuses.count(400) >= 1 and statuses.count(200) == len(batches) - 2 - statuses.count(400)
     p50, p95 = cells["latency-hour"].split(" / ")
     assert re.fullmatch(r"\d+ ms|\d+\.\d s", p50) and re.fullmatch(r"\d+ ms|\d+\.\d s", p95)
@@ -99,8 +100,28 @@ def test_counts_fall_into_the_last_hour_day_and_week(connection: Connection) -> 
     assert (hour.retried, day.retried, week.retried) == (0, 2, 2)
     assert (hour.failed, day.failed, week.failed) == (0, 0, 1)
     assert (hour.api_calls, day.api_calls, week.api_calls) == (1, 3, 4)
+    assert (hour.failed_calls, day.failed_calls, week.failed_calls) == (0, 1, 1)
     assert hour.p95 is not None and hour.p95 <= 0.05  # every event of the last hour took 40 ms
     assert day.p50 is not None and 2.5 <= day.p50 <= 5.0
+
+
+def test_failed_api_calls_are_said_apart_from_the_events_delivered(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    """6 calls, 5 of them failing: nothing reads as if the 6 calls had delivered."""
+    for attempt in range(1, 6):
+        record(connection, ago=timedelta(minutes=30 - attempt), events=36, status=503,
+               outcome=AttemptOutcome.RETRYING, attempt=attempt)
+    record(connection, ago=timedelta(minutes=1), events=1)
+    overview = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+    panel = alice_client.get(url("connection_deliveries", workspace, pk=connection.pk)).content.decode()
+    for page in (overview, panel):
+        note = re.search(r'data-testid="api-calls-24h">([^<]*)<', page)
+        assert note and note.group(1) == "event delivered · 6 API calls, 5 failed"
+        assert "in 6 API calls" not in page
+    cells = figures(panel)
+    assert (cells["delivered-day"], cells["api-calls-day"], cells["failed-calls-day"]) == ("1", "6", "5")
+    assert cells["retried-day"] == "180"
+    assert "Retries <span class=\"figure-help\">an event counts once per failed request" in panel
 
 
 def test_latency_never_reads_above_the_slowest_event_in_a_wide_bucket(connection: Connection) -> None:
