@@ -40,6 +40,7 @@ from integrations.imports.uploads import (
     too_large_message,
 )
 from integrations.models import ImportJob, ImportStatus
+from integrations.selectors.health import State, workspace_connections_health
 
 PAGE_SIZE = 25
 ERRORS_SHOWN = 10
@@ -174,8 +175,23 @@ def _context(job: ImportJob) -> dict[str, object]:
         "errors_shown": ERRORS_SHOWN,
         "duplicates": max(0, job.lines_valid - job.events_stored) if job.status == ImportStatus.DONE else 0,
         "steps": _steps(job),
+        "destinations": _destinations(job) if job.status in (ImportStatus.IMPORTING, ImportStatus.DONE) else None,
         "nav": "imports",
     }
+
+
+def _destinations(job: ImportJob) -> dict[str, list[str]]:
+    """Where imported events go, by each connection's health as its page says it: the names of
+    the sources delivery is queued for, and "Name (Disabled)" for those that send nothing now
+    (disabled, paused, waiting for a check, key unreadable). Two reads."""
+    sending: list[str] = []
+    held: list[str] = []
+    for connection, health in workspace_connections_health(workspace=job.workspace):
+        if health.state == State.DISABLED or health.stopped:
+            held.append(f"{connection.name} ({health.word})")
+        else:
+            sending.append(connection.name)
+    return {"sending": sending, "held": held}
 
 
 def _steps(job: ImportJob) -> list[tuple[str, str]]:

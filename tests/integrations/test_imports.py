@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
+from integrations import services
 from integrations.imports import (
     files,
     import_cancel,
@@ -38,7 +39,8 @@ from integrations.imports import (
 )
 from integrations.imports import services as import_services
 from integrations.imports.files import store
-from integrations.models import Connection, Event, ImportJob, ImportStatus
+from integrations.models import Connection, Event, ImportJob, ImportStatus, Outcome, Verification
+from tests.conftest import mark_checked, new_write_key
 from tests.integrations.relay.processes import arrived, emulator_connection, wait_for
 
 # One JSONL file with every kind of line: valid ones (with and without messageId, a
@@ -758,3 +760,23 @@ def test_an_operator_sees_imports_in_the_admin_and_cancels_one(checked_job: Impo
     assert checked_job.status == ImportStatus.CANCELLED
     cancelled = AuditEvent.objects.get(action=AuditAction.IMPORT_CANCELLED)
     assert cancelled.actor == operator and cancelled.details["reason"] == "cancelled by an operator"
+
+
+def test_the_finished_page_names_the_sources_it_queued_for_and_those_that_send_nothing_now(
+        alice_client: Client, workspace: Workspace, alice: User, checked_job: ImportJob) -> None:
+    """Not "sent to every connected Segment source" while one is disabled: its page says the events wait."""
+    actor = Actor(user=alice)
+    sending = mark_checked(services.connection_create(actor=actor, workspace=workspace, name="Production",
+                                                      region="us", write_key=new_write_key()))
+    disabled = services.connection_create(actor=actor, workspace=workspace, name="Legacy", region="us",
+                                          write_key=new_write_key())
+    Verification.objects.filter(connection__in=[sending, disabled]).update(outcome=Outcome.PASSED,
+                                                                          finished_at=timezone.now())
+    services.connection_set_enabled(actor=actor, connection=disabled, enabled=False)
+    job = imported(checked_job, alice)
+    page = alice_client.get(url("import", workspace, pk=job.pk)).content.decode()
+    assert job.status == ImportStatus.DONE and "every connected Segment source" not in page
+    assert ("Queued for delivery to Production. Not sent while disabled, paused or waiting for a check: "
+            "Legacy (Disabled); the events wait for it. Each connection's page shows its delivery.") in page
+    legacy = alice_client.get(reverse("integrations:connection", kwargs={"slug": workspace.slug, "pk": disabled.pk}))
+    assert "4 events wait for it." in legacy.content.decode()
