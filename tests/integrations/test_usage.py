@@ -124,6 +124,19 @@ def test_failed_api_calls_are_said_apart_from_the_events_delivered(
     assert "Retries <span class=\"figure-help\">an event counts once per failed request" in panel
 
 
+def test_the_dead_letter_caption_says_none_wait_when_there_are_none(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    def caption() -> str:
+        page = alice_client.get(url("connection", workspace, pk=connection.pk)).content.decode()
+        found = re.search(r'data-testid="dead-letters-note"><a [^>]*>([^<]*)<', page)
+        assert found
+        return found.group(1)
+
+    assert caption() == "none waiting for a replay"
+    dead_letter(connection, 1)
+    assert caption() == "not delivered yet"
+
+
 def test_latency_never_reads_above_the_slowest_event_in_a_wide_bucket(connection: Connection) -> None:
     # An outage of 9.4 minutes: every event waited that long, inside the bucket from 5 minutes
     # to an hour, whose interpolated p95 alone would read almost an hour.
