@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from accounts.models import User
 
 
+# Details keys that already name the row's target; `accounts.audit_text.target_text` reads them.
+NAME_KEYS = ("file", "name", "connection", "target_name")
+
+
 @dataclass(frozen=True)
 class Actor:
     user: User | None
@@ -47,7 +51,15 @@ def audit_record(
     target: models.Model | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit row. Callers pass only non-secret details."""
+    """Append one audit row. Callers pass only non-secret details. A named target (a
+    connection, an ingest key…) whose details do not name it gets its name as it is now
+    (`target_name`), so the log still says which one after a rename or a delete."""
+    details = dict(details or {})
+    name = getattr(target, "name", None)
+    # A workspace or user target is the page's own workspace or the actor: the log names neither.
+    if (isinstance(name, str) and name and not isinstance(target, Workspace)
+            and not any(details.get(key) for key in NAME_KEYS)):
+        details["target_name"] = name
     return AuditEvent.objects.create(
         workspace=workspace,
         actor=actor.user,
@@ -57,5 +69,5 @@ def audit_record(
         target_id=str(target.pk) if target is not None else "",
         ip=actor.ip,
         user_agent=actor.user_agent,
-        details=details or {},
+        details=details,
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts.audit import NAME_KEYS
 from accounts.models import AuditAction, AuditEvent
 
 # Words for keys shown as "key: value" (any other key: underscores become spaces).
@@ -64,8 +65,9 @@ class Details:
         return bool(self.raw.get(key))
 
     def rest(self) -> str:
+        # The target's name is said by `target_text`, next to the target.
         return "; ".join(f"{key_text(key)}: {value_text(key, value)}" for key, value in self.raw.items()
-                         if key not in self.used and value not in (None, "", [], {}))
+                         if key not in self.used and key != "target_name" and value not in (None, "", [], {}))
 
 
 def sentence(event: AuditEvent) -> str:
@@ -86,7 +88,9 @@ def target_text(event: AuditEvent) -> str:
     word = TARGET_WORDS.get(event.target_type, event.target_type)
     raw = event.details if isinstance(event.details, dict) else {}
     # A membership's e-mail already leads the sentence; other targets are named here.
-    label = next((str(raw[key]) for key in ("file", "name", "connection") if raw.get(key)), "")
+    label = next((str(raw[key]) for key in NAME_KEYS if raw.get(key)), "")
+    if not label and event.action == AuditAction.CONNECTION_RENAMED:
+        label = str(raw.get("to") or "")  # a row from before names were recorded: the name it was given
     text = f"{word} #{event.target_id}"
     return f"{text} ({label})" if label else text
 

@@ -5,8 +5,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts.audit import Actor, audit_record
 from accounts.audit_text import sentence, short_user_agent, target_text
 from accounts.models import AuditAction, AuditEvent, User, Workspace
+from integrations import services
+from integrations.models import Connection
 from tests.accounts.audit_rows import (
     CHROME_LINUX,
     EDGE_WINDOWS,
@@ -16,6 +19,7 @@ from tests.accounts.audit_rows import (
     SAFARI_IPHONE,
     seed_audit_rows,
 )
+from tests.conftest import new_write_key
 
 
 def row(action: str, details: object, target_type: str = "", target_id: str = "") -> AuditEvent:
@@ -119,3 +123,25 @@ def test_the_action_filter_names_every_group_in_words(alice: User, alice_client:
     assert labels["dead_letter"] == "Dead letters" and labels["auth"] == "Sign-ins and passwords"
     assert all("_" not in label for label in labels.values())
     assert set(labels) == {"", *AuditAction.groups()}
+
+
+def test_a_connection_row_names_the_connection_even_when_its_details_did_not(
+        alice: User, alice_client: Client, workspace: Workspace) -> None:
+    actor = Actor(user=alice)
+    connection = services.connection_create(actor=actor, workspace=workspace, name="Production", region="us",
+                                            write_key=new_write_key())
+    services.connection_rename(actor=actor, connection=connection, name="Production EU")
+    throttled = audit_record(actor=actor, action=AuditAction.CONNECTION_CHECK_THROTTLED, workspace=workspace,
+                             target=connection, details={"retry_in": 40})
+    Connection.objects.filter(pk=connection.pk).update(name="Renamed since")
+    page = alice_client.get(reverse("audit_log", args=[workspace.slug])).content.decode()
+    assert target_text(throttled) == f"connection #{connection.pk} (Production EU)"  # its name at the time
+    assert page.count(f"connection #{connection.pk} (Production EU)") == 2  # the rename and the throttled check
+    assert "target name:" not in page and "Next check possible in 40 s" in page
+
+
+def test_an_old_connection_row_without_a_name_falls_back_to_what_it_knows() -> None:
+    renamed = row(AuditAction.CONNECTION_RENAMED, {"from": "Prod", "to": "Production"}, "connection", "7")
+    assert target_text(renamed) == "connection #7 (Production)"
+    throttled = row(AuditAction.CONNECTION_CHECK_THROTTLED, {"retry_in": 40}, "connection", "7")
+    assert target_text(throttled) == "connection #7" and sentence(throttled) == "Next check possible in 40 s"

@@ -97,7 +97,7 @@ def test_renaming_enabling_disabling_and_deleting_are_audited(alice: User, conne
     services.connection_set_enabled(actor=by(alice), connection=connection, enabled=False)
     services.connection_set_enabled(actor=by(alice), connection=connection, enabled=True)
     services.connection_delete(actor=by(alice), connection=connection)
-    assert only_row(AuditAction.CONNECTION_RENAMED).details == {"from": "Production", "to": "Prod EU"}
+    assert only_row(AuditAction.CONNECTION_RENAMED).details == {"from": "Production", "to": "Prod EU", "target_name": "Prod EU"}
     assert only_row(AuditAction.CONNECTION_DISABLED).actor == alice
     assert only_row(AuditAction.CONNECTION_ENABLED).actor == alice
     assert only_row(AuditAction.CONNECTION_DELETED).details["name"] == "Prod EU"
