@@ -21,11 +21,14 @@ REGION_HELP = (
 
 
 class WriteKeyField(forms.CharField):
-    """A password-style input that is never re-filled: after a failed submit the key is typed again."""
+    """A password-style input that is never re-filled: after a failed submit the key is typed again.
+
+    No max_length: the browser would enforce it as maxlength and silently keep the first
+    characters of an over-long paste. `key_format_problem` refuses it by name instead."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            label="Write key", strip=True, max_length=128, help_text=WRITE_KEY_HELP,
+            label="Write key", strip=True, help_text=WRITE_KEY_HELP,
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
             **kwargs,
         )

@@ -27,11 +27,9 @@ TEST_EVENT = "Segment Connection Tested"
 TEST_USER_ID = "tributary-connection-check"
 # Real write keys are 32 letters and digits; allow generous room without whitespace or ':'
 # (which would break Basic auth).
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-.]{16,128}$")
-KEY_HELP = (
-    "A Segment write key is 16 or more letters and digits with no spaces. Copy it from "
-    "Connections → Sources → your HTTP API source → Settings → API Keys."
-)
+MIN_KEY_LENGTH = 16
+MAX_KEY_LENGTH = 128
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-.]+$")
 
 
 class Stop(Exception):
@@ -66,13 +64,22 @@ CHECKS = ("key_format", "cdn_lookup", "region", "test_event")
 
 
 def key_format_problem(write_key: str) -> str | None:
-    """Why a pasted value cannot be a write key, or None. Shared with the connect form."""
+    """Why a pasted value cannot be a write key, or None: one sentence naming the one thing
+    wrong, the length first (a key pasted twice or with text around it is mostly that).
+    Shared with the connect and replace-key forms."""
     if not write_key:
         return "Paste the source's write key."
+    if len(write_key) > MAX_KEY_LENGTH:
+        return (f"A Segment write key is at most {MAX_KEY_LENGTH} characters; this one has "
+                f"{len(write_key):,}. Copy it again from Segment.")
     if any(ch.isspace() for ch in write_key) or ":" in write_key:
-        return "A write key has no spaces, line breaks or colons. " + KEY_HELP
+        return "A Segment write key has no spaces, line breaks or colons: copy it again from Segment."
+    if len(write_key) < MIN_KEY_LENGTH:
+        return (f"A Segment write key is at least {MIN_KEY_LENGTH} characters; this one has "
+                f"{len(write_key)}. Copy the whole key from Segment.")
     if not KEY_PATTERN.match(write_key):
-        return "This does not look like a Segment write key. " + KEY_HELP
+        return ("A Segment write key has only letters, digits, dots, dashes and underscores: "
+                "copy it again from Segment.")
     return None
 
 

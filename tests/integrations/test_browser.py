@@ -170,7 +170,7 @@ def test_an_owner_connects_an_eu_source_checks_it_replaces_its_key_disables_and_
     key_box = page.get_by_role("textbox", name="Write key")
     key_box.fill("short")
     page.get_by_role("button", name="Replace and check").click()
-    expect(field(page, "write_key").locator(".field-error")).to_contain_text("does not look like a Segment write key")
+    expect(field(page, "write_key").locator(".field-error")).to_contain_text("at least 16 characters; this one has 5")
     key_box.fill(replacement)
     expect(page.locator("#replace-key").get_by_role("radio", name="EU", exact=True)).to_be_checked()
     page.get_by_role("button", name="Replace and check").click()
@@ -297,6 +297,41 @@ def test_a_member_sees_who_connects_sources_when_there_are_none(page: Any, bob: 
     screenshot(page, "integrations-13-empty-member")
     page.set_viewport_size(PHONE)
     screenshot(page, "integrations-14-empty-member-phone")
+
+
+def test_an_over_long_pasted_key_is_kept_whole_and_refused_by_its_length_on_both_forms(
+    page: Any, alice: User, workspace: Workspace
+) -> None:
+    """The browser used to keep the first 128 characters of the paste (maxlength) and the cut key
+    was connected; now the whole paste reaches the form, which names the length."""
+    too_long = new_write_key() * 5  # 160 letters and digits
+    sign_in(page, alice.email)
+    page.goto(reverse("integrations:connection_create", kwargs={"slug": workspace.slug}))
+    page.get_by_label("Write key").fill(too_long)
+    expect(page.get_by_label("Write key")).to_have_value(too_long)
+    fill_connect_form(page, name="Production", write_key=too_long, region="US")
+    error = field(page, "write_key").locator(".field-error")
+    expect(error).to_have_count(1)
+    expect(error).to_have_text("A Segment write key is at most 128 characters; this one has 160. "
+                               "Copy it again from Segment.")
+    assert not Connection.objects.exists()
+    both_sizes(page, "integrations-connect-key-too-long")
+    page.set_viewport_size(PHONE)
+    box, text = field(page, "write_key").bounding_box(), error.bounding_box()
+    assert box and text and text["x"] + text["width"] <= box["x"] + box["width"] + 1  # the sentence wraps inside
+
+    connection = services.connection_create(actor=Actor(user=alice), workspace=workspace, name="Staging",
+                                            region="us", write_key=new_write_key())
+    page.set_viewport_size(DESKTOP)
+    page.goto(reverse("integrations:connection_settings", kwargs={"slug": workspace.slug, "pk": connection.pk}))
+    page.get_by_role("textbox", name="Write key").fill(too_long)
+    expect(page.get_by_role("textbox", name="Write key")).to_have_value(too_long)
+    page.get_by_role("button", name="Replace and check").click()
+    expect(field(page, "write_key").locator(".field-error")).to_have_text(
+        "A Segment write key is at most 128 characters; this one has 160. Copy it again from Segment.")
+    both_sizes(page, "integrations-replace-key-too-long")
+    connection.refresh_from_db()
+    assert connection.write_key() != too_long[:128]
 
 
 def tracked(segment: Any, key: str) -> list[str]:

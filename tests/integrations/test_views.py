@@ -48,6 +48,67 @@ def test_an_invalid_key_is_reported_next_to_the_field_and_not_refilled(alice_cli
     assert not Connection.objects.exists()
 
 
+def key_form_errors(response: Any, form: str) -> list[str]:
+    return list(response.context[form].errors["write_key"])
+
+
+def write_key_inputs(html: str) -> list[str]:
+    return re.findall(r'<input[^>]*name="write_key"[^>]*>', html)
+
+
+def test_the_write_key_inputs_have_no_browser_limit_that_would_cut_a_paste(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    connect = alice_client.get(url("connection_create", workspace)).content.decode()
+    replace = alice_client.get(url("connection_settings", workspace, pk=connection.pk)).content.decode()
+    inputs = write_key_inputs(connect) + write_key_inputs(replace)
+    assert len(inputs) == 2
+    assert not [tag for tag in inputs if "maxlength" in tag]
+
+
+@pytest.mark.parametrize("length", [129, 5_000])
+def test_an_over_long_key_is_refused_by_its_length_and_nothing_is_connected(
+        alice_client: Client, workspace: Workspace, length: int) -> None:
+    response = alice_client.post(url("connection_create", workspace),
+                                 {"name": "Production", "write_key": "a" * length, "region": "us"})
+    assert response.status_code == 422
+    assert key_form_errors(response, "form") == [
+        f"A Segment write key is at most 128 characters; this one has {length:,}. Copy it again from Segment."]
+    shown = re.search(r'<ul class="field-errors" id="id_write_key_error">(.*?)</ul>', response.content.decode(), re.S)
+    assert shown is not None and f"this one has {length:,}" in shown.group(1)
+    assert not Connection.objects.exists()
+
+
+def test_an_over_long_replacement_key_is_refused_by_its_length_and_the_old_one_kept(
+        alice_client: Client, workspace: Workspace, connection: Connection) -> None:
+    old_key = connection.write_key()
+    response = alice_client.post(url("connection_key", workspace, pk=connection.pk),
+                                 {"write_key": "a" * 5_000, "region": "us"})
+    assert response.status_code == 422
+    assert key_form_errors(response, "key_form") == [
+        "A Segment write key is at most 128 characters; this one has 5,000. Copy it again from Segment."]
+    connection.refresh_from_db()
+    assert connection.write_key() == old_key
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("abc def ghi jkl mno", "A Segment write key has no spaces, line breaks or colons: copy it again from Segment."),
+    ("abc:defghijklmnopq", "A Segment write key has no spaces, line breaks or colons: copy it again from Segment."),
+    ("short", "A Segment write key is at least 16 characters; this one has 5. Copy the whole key from Segment."),
+    ("abcdefghijklmnop!", "A Segment write key has only letters, digits, dots, dashes and underscores: "
+                          "copy it again from Segment."),
+])
+def test_a_malformed_key_gets_one_sentence_on_both_forms(alice_client: Client, workspace: Workspace,
+                                                        connection: Connection, key: str, expected: str) -> None:
+    connect = alice_client.post(url("connection_create", workspace),
+                                {"name": "Staging", "write_key": key, "region": "us"})
+    replace = alice_client.post(url("connection_key", workspace, pk=connection.pk),
+                                {"write_key": key, "region": "us"})
+    assert key_form_errors(connect, "form") == [expected]
+    assert key_form_errors(replace, "key_form") == [expected]
+    shown = re.search(r'<ul class="field-errors" id="id_write_key_error">(.*?)</ul>', connect.content.decode(), re.S)
+    assert shown is not None and shown.group(1).count("<li") == 1 and expected in shown.group(1)
+
+
 def test_the_same_key_twice_is_refused_with_the_existing_name(alice_client: Client, workspace: Workspace) -> None:
     key = new_write_key()
     alice_client.post(url("connection_create", workspace), {"name": "Production", "write_key": key, "region": "us"})
