@@ -22,7 +22,14 @@ from accounts.http import WorkspaceRequest, ids_from
 from accounts.permissions import workspace_view
 from integrations.models import Connection, OnViolation, UnplannedEvents, UnplannedProperties
 from integrations.tracking_plans import selectors, services
-from integrations.tracking_plans.schemas import MAX_PLAN_BYTES, RULE_TYPES, PlanInvalid, plan_check
+from integrations.tracking_plans.schemas import (
+    MAX_PLAN_BYTES,
+    NAMED_TYPES,
+    RULE_TYPES,
+    PlanInvalid,
+    key_problem,
+    plan_check,
+)
 from integrations.tracking_plans.services import SIMPLE_TYPES
 
 BLOCKED_SHOWN = 100
@@ -68,6 +75,19 @@ class SimpleRuleForm(forms.Form):
                 raise ValidationError(f"Line {number}: write name: type, the type one of {', '.join(SIMPLE_TYPES)}.")
             types[name.strip()] = kind.strip()
         return types
+
+    def clean(self) -> dict[str, Any]:
+        """The event name judged here, next to its field and in the form's words; the plan's own
+        check would name a rule number the person never saw."""
+        data = super().clean() or {}
+        kind, key = data.get("type"), data.get("key") or ""
+        if kind not in NAMED_TYPES:
+            data["key"] = ""  # identify and group rules have no event name
+        elif kind == "TRACK" and not key:
+            self.add_error("key", "Give the event's name, as your track calls send it.")
+        elif problem := key_problem(key):
+            self.add_error("key", problem[0].upper() + problem[1:])
+        return data
 
 
 @workspace_view()
@@ -130,12 +150,12 @@ def tracking_plan_rule(request: WorkspaceRequest) -> HttpResponse:
     form = SimpleRuleForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
-        rule = services.simple_rule(kind=data["type"], key=data["key"].strip() if data["type"] in (
-            "TRACK", "PAGE", "SCREEN") else "", required=data["required"], types=data["typed"])
+        rule = services.simple_rule(kind=data["type"], key=data["key"], required=data["required"],
+                                    types=data["typed"])
         try:
             services.plan_rule_put(actor=Actor.from_request(request), workspace=request.workspace, rule=rule)
-        except ValidationError as error:
-            form.add_error("key", _message(error))
+        except ValidationError as error:  # the whole plan's limits (its size, its number of rules)
+            form.add_error(None, _message(error))
         else:
             messages.success(request, f"Rule for {rule['type'].lower()} {rule['key']!r} saved.".replace(" ''", ""))
             return redirect("integrations:tracking_plan", slug=request.workspace.slug)

@@ -1,6 +1,7 @@
 """The tracking plan and violations pages: editing, import and export, release, tenancy."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import orjson
@@ -65,6 +66,32 @@ def test_the_simple_form_adds_a_required_rule(alice_client: Client, workspace: W
                                                                               {"type": "integer"})
     odd = alice_client.post(url(workspace, "tracking_plan_rule"), {"type": "TRACK", "key": "Signed\u200fUp"})
     assert odd.status_code == 400 and "invisible or control character" in odd.content.decode()
+
+
+def key_field_errors(html: str) -> str:
+    """What the page shows under the simple form's event-name field."""
+    shown = re.search(r'<ul class="field-errors" id="id_key_error">(.*?)</ul>', html, re.S)
+    return shown.group(1) if shown else ""
+
+
+def test_a_track_rule_without_an_event_name_is_asked_for_it_next_to_the_field(
+        alice: User, alice_client: Client, workspace: Workspace) -> None:
+    services.plan_rules_save(actor=Actor(user=alice), workspace=workspace, rules=[ORDER_COMPLETED])
+    response = alice_client.post(url(workspace, "tracking_plan_rule"), {"type": "TRACK", "key": "  ",
+                                                                        "required": "plan"})
+    assert response.status_code == 400
+    shown = key_field_errors(response.content.decode())
+    assert "Give the event&#x27;s name" in shown
+    assert not re.search(r"Rule \d|TRACK rule", response.content.decode())
+    assert TrackingPlan.objects.get(workspace=workspace).rules == [ORDER_COMPLETED]
+
+
+def test_an_identify_rule_needs_no_event_name_and_drops_one_given(alice_client: Client,
+                                                                  workspace: Workspace) -> None:
+    response = alice_client.post(url(workspace, "tracking_plan_rule"), {"type": "IDENTIFY", "key": "Ignored",
+                                                                        "required": "email"})
+    assert response.status_code == 302
+    assert TrackingPlan.objects.get(workspace=workspace).rules[0]["key"] == ""
 
 
 def test_members_see_the_plan_but_cannot_change_it(bob_client: Client, workspace: Workspace) -> None:
