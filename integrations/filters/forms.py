@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from integrations.filters.sentence import JOINS, OPERATORS, Row, SentenceInvalid, sentence_fql
+from integrations.filters.sentence import JOINS, OPERATORS, Row, SentenceInvalid, row_fql, sentence_fql
 from integrations.models import DestinationFilter, FilterAction
 
 ROWS = 3
@@ -75,12 +75,15 @@ class FilterForm(forms.Form):
         fql = (data.get("fql") or "").strip()
         if fql:
             return fql
-        rows = [Row(data.get(f"field_{n}") or "", data.get(f"operator_{n}") or "is", data.get(f"value_{n}") or "")
-                for n in range(1, ROWS + 1) if (data.get(f"field_{n}") or "").strip()]
+        numbered = {n: Row(data.get(f"field_{n}") or "", data.get(f"operator_{n}") or "is",
+                           data.get(f"value_{n}") or "")
+                    for n in range(1, ROWS + 1) if (data.get(f"field_{n}") or "").strip()}
         try:
-            return sentence_fql(rows, data.get("join") or "all")
+            return sentence_fql(list(numbered.values()), data.get("join") or "all")
         except SentenceInvalid as error:
-            self.add_error("fql" if not rows else "field_1", str(error))
+            # At the row it is about; no condition at all belongs at the first row, where one is
+            # written, not under the FQL box.
+            self.add_error(f"field_{_faulty_row(numbered)}", str(error))
             return ""
 
     def _fields(self, text: str) -> dict[str, list[str]]:
@@ -93,6 +96,15 @@ class FilterForm(forms.Form):
         if not chosen:
             self.add_error("fields_text", "Name at least one property, for example properties.email.")
         return chosen
+
+
+def _faulty_row(numbered: dict[int, Row]) -> int:
+    for n, row in numbered.items():
+        try:
+            row_fql(row)
+        except SentenceInvalid:
+            return n
+    return 1
 
 
 def initial_for(row: DestinationFilter) -> dict[str, Any]:

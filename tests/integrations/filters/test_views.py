@@ -71,6 +71,34 @@ def test_bad_filters_get_a_clear_error_and_nothing_is_saved(alice_client: Client
     assert not DestinationFilter.objects.exists()
 
 
+def error_places(html: str) -> tuple[str, str]:
+    """The condition rows (with the errors shown under them) and the FQL field, apart."""
+    rows_start = html.index('<div class="filter-row')
+    fql_start = html.rindex('<div class="field', 0, html.index('name="fql"'))
+    return html[rows_start:fql_start], html[fql_start:html.index("</div>", html.index('name="fql"'))]
+
+
+def test_saving_without_a_condition_says_so_at_the_condition_rows_not_under_the_fql(
+        alice_client: Client, workspace: Workspace, plain_connection: Connection) -> None:
+    response = alice_client.post(url("connection_filters", workspace, pk=plain_connection.pk), form())
+    assert response.status_code == 400
+    assert response.context["form"].errors["field_1"] == ["Add a condition: a field, what it should be, and a value."]
+    assert "fql" not in response.context["form"].errors
+    rows, fql = error_places(response.content.decode())
+    assert "Add a condition" in rows and "Add a condition" not in fql
+    assert 'class="filter-row has-error"' in rows and "has-error" not in fql
+
+
+def test_a_bad_second_row_is_named_at_that_row(alice_client: Client, workspace: Workspace,
+                                              plain_connection: Connection) -> None:
+    response = alice_client.post(url("connection_filters", workspace, pk=plain_connection.pk), form(
+        field_1="event", operator_1="is", value_1="Click",
+        field_2="properties.revenue", operator_2="gt", value_2="lots", value_3="", field_3="", operator_3="is"))
+    errors = response.context["form"].errors
+    assert response.status_code == 400 and "field_1" not in errors
+    assert "not a number" in errors["field_2"][0]
+
+
 def test_the_preview_counts_what_the_filter_would_do_to_the_latest_events(
         alice_client: Client, workspace: Workspace, plain_connection: Connection) -> None:
     for n in range(10):
