@@ -357,14 +357,15 @@ SENTENCES: dict[str, Callable[[Details], str]] = {
 # --- where it came from -----------------------------------------------------------------------
 
 _BROWSERS = [  # the order matters: Edge and Opera also say Chrome, Chrome also says Safari
-    ("Edge", re.compile(r"Edg(?:e|A|iOS)?/(\d+)")),
-    ("Opera", re.compile(r"OPR/(\d+)")),
-    ("Samsung Internet", re.compile(r"SamsungBrowser/(\d+)")),
-    ("Firefox", re.compile(r"(?:Firefox|FxiOS)/(\d+)")),
-    ("Chrome", re.compile(r"(?:Chrome|CriOS)/(\d+)")),
-    ("Safari", re.compile(r"Version/(\d+)(?:\.\d+)*.*Safari/")),
-    ("curl", re.compile(r"^curl/(\d+(?:\.\d+)?)")),
-    ("Python", re.compile(r"python-(?:requests|httpx|urllib3)/(\d+(?:\.\d+)?)", re.I)),
+    ("Edge {}", re.compile(r"Edg(?:e|A|iOS)?/(\d+)")),
+    ("Opera {}", re.compile(r"OPR/(\d+)")),
+    ("Samsung Internet {}", re.compile(r"SamsungBrowser/(\d+)")),
+    ("Firefox {}", re.compile(r"(?:Firefox|FxiOS)/(\d+)")),
+    ("Chrome {}", re.compile(r"(?:Chrome|CriOS)/(\d+)")),
+    ("Safari {}", re.compile(r"Version/(\d+)(?:\.\d+)*.*Safari/")),
+    ("curl {}", re.compile(r"^curl/(\d+(?:\.\d+)?)")),
+    # The library by its name: "Python 2.34" would read as a Python version.
+    ("{} {}", re.compile(r"(python-(?:requests|httpx|urllib3))/(\d+(?:\.\d+)?)", re.I)),
 ]
 _SYSTEMS = [
     ("Android", re.compile(r"Android")),
@@ -380,7 +381,7 @@ def short_user_agent(user_agent: str) -> str:
     """"Chrome 131 on Linux" for a browser's User-Agent; the first 40 characters otherwise."""
     if not user_agent:
         return ""
-    browser = next((f"{name} {found.group(1)}" for name, pattern in _BROWSERS
+    browser = next((name.format(*found.groups()) for name, pattern in _BROWSERS
                     if (found := pattern.search(user_agent))), "")
     system = next((name for name, pattern in _SYSTEMS if pattern.search(user_agent)), "")
     if "Headless" in user_agent and browser:

@@ -95,6 +95,8 @@ def test_every_action_with_its_usual_details_reads_without_braces_or_codes() -> 
     (SAFARI_IPHONE, "Safari 18 on iOS"),
     (EDGE_WINDOWS, "Edge 131 on Windows"),
     ("curl/8.5.0", "curl 8.5"),
+    ("python-requests/2.34.2", "python-requests 2.34"),
+    ("python-httpx/0.28.1", "python-httpx 0.28"),
     ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile "
      "Safari/537.36", "Chrome 131 on Android"),
     ("SomeMonitoringBot/2.1 (+https://monitor.example.com/about-our-bot)", "SomeMonitoringBot/2.1 (+https://monitor…"),

@@ -135,6 +135,15 @@ def test_the_audit_log_filters_by_action_group_and_actor(alice: User, alice_clie
     assert list(by_bob) == []
 
 
+def test_the_audit_log_names_a_python_library_by_its_name_and_version(alice_client: Client,
+                                                                       workspace: Workspace) -> None:
+    alice_client.post(url("member_add", workspace), {"email": "dora@example.com", "role": "member"},
+                      HTTP_USER_AGENT="python-requests/2.34.2")
+    page = alice_client.get(url("audit_log", workspace)).content.decode()
+    assert '<span class="ua" title="python-requests/2.34.2">python-requests 2.34</span>' in page
+    assert "Python 2.34" not in page
+
+
 def test_the_audit_log_is_paginated(alice: User, alice_client: Client, workspace: Workspace) -> None:
     from accounts.audit import Actor, audit_record
 
