@@ -239,3 +239,25 @@ def test_opening_a_forms_address_leads_back_to_its_page(page: Any, alice: User) 
     screenshot(page, "form-only-address")
     page.get_by_role("link", name="Go back to the page").click()
     expect(page.get_by_role("heading", name="Members", level=1)).to_be_visible()
+
+
+def test_the_password_page_puts_the_full_stop_right_after_the_reset_link(page: Any, alice: User) -> None:
+    """The footer hint was a flex box: the "." after the link was its own item, a gap away."""
+    sign_in(page, alice.email)
+    page.goto("/account/password/")
+    hint = page.locator(".card-footer .hint")
+    expect(hint.get_by_role("link", name="Reset it by e-mail")).to_be_visible()
+    # The text on each side of the link touches it: the space before is the text's own, inside
+    # its box; no gap is added after the link.
+    gaps = hint.evaluate("""(hint) => {
+        const link = hint.querySelector("a").getBoundingClientRect();
+        const box = (node) => { const r = document.createRange(); r.selectNodeContents(node);
+                                return r.getBoundingClientRect(); };
+        const a = hint.querySelector("a");
+        return {beforeLink: link.left - box(a.previousSibling).right,
+                afterLink: box(a.nextSibling).left - link.right};
+    }""")
+    assert abs(gaps["beforeLink"]) < 0.5 and abs(gaps["afterLink"]) < 0.5, gaps
+    screenshot(page, "accounts-password")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "accounts-password-phone")
