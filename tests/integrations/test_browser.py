@@ -22,7 +22,7 @@ from accounts.audit import Actor
 from accounts.models import User, Workspace
 from integrations import services
 from integrations.ingest import emit
-from integrations.models import Connection, Outcome, Verification
+from integrations.models import Connection, Outcome, SegmentToken, Verification
 from tests.conftest import DESKTOP, PASSWORD, PHONE, both_sizes, new_write_key, screenshot, sign_in, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -332,6 +332,35 @@ def test_an_over_long_pasted_key_is_kept_whole_and_refused_by_its_length_on_both
     both_sizes(page, "integrations-replace-key-too-long")
     connection.refresh_from_db()
     assert connection.write_key() != too_long[:128]
+
+
+def inside(inner: dict[str, float], outer: dict[str, float]) -> bool:
+    return (inner["x"] >= outer["x"] - 0.5 and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5)
+
+
+def test_a_long_segment_workspace_name_stays_inside_its_button_at_1280_and_on_a_phone(
+    page: Any, alice: User, workspace: Workspace
+) -> None:
+    name = "Acme Corporation International Customer Analytics Production EU"
+    token = SegmentToken(workspace=workspace, region="eu", segment_workspace_name=name)
+    token.set_token("sgp_" + new_write_key())
+    token.save()
+    sign_in(page, alice.email)
+    page.goto(reverse("integrations:index", kwargs={"slug": workspace.slug}))
+    button = page.get_by_test_id("segment-workspace-link")
+    expect(button).to_have_accessible_name(f"Segment workspace: {name}")
+    both_sizes(page, "integrations-segment-workspace-long-name")
+    for size in (DESKTOP, PHONE):
+        page.set_viewport_size(size)
+        box = button.bounding_box()
+        assert box and inside(box, page.locator(".page-header").bounding_box()), size
+        assert inside(button.locator("svg").bounding_box(), box), size
+        # Nothing of the text reaches past the button's edge (it used to run on, unwrapped).
+        assert button.evaluate("(b) => b.scrollWidth <= b.clientWidth"), size
+    # On the phone the name does not fit: it ends in an ellipsis rather than spilling out.
+    assert button.locator(".btn-label").evaluate("(label) => label.scrollWidth > label.clientWidth")
+    assert button.locator(".btn-label").evaluate("(label) => getComputedStyle(label).textOverflow") == "ellipsis"
+    expect(button).to_have_attribute("title", f"Segment workspace: {name}")  # the whole name, on hover
 
 
 def tracked(segment: Any, key: str) -> list[str]:
