@@ -1,10 +1,13 @@
 """Operators in the admin: masked keys only, shared keys flagged, actions audited."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, User, Workspace
@@ -12,7 +15,7 @@ from integrations import services
 from integrations.ingest.keys import ingest_key_create, ingest_key_revoke
 from integrations.models import Connection, Outcome, Verification
 from integrations.selectors.health import connection_state
-from tests.conftest import make_user, mark_checked, new_write_key
+from tests.conftest import PASSWORD, make_user, mark_checked, new_write_key, screenshot
 from tests.integrations.support import dead_letter
 
 
@@ -49,6 +52,17 @@ def test_the_change_page_shows_the_masked_key_and_no_editable_key(operator_clien
 def test_the_list_counts_values_per_encryption_key(operator_client: Client, connection: Connection) -> None:
     html = operator_client.get(reverse("admin:integrations_connection_changelist")).content.decode()
     assert connection.write_key_key_id in html and "encrypts new values" in html
+
+
+def test_the_list_lets_a_long_workspace_name_wrap_and_shows_the_check_on_lines(
+        operator_client: Client, connection: Connection) -> None:
+    html = operator_client.get(reverse("admin:integrations_connection_changelist")).content.decode()
+    assert '<td class="field-workspace_name">Alice Analytics</td>' in html  # no "nowrap", as a foreign key gets
+    assert "column-write_key_key_id" not in html
+    run = connection.latest_verification
+    assert run is not None
+    assert (f'{run.get_outcome_display()}<br><span class="nowrap">{run.created_at:%Y-%m-%d}</span><br>'
+            f'{run.created_at:%H:%M} UTC') in html
 
 
 def test_a_key_connected_in_two_workspaces_is_flagged(operator_client: Client, connection: Connection) -> None:
@@ -123,3 +137,28 @@ def test_the_health_filter_and_column_use_the_pages_health_with_its_words(
     # The model's column (the last check's verdict) no longer answers under the name "health".
     operator_client.raise_request_exception = False
     assert operator_client.get(f"{changelist}?health__exact=healthy").status_code == 400
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_connection_list_fits_a_1280_px_screen_with_every_column(page: Any, operator: User,
+                                                                      connection: Connection) -> None:
+    charlie = make_user("charlie@example.com", "Charlie Corp International Holdings")
+    services.connection_create(actor=Actor(user=charlie), workspace=charlie.memberships.get().workspace,
+                               name="Production analytics for the EU storefront", region="eu",
+                               write_key=connection.write_key())
+    page.goto(reverse("admin:login"))
+    page.get_by_label("E-mail").fill(operator.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(reverse("admin:integrations_connection_changelist"))
+    table = page.locator("#result_list")
+    expect(table).to_be_visible()
+    screenshot(page, "admin-connections")
+    # The admin scrolls a wide list inside its box: every column must be in view without that.
+    shown = page.locator("#changelist .results").bounding_box()
+    assert shown
+    for header in ("Name", "Workspace", "Write key", "Health", "Last check", "Shared key"):
+        box = table.get_by_role("columnheader", name=header).bounding_box()
+        assert box and box["x"] + box["width"] <= shown["x"] + shown["width"] + 0.5, (header, box, shown)
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
