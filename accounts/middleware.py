@@ -48,7 +48,7 @@ class FormOnlyAddressPage:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if (response.status_code != 405 or request.method != "GET" or response.content
+        if (response.status_code != 405 or request.method != "GET" or response.streaming or response.content
                 or getattr(request, "htmx", False) or "text/html" not in request.META.get("HTTP_ACCEPT", "")):
             return response
         back = request.path.rstrip("/").rsplit("/", 1)[0] + "/"

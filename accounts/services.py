@@ -36,17 +36,14 @@ SIGN_UP_EMAIL_EVERY = timedelta(minutes=1)
 
 
 def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> User:
-    """Create an account and its first workspace, owned by the new user.
+    """Create an account and its first workspace, owned by the new user, at once: for commands
+    and fixtures (the demo, benchmarks). The sign-up page proves the address first
+    (`sign_up_request`, `sign_up_confirm`).
 
-    Raises EmailRegistered if the address has an account, invited or not: the sign-up page
-    then calls `sign_up_taken`, and commands and fixtures see the refusal.
+    Raises EmailRegistered if the address has an account, invited or not.
     """
     email = User.objects.normalize_email(email).lower()
-    full_name = full_name.strip()
-    problems = {field: name_problem(value) for field, value in [("full_name", full_name),
-                                                                ("workspace_name", workspace_name)]}
-    if any(problems.values()):
-        raise ValidationError({field: problem for field, problem in problems.items() if problem})
+    full_name = _sign_up_names_checked(full_name, workspace_name)
     with transaction.atomic():
         if User.objects.filter(email__iexact=email).exists():
             raise EmailRegistered({"email": "An account with this e-mail already exists. Sign in instead."})
@@ -55,6 +52,16 @@ def user_sign_up(*, actor: Actor, email: str, password: str, full_name: str, wor
         audit_record(actor=acting, action=AuditAction.SIGNED_UP, target=user)
         workspace_create(actor=acting, name=workspace_name)
     return user
+
+
+def _sign_up_names_checked(full_name: str, workspace_name: str) -> str:
+    """The person's name, stripped; a ValidationError naming each field whose name is refused."""
+    full_name = full_name.strip()
+    problems = {field: name_problem(value) for field, value in [("full_name", full_name),
+                                                                ("workspace_name", workspace_name)]}
+    if any(problems.values()):
+        raise ValidationError({field: problem for field, problem in problems.items() if problem})
+    return full_name
 
 
 def sign_up_request(*, actor: Actor, email: str, password: str, full_name: str, workspace_name: str) -> None:
@@ -67,11 +74,7 @@ def sign_up_request(*, actor: Actor, email: str, password: str, full_name: str, 
     hashed either way, so the time taken does not tell the two apart either.
     """
     email = User.objects.normalize_email(email).strip().lower()
-    full_name = full_name.strip()
-    problems = {field: name_problem(value) for field, value in [("full_name", full_name),
-                                                                ("workspace_name", workspace_name)]}
-    if any(problems.values()):
-        raise ValidationError({field: problem for field, problem in problems.items() if problem})
+    full_name = _sign_up_names_checked(full_name, workspace_name)
     hashed = make_password(password)
     if User.objects.filter(email__iexact=email).exists():
         sign_up_taken(actor=actor, email=email)
